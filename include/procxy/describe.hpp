@@ -1,0 +1,71 @@
+// procxy/describe.hpp — PROCXY_CLASS: describe a class once, at namespace scope, in the class's
+// own namespace, after its definition.
+//
+//   PROCXY_CLASS(Calculator, add, divide, histogram, summarize, reset);
+//
+// Each entry is a method name, or for an overloaded name a parenthesized list of the name and
+// each signature to expose, every signature in its own parentheses:
+//
+//   PROCXY_CLASS(Shape, (scale, (void(double)), (void(double, double))), area);
+//
+// proxy<Shape> then has members `scale` and `area` that take the same arguments and return
+// procxy::future<R>. The description also registers the methods for the child, so a separate
+// worker binary that includes it can serve them (it also needs PROCXY_CONSTRUCTOR).
+#pragma once
+
+#include <boost/preprocessor/cat.hpp>
+#include <boost/preprocessor/control/iif.hpp>
+#include <boost/preprocessor/punctuation/is_begin_parens.hpp>
+#include <boost/preprocessor/repetition/enum.hpp>
+#include <boost/preprocessor/seq/for_each.hpp>
+#include <boost/preprocessor/tuple/elem.hpp>
+#include <boost/preprocessor/tuple/pop_front.hpp>
+#include <boost/preprocessor/punctuation/remove_parens.hpp>
+#include <boost/preprocessor/tuple/size.hpp>
+#include <boost/preprocessor/variadic/to_seq.hpp>
+
+#include "procxy/proxy.hpp"
+
+// -- internals: one entry is `name` or `(name, (sig), (sig)...)`
+#define PROCXY_DETAIL_NAME(entry) \
+  BOOST_PP_IIF(BOOST_PP_IS_BEGIN_PARENS(entry), PROCXY_DETAIL_NAME_T, PROCXY_DETAIL_NAME_S)(entry)
+#define PROCXY_DETAIL_NAME_S(entry) entry
+#define PROCXY_DETAIL_NAME_T(entry) BOOST_PP_TUPLE_ELEM(0, entry)
+
+#define PROCXY_DETAIL_OVERLOAD_MP(z, i, data)                                                   \
+  ::procxy::detail::method_fn<static_cast<::procxy::detail::member_ptr_t<                       \
+      BOOST_PP_TUPLE_ELEM(0, data),                                                             \
+      BOOST_PP_REMOVE_PARENS(BOOST_PP_TUPLE_ELEM(i, BOOST_PP_TUPLE_ELEM(2, data)))>>(           \
+      &BOOST_PP_TUPLE_ELEM(0, data)::BOOST_PP_TUPLE_ELEM(1, data))>
+
+#define PROCXY_DETAIL_FN_TYPE(C, entry)                                                    \
+  BOOST_PP_IIF(BOOST_PP_IS_BEGIN_PARENS(entry), PROCXY_DETAIL_FN_TYPE_T, PROCXY_DETAIL_FN_TYPE_S) \
+  (C, entry)
+#define PROCXY_DETAIL_FN_TYPE_S(C, entry) ::procxy::detail::method_fn<&C::entry>
+#define PROCXY_DETAIL_FN_TYPE_T(C, entry)                                            \
+  ::procxy::detail::overload_set<BOOST_PP_ENUM(                                      \
+      BOOST_PP_TUPLE_SIZE(BOOST_PP_TUPLE_POP_FRONT(entry)), PROCXY_DETAIL_OVERLOAD_MP, \
+      (C, BOOST_PP_TUPLE_ELEM(0, entry), BOOST_PP_TUPLE_POP_FRONT(entry)))>
+
+#define PROCXY_DETAIL_MEMBER(r, C, entry) PROCXY_DETAIL_FN_TYPE(C, entry) PROCXY_DETAIL_NAME(entry);
+#define PROCXY_DETAIL_BIND(r, C, entry) ::procxy::detail::bind_fn(PROCXY_DETAIL_NAME(entry), c);
+#define PROCXY_DETAIL_REGISTER(r, C, entry) \
+  ::procxy::detail::register_fn(static_cast<PROCXY_DETAIL_FN_TYPE(C, entry)*>(nullptr));
+
+#define PROCXY_CLASS(C, ...)                                                                   \
+  struct procxy_methods_##C {                                                                  \
+    BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_MEMBER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
+    void procxy_bind([[maybe_unused]] ::procxy::detail::proxy_core* c) noexcept {              \
+      BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_BIND, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
+    }                                                                                          \
+  };                                                                                           \
+  procxy_methods_##C procxy_methods_of(C*);                                                    \
+  inline const bool procxy_registered_##C = [] {                                               \
+    BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_REGISTER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))    \
+    return true;                                                                               \
+  }()
+
+// For worker binaries (spawn_mode::executable): registers the constructor C(Args...) that parents
+// will call with spawn<C>(options, args...) (argument types after decay).
+#define PROCXY_CONSTRUCTOR(C, ...) \
+  inline const std::uint64_t BOOST_PP_CAT(procxy_ctor_##C##_, __LINE__) = ::procxy::detail::ctor_id<C __VA_OPT__(, ) __VA_ARGS__>

@@ -1,0 +1,212 @@
+// procxy/detail/connection.hpp — one end of a framed, bidirectional channel.
+//
+// The connection is symmetric: both the parent and the child own one. It sends frames
+// (thread-safe, writes coalesced under contention), matches replies to pending requests, and
+// hands incoming requests to its dispatch thread ("E"): the object's thread in the child, the
+// proxy's dispatch thread in the parent. See docs/design.md "Threads" for the reading rules
+// (leader/follower: a thread waiting for a reply reads the socket itself, so a plain call costs
+// one write and one read per side with no thread hop).
+//
+// The connection works over any connected stream fd: a socketpair between processes, or between
+// two threads in one process (the tests use that).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "procxy/detail/buffer.hpp"
+#include "procxy/detail/codec.hpp"
+#include "procxy/detail/wire.hpp"
+#include "procxy/future.hpp"
+
+namespace procxy::detail {
+
+using clock = std::chrono::steady_clock;
+inline constexpr clock::time_point no_deadline = clock::time_point::max();
+
+struct frame {
+  frame_header header;
+  byte_buffer body;
+};
+
+class connection;
+
+// Receives the requests (non-reply frames) of a connection, on its dispatch thread.
+class request_handler {
+ public:
+  virtual ~request_handler() = default;
+  virtual void handle(frame&& f, connection& c) = 0;
+};
+
+// Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
+// (typed; see method.hpp).
+using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const char* what);
+
+struct connection_stats {
+  std::uint64_t frames_sent = 0;
+  std::uint64_t frames_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t write_syscalls = 0;
+  std::size_t pending_calls = 0;
+};
+
+class connection final : public driver, public std::enable_shared_from_this<connection> {
+ public:
+  enum class side { parent, child };
+
+  // Takes ownership of `fd` (a connected stream socket, CLOEXEC).
+  connection(int fd, side s, std::size_t max_message_size);
+  ~connection() override;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  // Set before any traffic: who handles requests, and which thread is the dispatch thread.
+  void set_handler(request_handler* h) noexcept { handler_ = h; }
+  void set_dispatch_thread(std::thread::id id) noexcept { e_thread_.store(id, std::memory_order_release); }
+  bool on_dispatch_thread() const noexcept {
+    return std::this_thread::get_id() == e_thread_.load(std::memory_order_acquire);
+  }
+
+  // Called once, on the thread that found the disconnect, with its cause (EOF: nullptr, or a
+  // protocol_error). Returns the error pending and later calls fail with.
+  std::function<std::exception_ptr(std::exception_ptr cause)> on_disconnect;
+
+  // Sends a request frame (header already in `frame`, id filled in here) and registers `st` to
+  // be completed by the reply. If the connection is broken, `st` fails at once with its reason.
+  // `fatal_timeout`: expiry breaks the connection with a spawn_error (the construct call).
+  void call(byte_buffer& frame, state_ptr<state_base> st, reply_decoder decode,
+            clock::time_point deadline, const char* what, bool fatal_timeout = false);
+
+  // Sends one complete frame (header + body). Thread-safe; concurrent senders are coalesced
+  // into one write by whichever thread is writing.
+  void send(std::span<const std::byte> frame);
+
+  // Runs the dispatch loop on the calling thread (which becomes the dispatch thread) until
+  // stop() or a disconnect. `background_reads`: whether this loop also reads the socket when no
+  // caller is waiting (parent) — the child's object thread always reads when it is idle.
+  void run_dispatch_loop();
+  // Makes run_dispatch_loop return after the item it is running. Thread-safe, idempotent.
+  void stop();
+
+  // Fails every pending call with `e` and refuses new ones (first reason wins). Thread-safe.
+  void break_with(std::exception_ptr e);
+  bool broken() const;
+  std::exception_ptr broken_reason() const;
+  // Closes the socket (wakes any reader with EOF). Idempotent.
+  void close_socket() noexcept;
+  // Half-closes: no more frames will be sent by this side.
+  void shutdown_write() noexcept;
+
+  connection_stats stats() const;
+  bool tracing() const noexcept { return trace_; }
+  // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".
+  void trace(const std::string& text) const;
+
+  // driver
+  bool wait(state_base& st, clock::time_point deadline) override;
+  void post(std::function<void()> f, bool allow_inline) override;
+
+ private:
+  struct pending_call {
+    state_ptr<state_base> st;
+    reply_decoder decode;
+    clock::time_point deadline;
+    const char* what;
+    bool fatal_timeout;
+  };
+  struct item {  // one unit of work for the dispatch thread
+    frame f;
+    std::function<void()> task;  // set for posted tasks, else `f` is a frame
+  };
+
+  // Reads what is available (waiting until `deadline` at most) and returns the complete frames.
+  // Caller holds the reading role. Returns false on timeout with nothing read.
+  bool read_batch(clock::time_point deadline, bool with_wakeup, std::vector<frame>& out);
+  void extract_frames(std::vector<frame>& out);
+  // Routes frames in order: replies complete directly when nothing is queued for E; everything
+  // else goes through E's queue. Caller does not hold the reading role. Takes mu_.
+  void route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk);
+  void complete(frame& f);
+  void run_item(item& it);
+  // Runs queued items on E until the queue is empty. lk held on entry and exit.
+  void drain_queue(std::unique_lock<std::mutex>& lk);
+  void disconnect(std::exception_ptr cause);
+  void expire_deadlines(std::unique_lock<std::mutex>& lk);
+  void wake_dispatch_thread();
+  void flush_corked();
+  void write_all(const std::byte* p, std::size_t n);
+  // Takes the reading role, reads once, routes. lk held on entry and exit.
+  bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
+  bool background_read_wanted() const;
+
+  int fd_;
+  int wake_fd_;  // eventfd: wakes E out of poll()
+  const side side_;
+  const std::size_t max_message_size_;
+  const bool trace_;
+  request_handler* handler_ = nullptr;
+  std::atomic<std::thread::id> e_thread_{};
+
+  // --- write side
+  std::mutex wmu_;
+  bool writing_ = false;
+  byte_buffer wpending_, wspare_;
+  byte_buffer corked_;   // E's own output while it works through a batch
+  bool e_corked_ = false;  // touched by E only
+
+  // --- read side: rbuf_ is touched only by the thread holding the reading role
+  byte_buffer rbuf_;
+  std::size_t rpos_ = 0;
+
+  // --- shared state, under mu_
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool reading_ = false;
+  bool e_polling_ = false;  // E holds the reading role inside poll() (wake it via wake_fd_)
+  bool e_busy_ = false;     // E is running queued items
+  bool stopping_ = false;
+  int waiters_ = 0;
+  std::deque<item> queue_;
+  std::unordered_map<std::uint64_t, pending_call> pending_;
+  std::unordered_set<std::uint64_t> expired_;  // timed out: a late reply is dropped, not an error
+  std::uint64_t next_id_ = 1;
+  clock::time_point next_deadline_ = no_deadline;
+  std::atomic<clock::rep> last_activity_{0};
+  std::exception_ptr broken_;
+  bool disconnected_ = false;
+
+  std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
+      bytes_received_{0}, write_syscalls_{0};
+};
+
+// Builds a frame in `out`: header (id 0, filled by call()) followed by whatever `body` encodes.
+template <class F>
+void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body) {
+  out.clear();
+  out.extend(header_size);
+  encoder enc(out);
+  body(enc);
+  frame_header h;
+  h.kind = kind;
+  h.id = id;
+  std::size_t n = out.size() - header_size;
+  if (n > 0xffffffffu) throw serialization_error("procxy: message body exceeds 4 GiB");
+  h.size = static_cast<std::uint32_t>(n);
+  std::memcpy(out.data(), &h, header_size);
+}
+
+}  // namespace procxy::detail

@@ -1,0 +1,349 @@
+// procxy/detail/method.hpp — the typed layer: method ids, the child's method tables and
+// constructor registry, the child-side invoker and the parent-side call.
+//
+// Ids. A method is named by the mangled name of method_tag<&C::m> (the member pointer, so
+// overloads differ), a constructor by ctor_tag<C, Args...>; the wire carries a 64-bit FNV-1a hash
+// of that name. Mangled names are the same in every process built from the same code, so the
+// re-executed child, a forked child and a separate worker binary agree without any IDL.
+//
+// Tables. A child must find code from a wire id, so ids are registered at static-initialisation
+// time by inline variables that the parent's call sites (and PROCXY_CLASS) instantiate. The tables
+// are written only during static initialisation and read-only afterwards: a vtable built by the
+// linker, not a mutable global registry (docs/design.md "Method tables").
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <unordered_map>
+#include <utility>
+
+#include "procxy/detail/connection.hpp"
+#include "procxy/detail/core.hpp"
+#include "procxy/detail/print.hpp"
+#include "procxy/detail/remote_error.hpp"
+#include "procxy/future.hpp"
+
+namespace procxy::detail {
+
+constexpr std::uint64_t hash_name(std::string_view s) noexcept {
+  std::uint64_t h = 14695981039346656037ull;
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+template <auto MP>
+struct method_tag {};
+template <class C, class... A>
+struct ctor_tag {};
+
+template <class Tag>
+std::uint64_t tag_id() {
+  static const std::uint64_t id = hash_name(typeid(Tag).name());
+  return id;
+}
+
+// "Calculator::add" from the compiler's spelling of the template argument.
+std::string member_name_from_signature(std::string_view pretty);
+template <auto MP>
+const char* member_name() {
+  static const std::string name = member_name_from_signature(__PRETTY_FUNCTION__);
+  return name.c_str();
+}
+
+// ---- member pointer traits ---------------------------------------------------------------------
+
+template <class MP>
+struct member_traits;
+#define PROCXY_DETAIL_MEMBER_TRAITS(QUAL)                  \
+  template <class R, class C, class... P>                  \
+  struct member_traits<R (C::*)(P...) QUAL> {              \
+    using result = R;                                      \
+    using cls = C;                                         \
+    using params = std::tuple<P...>;                       \
+    static constexpr std::size_t arity = sizeof...(P);     \
+  };
+PROCXY_DETAIL_MEMBER_TRAITS()
+PROCXY_DETAIL_MEMBER_TRAITS(const)
+PROCXY_DETAIL_MEMBER_TRAITS(noexcept)
+PROCXY_DETAIL_MEMBER_TRAITS(const noexcept)
+#undef PROCXY_DETAIL_MEMBER_TRAITS
+
+// What an argument is stored as while it crosses: string_view and const char* arrive as strings.
+template <class P>
+struct wire_type {
+  using type = std::remove_cvref_t<P>;
+};
+template <>
+struct wire_type<std::string_view> {
+  using type = std::string;
+};
+template <>
+struct wire_type<const char*> {
+  using type = std::string;
+};
+template <class P>
+using wire_t = typename wire_type<std::remove_cvref_t<P>>::type;
+
+template <class P>
+decltype(auto) pass_arg(wire_t<P>& v) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<P>, const char*>)
+    return v.c_str();
+  else if constexpr (std::is_lvalue_reference_v<P>)
+    return static_cast<wire_t<P>&>(v);
+  else
+    return std::move(v);
+}
+
+template <class P>
+constexpr bool check_param() {
+  static_assert(!(std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>),
+                "procxy: a method parameter is a non-const lvalue reference; the callee's changes "
+                "could not reach the caller. Take it by value or const reference and return the "
+                "result instead");
+  static_assert(!std::is_rvalue_reference_v<P> || true);
+  return true;
+}
+
+// Async results: a method returning procxy::future<R> or std::future<R> replies when it completes.
+template <class R>
+struct async_traits {
+  static constexpr bool is_async = false;
+  using value = R;
+};
+template <class R>
+struct async_traits<procxy::future<R>> {
+  static constexpr bool is_async = true;
+  using value = R;
+};
+template <class R>
+struct async_traits<std::future<R>> {
+  static constexpr bool is_async = true;
+  using value = R;
+};
+
+// The value type a call of MP yields in the parent.
+template <auto MP>
+using call_result_t = typename async_traits<typename member_traits<decltype(MP)>::result>::value;
+
+// ---- the child's side --------------------------------------------------------------------------
+
+class child_server;
+
+// Per-thread buffer frames are built in (no allocation per call once warm).
+byte_buffer& scratch_buffer();
+
+// Sends reply frames for one request.
+struct reply_sink {
+  std::shared_ptr<connection> conn;
+  std::uint64_t id;
+  const char* what;
+
+  template <class R>
+  void value(const R& v) const {
+    byte_buffer& buf = scratch_buffer();
+    build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); });
+    if (conn->tracing()) {
+      std::string t = "send reply #" + std::to_string(id) + " " + what + " = ";
+      print_value(t, v);
+      conn->trace(t);
+    }
+    conn->send(buf.view());
+  }
+  void value() const {
+    byte_buffer& buf = scratch_buffer();
+    build_frame(buf, message_kind::reply_value, id, [](encoder&) {});
+    if (conn->tracing()) conn->trace("send reply #" + std::to_string(id) + " " + what + " = void");
+    conn->send(buf.view());
+  }
+  // Call from inside a catch block.
+  void current_exception() const;
+};
+
+using method_invoker = void (*)(void* obj, decoder& args, reply_sink& reply);
+struct method_entry {
+  const char* name;
+  method_invoker invoke;
+};
+using method_table = std::unordered_map<std::uint64_t, method_entry>;
+
+template <class C>
+method_table& methods_of() {
+  static method_table table;
+  return table;
+}
+std::uint64_t register_method(method_table& table, std::uint64_t id, method_entry e);
+
+// An object the child serves: type-erased owner plus its method table.
+struct served_object {
+  void* obj = nullptr;
+  void (*destroy)(void*) = nullptr;
+  const method_table* methods = nullptr;
+  const char* class_name = "";
+};
+using ctor_fn = served_object (*)(decoder& args);
+struct ctor_entry {
+  const char* name;
+  ctor_fn make;
+};
+std::uint64_t register_ctor(std::uint64_t id, ctor_entry e);
+
+template <class R>
+void send_async(reply_sink reply, R&& r) {
+  using V = typename async_traits<std::remove_cvref_t<R>>::value;
+  if constexpr (is_specialization_of<std::remove_cvref_t<R>, procxy::future>) {
+    r.on_complete([reply](outcome<V> o) {
+      if (!o) {
+        try {
+          std::rethrow_exception(o.error());
+        } catch (...) {
+          reply.current_exception();
+        }
+      } else if constexpr (std::is_void_v<V>) {
+        reply.value();
+      } else {
+        reply.value(o.value());
+      }
+    });
+  } else {
+    std::thread([reply, f = std::move(r)]() mutable {
+      try {
+        if constexpr (std::is_void_v<V>) {
+          f.get();
+          reply.value();
+        } else {
+          reply.value(f.get());
+        }
+      } catch (...) {
+        reply.current_exception();
+      }
+    }).detach();
+  }
+}
+
+template <auto MP, class... P, std::size_t... I>
+void invoke_with(void* obj, decoder& d, reply_sink& reply, std::index_sequence<I...>) {
+  using traits = member_traits<decltype(MP)>;
+  using C = typename traits::cls;
+  using R = typename traits::result;
+  std::tuple<wire_t<P>...> args;
+  (d(std::get<I>(args)), ...);
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after call arguments");
+  if (reply.conn->tracing())
+    reply.conn->trace("recv call #" + std::to_string(reply.id) + " " + reply.what +
+                      print_args(std::get<I>(args)...));
+  try {
+    auto& self = *static_cast<C*>(obj);
+    if constexpr (std::is_void_v<R>) {
+      (self.*MP)(pass_arg<P>(std::get<I>(args))...);
+      reply.value();
+    } else if constexpr (async_traits<R>::is_async) {
+      send_async(reply, (self.*MP)(pass_arg<P>(std::get<I>(args))...));
+    } else {
+      reply.value((self.*MP)(pass_arg<P>(std::get<I>(args))...));
+    }
+  } catch (...) {
+    reply.current_exception();
+  }
+}
+
+template <auto MP, class Tuple>
+struct invoker;
+template <auto MP, class... P>
+struct invoker<MP, std::tuple<P...>> {
+  static void invoke(void* obj, decoder& d, reply_sink& reply) {
+    invoke_with<MP, P...>(obj, d, reply, std::index_sequence_for<P...>{});
+  }
+};
+
+template <auto MP>
+std::uint64_t register_member() {
+  using traits = member_traits<decltype(MP)>;
+  return register_method(methods_of<typename traits::cls>(), tag_id<method_tag<MP>>(),
+                         method_entry{member_name<MP>(),
+                                      &invoker<MP, typename traits::params>::invoke});
+}
+// Instantiated by every call site and by PROCXY_CLASS, in the parent and the child alike.
+template <auto MP>
+inline const std::uint64_t method_id = register_member<MP>();
+
+template <class C, class... A, std::size_t... I>
+served_object construct_with(decoder& d, std::index_sequence<I...>) {
+  std::tuple<wire_t<A>...> args;
+  (d(std::get<I>(args)), ...);
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after constructor arguments");
+  served_object s;
+  s.obj = new C(pass_arg<A>(std::get<I>(args))...);
+  s.destroy = [](void* p) { delete static_cast<C*>(p); };
+  s.methods = &methods_of<C>();
+  return s;
+}
+
+template <class C, class... A>
+std::uint64_t register_constructor() {
+  static const std::string name = demangle(typeid(C).name());
+  return register_ctor(tag_id<ctor_tag<C, A...>>(),
+                       ctor_entry{name.c_str(), [](decoder& d) {
+                                    return construct_with<C, A...>(d, std::index_sequence_for<A...>{});
+                                  }});
+}
+template <class C, class... A>
+inline const std::uint64_t ctor_id = register_constructor<C, A...>();
+
+// ---- the parent's side -------------------------------------------------------------------------
+
+template <class R>
+void decode_reply(state_base& st, message_kind kind, decoder& d, const char* what) {
+  auto& s = static_cast<state<R>&>(st);
+  if (kind == message_kind::reply_error) {
+    s.fail(decode_remote_error(d, what));
+    return;
+  }
+  if constexpr (std::is_void_v<R>) {
+    s.set_value();
+  } else {
+    s.set_value(d.template get<R>());
+  }
+}
+
+// Sends a call of MP with arguments already of the parameter types P... (the encoder takes
+// string_view and const char* as strings, so nothing is copied on the way).
+template <auto MP, class... P>
+future<call_result_t<MP>> issue_call(proxy_core* core, clock::time_point deadline, const P&... a) {
+  using R = call_result_t<MP>;
+  using traits = member_traits<decltype(MP)>;
+  static_assert(std::is_class_v<typename traits::cls>);
+  state_ptr<state<R>> st(new state<R>());
+  auto result = make_future(st);
+  if (core == nullptr) {
+    st->fail(std::make_exception_ptr(terminated("procxy: call through a moved-from proxy")));
+    return result;
+  }
+  auto& conn = core->conn();
+  const std::uint64_t id = method_id<MP>;
+  byte_buffer& buf = scratch_buffer();
+  try {
+    build_frame(buf, message_kind::call, 0, [&](encoder& e) {
+      e.raw(id);
+      (e(a), ...);
+    });
+  } catch (...) {
+    st->fail(std::current_exception());
+    return result;
+  }
+  if (conn.tracing())
+    conn.trace(std::string("send call ") + member_name<MP>() + " (" + std::to_string(buf.size()) +
+               " bytes)");
+  conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, deadline, member_name<MP>());
+  return result;
+}
+
+}  // namespace procxy::detail

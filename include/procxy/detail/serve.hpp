@@ -1,0 +1,15 @@
+// procxy/detail/serve.hpp — entry points shared by init() and the fork spawn mode.
+#pragma once
+
+#include <cstddef>
+#include <sys/types.h>
+
+namespace procxy::detail {
+
+// Serves the object the parent constructs over `fd` until shutdown or EOF; returns the exit code.
+int serve(int fd, std::size_t max_message_size, pid_t parent);
+// argv[0] of this program, for the re-executed child's argv[0].
+void set_program_name(const char* argv0);
+const char* program_name() noexcept;
+
+}  // namespace procxy::detail

@@ -1,0 +1,50 @@
+// procxy/detail/wire.hpp — the frame format shared by both ends.
+//
+// Every message is one frame: a 16-byte header, then `size` bytes of body.
+//
+//   offset 0  u32 size     body bytes that follow (checked against max_message_size)
+//   offset 4  u8  kind     message_kind below; unknown kinds are a protocol_error
+//   offset 5  u8  flags    0 (reserved, must be 0)
+//   offset 6  u16 reserved 0 (must be 0)
+//   offset 8  u64 id       the request id a reply answers; requests carry their own id
+//
+// Bodies (codec.hpp encodes the values):
+//   construct        u64 ctor id, constructor arguments            parent → child, id 0, first frame
+//   call             u64 method id, arguments                      parent → child
+//   reply_value      the result value (nothing for void)           child → parent
+//   reply_error      error_payload (errors.hpp)                    child → parent
+//   shutdown         empty                                         parent → child
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace procxy::detail {
+
+enum class message_kind : std::uint8_t {
+  construct = 1,
+  call = 2,
+  reply_value = 3,
+  reply_error = 4,
+  shutdown = 5,
+};
+inline constexpr std::uint8_t max_message_kind = 5;
+
+const char* to_string(message_kind k) noexcept;
+
+struct frame_header {
+  std::uint32_t size = 0;
+  message_kind kind{};
+  std::uint8_t flags = 0;
+  std::uint16_t reserved = 0;
+  std::uint64_t id = 0;
+};
+static_assert(sizeof(frame_header) == 16);
+inline constexpr std::size_t header_size = sizeof(frame_header);
+
+inline bool is_reply(message_kind k) noexcept {
+  return k == message_kind::reply_value || k == message_kind::reply_error;
+}
+
+}  // namespace procxy::detail

@@ -1,0 +1,9 @@
+// procxy/procxy.hpp — everything: include this.
+#pragma once
+
+#include "procxy/describe.hpp"
+#include "procxy/error.hpp"
+#include "procxy/future.hpp"
+#include "procxy/init.hpp"
+#include "procxy/options.hpp"
+#include "procxy/proxy.hpp"

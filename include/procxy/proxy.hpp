@@ -1,0 +1,168 @@
+// procxy/proxy.hpp — spawn<T>() and proxy<T>: an object of T living in a child process.
+//
+//   PROCXY_CLASS(Calculator, add, divide);                  // once, next to the class
+//   auto calc = procxy::spawn<Calculator>({.call_timeout = 5s}, 4);
+//   double s = calc.add(5, 3).get();                        // described methods
+//   double t = calc.call<&Calculator::add>(5, 3).get();     // macro-free form (same binary)
+//
+// Lifetime. proxy<T> is move-only and owns the child: its destructor calls terminate(), which
+// runs T's destructor in the child, waits for the child to exit (terminate_grace, then SIGTERM,
+// then SIGKILL) and reaps it. Calls pending at that point fail with procxy::terminated. A moved-
+// from proxy has no child; calls through it fail with procxy::terminated.
+//
+// Threads. Any number of threads may call one proxy at once. The child runs calls one at a
+// time, in the order they arrive, on its object thread (docs/design.md "Threads").
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "procxy/detail/core.hpp"
+#include "procxy/detail/method.hpp"
+#include "procxy/future.hpp"
+#include "procxy/options.hpp"
+
+namespace procxy {
+
+namespace detail {
+
+// One proxied method: a callable member of proxy<T> with the method's exact parameter types,
+// so overload resolution and braced initializers work as on the real object.
+template <auto MP, class Params = typename member_traits<decltype(MP)>::params>
+struct method_fn;
+template <auto MP, class... P>
+struct method_fn<MP, std::tuple<P...>> {
+  static_assert((check_param<P>() && ...));
+  future<call_result_t<MP>> operator()(P... p) const {
+    return issue_call<MP, std::remove_cvref_t<P>...>(
+        core_, core_ ? core_->deadline_for(core_->options().call_timeout) : no_deadline, p...);
+  }
+  proxy_core* core_ = nullptr;
+};
+
+// Several described overloads of one name.
+template <class... F>
+struct overload_set : F... {
+  using F::operator()...;
+  void bind(proxy_core* c) noexcept { ((static_cast<F&>(*this).core_ = c), ...); }
+};
+template <class F>
+void bind_fn(F& f, proxy_core* c) noexcept {
+  if constexpr (requires { f.bind(c); })
+    f.bind(c);
+  else
+    f.core_ = c;
+}
+
+// Instantiates (and so registers) the method ids behind a described member.
+template <auto MP, class P>
+void register_fn(method_fn<MP, P>*) {
+  (void)method_id<MP>;
+}
+template <class... F>
+void register_fn(overload_set<F...>*) {
+  (register_fn(static_cast<F*>(nullptr)), ...);
+}
+
+template <class C, class Sig>
+using member_ptr_t = Sig C::*;
+
+// The methods of an undescribed class: none (use call<&T::m>).
+struct no_methods {
+  void procxy_bind(proxy_core*) noexcept {}
+};
+no_methods procxy_methods_of(...);  // fallback; PROCXY_CLASS declares a better match by ADL
+
+template <class T>
+using methods_t = decltype(procxy_methods_of(static_cast<T*>(nullptr)));
+
+template <class T>
+const char* class_name() {
+  static const std::string name = demangle(typeid(T).name());
+  return name.c_str();
+}
+
+}  // namespace detail
+
+template <class T>
+class proxy : public detail::methods_t<T> {
+  using methods = detail::methods_t<T>;
+
+ public:
+  proxy(proxy&& o) noexcept : methods(static_cast<methods&&>(o)), core_(std::move(o.core_)) {
+    o.methods::procxy_bind(nullptr);
+  }
+  proxy& operator=(proxy&& o) noexcept {
+    if (this != &o) {
+      reset();
+      static_cast<methods&>(*this) = static_cast<methods&&>(o);
+      core_ = std::move(o.core_);
+      o.methods::procxy_bind(nullptr);
+    }
+    return *this;
+  }
+  ~proxy() { reset(); }
+
+  // Calls any public method of T by member pointer. Works without PROCXY_CLASS when the child is
+  // this executable (reexec or fork); a worker binary needs the method described.
+  template <auto MP, class... A>
+  auto call(A&&... a) {
+    using traits = detail::member_traits<decltype(MP)>;
+    static_assert(std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
+                  "procxy: call<&C::m>() names a method of another class");
+    return detail::method_fn<MP>{core_.get()}(std::forward<A>(a)...);
+  }
+
+  // The child's process id (valid until the proxy is destroyed, even after the child exited).
+  int pid() const noexcept { return core_ ? core_->pid() : -1; }
+  // Whether the child process is alive (it may be alive but disconnected after a protocol error).
+  bool running() const { return core_ && core_->running(); }
+  // Completes when the child has constructed the object; fails with spawn_error if it could not.
+  future<void> started() { return core_->started(); }
+  // Ends the child: pending calls fail with terminated, the object's destructor runs in the
+  // child (within terminate_grace), then SIGTERM, SIGKILL and reaping. Idempotent, thread-safe,
+  // and legal from inside the proxy's own callbacks.
+  void terminate() {
+    if (core_) core_->terminate();
+  }
+  // Connection counters (frames and bytes each way, write syscalls, pending calls).
+  detail::connection_stats stats() const { return core_ ? core_->conn().stats() : detail::connection_stats{}; }
+
+ private:
+  template <class U, class... A>
+  friend proxy<U> spawn(const spawn_options& opts, A&&... args);
+  explicit proxy(std::shared_ptr<detail::proxy_core> core) : core_(std::move(core)) {
+    this->methods::procxy_bind(core_.get());
+  }
+  void reset() {
+    if (core_) {
+      core_->terminate();
+      core_.reset();
+    }
+    this->methods::procxy_bind(nullptr);
+  }
+  std::shared_ptr<detail::proxy_core> core_;
+};
+
+// Starts a child process and constructs a T there from `args`. Returns at once: calls made before
+// the child is up are queued and run in order once it is. Throws spawn_error if the child process
+// cannot be started; a constructor that throws fails started() and every call with spawn_error
+// (the constructor's exception nested).
+template <class T, class... A>
+proxy<T> spawn(const spawn_options& opts = {}, A&&... args) {
+  static_assert(std::is_constructible_v<T, A&&...>,
+                "procxy: spawn<T>(options, args...) — T has no constructor taking these arguments");
+  static_assert(!std::is_polymorphic_v<T> || true);
+  auto& buf = detail::scratch_buffer();
+  detail::build_frame(buf, detail::message_kind::construct, 0, [&](detail::encoder& e) {
+    e.raw(detail::ctor_id<T, std::decay_t<A>...>);
+    (e(args), ...);
+  });
+  detail::byte_buffer frame;
+  frame.append(buf.data(), buf.size());
+  return proxy<T>(detail::proxy_core::start(opts, frame, detail::class_name<T>()));
+}
+
+}  // namespace procxy

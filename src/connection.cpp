@@ -1,0 +1,592 @@
+#include "procxy/detail/connection.hpp"
+
+#include "procxy/detail/remote_error.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstddef>
+#include <cstring>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace procxy::detail {
+
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+// How long the parent's dispatch thread leaves the socket to callers after the last activity
+// before it reads in the background again (to notice EOF of an idle child). Keeping it out of
+// poll() while calls flow is what makes a plain call cost no thread hop (docs/design.md).
+constexpr auto background_linger = std::chrono::milliseconds(2);
+
+bool trace_enabled() {
+  const char* v = std::getenv("PROCXY_TRACE");
+  return v != nullptr && v[0] != '\0' && v[0] != '0';
+}
+
+int poll_timeout_ms(clock::time_point deadline) {
+  if (deadline == no_deadline) return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
+  if (left <= 0) return 0;
+  return left > 1'000'000 ? 1'000'000 : static_cast<int>(left);
+}
+
+}  // namespace
+
+const char* to_string(message_kind k) noexcept {
+  switch (k) {
+    case message_kind::construct: return "construct";
+    case message_kind::call: return "call";
+    case message_kind::reply_value: return "reply";
+    case message_kind::reply_error: return "error";
+    case message_kind::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+connection::connection(int fd, side s, std::size_t max_message_size)
+    : fd_(fd),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      side_(s),
+      max_message_size_(max_message_size),
+      trace_(trace_enabled()) {
+  if (wake_fd_ < 0) {
+    int e = errno;
+    ::close(fd_);
+    throw std::system_error(e, std::system_category(), "procxy: eventfd");
+  }
+  rbuf_.reserve(read_chunk);
+}
+
+connection::~connection() {
+  close_socket();
+  ::close(wake_fd_);
+}
+
+void connection::close_socket() noexcept {
+  int fd = -1;
+  {
+    std::lock_guard lk(mu_);
+    // Never close while a reader may be inside read()/poll() on it: shut it down instead, which
+    // wakes the reader with EOF; the descriptor itself is closed by the destructor.
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+    if (reading_ || writing_) return;
+    fd = std::exchange(fd_, -1);
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+void connection::shutdown_write() noexcept {
+  std::lock_guard lk(mu_);
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+}
+
+void connection::trace(const std::string& text) const {
+  std::fprintf(stderr, "procxy[%s %d] %s\n", side_ == side::parent ? "parent" : "child",
+               static_cast<int>(::getpid()), text.c_str());
+}
+
+// ---- sending -----------------------------------------------------------------------------------
+
+void connection::write_all(const std::byte* p, std::size_t n) {
+  while (n > 0) {
+    ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
+    write_syscalls_.fetch_add(1, std::memory_order_relaxed);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      // EPIPE/ECONNRESET: the peer is gone; the reader reports the disconnect with its cause.
+      throw terminated(std::string("procxy: the connection to the ") +
+                       (side_ == side::parent ? "child" : "parent") + " is closed (" +
+                       std::strerror(errno) + ")");
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+void connection::send(std::span<const std::byte> f) {
+  frames_sent_.fetch_add(1, std::memory_order_relaxed);
+  bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
+  if (e_corked_ && on_dispatch_thread()) {
+    corked_.append(f.data(), f.size());
+    if (corked_.size() >= read_chunk) flush_corked();
+    return;
+  }
+  std::unique_lock lk(wmu_);
+  if (writing_) {  // the thread that is writing sends this too, right after its own bytes
+    wpending_.append(f.data(), f.size());
+    return;
+  }
+  writing_ = true;
+  lk.unlock();
+  try {
+    write_all(f.data(), f.size());
+    lk.lock();
+    while (!wpending_.empty()) {
+      std::swap(wpending_, wspare_);
+      lk.unlock();
+      write_all(wspare_.data(), wspare_.size());
+      wspare_.clear();
+      lk.lock();
+    }
+    writing_ = false;
+  } catch (...) {
+    if (!lk.owns_lock()) lk.lock();
+    writing_ = false;
+    wpending_.clear();
+    throw;
+  }
+}
+
+void connection::flush_corked() {
+  if (corked_.empty()) return;
+  bool was = std::exchange(e_corked_, false);
+  byte_buffer out = std::move(corked_);
+  corked_ = byte_buffer();
+  try {
+    // send() counted these frames already; write them as one chunk.
+    std::unique_lock lk(wmu_);
+    if (writing_) {
+      wpending_.append(out.data(), out.size());
+    } else {
+      writing_ = true;
+      lk.unlock();
+      try {
+        write_all(out.data(), out.size());
+      } catch (...) {
+        lk.lock();
+        writing_ = false;
+        throw;
+      }
+      lk.lock();
+      while (!wpending_.empty()) {
+        std::swap(wpending_, wspare_);
+        lk.unlock();
+        write_all(wspare_.data(), wspare_.size());
+        wspare_.clear();
+        lk.lock();
+      }
+      writing_ = false;
+    }
+  } catch (const terminated&) {
+    // The peer is gone; the reader will see EOF and fail what is pending.
+  }
+  out.clear();
+  corked_ = std::move(out);
+  e_corked_ = was;
+}
+
+void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
+                      clock::time_point deadline, const char* what, bool fatal_timeout) {
+  std::uint64_t id;
+  {
+    std::lock_guard lk(mu_);
+    if (broken_) {
+      auto e = broken_;
+      st->fail(e);
+      return;
+    }
+    id = next_id_++;
+    st->driver_ = shared_from_this();
+    st->call_id = id;
+    st->call_deadline = deadline;
+    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout});
+    if (deadline < next_deadline_) {
+      next_deadline_ = deadline;
+      if (e_polling_) wake_dispatch_thread();
+    }
+  }
+  std::memcpy(f.data() + offsetof(frame_header, id), &id, sizeof id);
+  try {
+    send(f.view());
+  } catch (...) {
+    // The peer is gone. Leave the call pending: the reader is about to see EOF and fail it
+    // with the real cause (crash, exit code) rather than a bare EPIPE.
+  }
+}
+
+// ---- reading -----------------------------------------------------------------------------------
+
+bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::vector<frame>& out) {
+  extract_frames(out);
+  if (!out.empty()) return true;
+  if (deadline != no_deadline || with_wakeup) {
+    pollfd p[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    int r = ::poll(p, with_wakeup ? 2 : 1, poll_timeout_ms(deadline));
+    if (r < 0 && errno != EINTR) throw std::system_error(errno, std::system_category(), "poll");
+    if (r <= 0) return false;
+    if (with_wakeup && (p[1].revents & POLLIN)) {
+      std::uint64_t v;
+      [[maybe_unused]] auto n = ::read(wake_fd_, &v, sizeof v);
+      if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) return true;
+    }
+  }
+  // Compact: keep a partial frame at the front, make room for a chunk.
+  if (rpos_ > 0) {
+    rbuf_.consume_front(rpos_);
+    rpos_ = 0;
+  }
+  std::size_t have = rbuf_.size();
+  std::size_t want = read_chunk;
+  if (have >= header_size) {
+    frame_header h;
+    std::memcpy(&h, rbuf_.data(), header_size);
+    std::size_t need = header_size + h.size;
+    if (h.size <= max_message_size_ && need > have + want) want = need - have;
+  }
+  rbuf_.reserve(have + want);
+  rbuf_.resize(have + want);
+  ssize_t n;
+  do {
+    n = ::read(fd_, rbuf_.data() + have, want);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    rbuf_.resize(have);
+    if (n == 0 || errno == ECONNRESET || errno == EBADF || errno == ENOTCONN) {
+      disconnect(nullptr);
+      return true;
+    }
+    disconnect(std::make_exception_ptr(
+        protocol_error(std::string("procxy: read failed: ") + std::strerror(errno))));
+    return true;
+  }
+  rbuf_.resize(have + static_cast<std::size_t>(n));
+  bytes_received_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  try {
+    extract_frames(out);
+  } catch (const protocol_error&) {
+    disconnect(std::current_exception());
+  }
+  return true;
+}
+
+void connection::extract_frames(std::vector<frame>& out) {
+  for (;;) {
+    std::size_t avail = rbuf_.size() - rpos_;
+    if (avail < header_size) return;
+    frame_header h;
+    std::memcpy(&h, rbuf_.data() + rpos_, header_size);
+    auto k = static_cast<std::uint8_t>(h.kind);
+    if (k == 0 || k > max_message_kind)
+      throw protocol_error("procxy: unknown message kind " + std::to_string(k));
+    if (h.flags != 0 || h.reserved != 0)
+      throw protocol_error("procxy: reserved header bits are set");
+    if (h.size > max_message_size_)
+      throw protocol_error("procxy: message of " + std::to_string(h.size) +
+                           " bytes exceeds max_message_size " + std::to_string(max_message_size_));
+    if (avail - header_size < h.size) return;
+    frame f;
+    f.header = h;
+    f.body.append(rbuf_.data() + rpos_ + header_size, h.size);
+    rpos_ += header_size + h.size;
+    frames_received_.fetch_add(1, std::memory_order_relaxed);
+    out.push_back(std::move(f));
+  }
+}
+
+void connection::disconnect(std::exception_ptr cause) {
+  {
+    std::lock_guard lk(mu_);
+    if (disconnected_) return;
+    disconnected_ = true;
+  }
+  std::exception_ptr e = cause;
+  if (on_disconnect) {
+    e = on_disconnect(cause);
+  } else if (!e) {
+    e = std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
+  }
+  break_with(e);
+  stop();
+}
+
+void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk) {
+  bool queued = false;
+  for (auto& f : batch) {
+    if (is_reply(f.header.kind) && queue_.empty() && !e_busy_) {
+      lk.unlock();
+      complete(f);
+      lk.lock();
+    } else {
+      queue_.push_back(item{std::move(f), {}});
+      queued = true;
+    }
+  }
+  batch.clear();
+  if (queued && !on_dispatch_thread()) {
+    cv_.notify_all();
+    if (e_polling_) wake_dispatch_thread();
+  }
+}
+
+void connection::complete(frame& f) {
+  pending_call pc;
+  {
+    std::lock_guard lk(mu_);
+    auto it = pending_.find(f.header.id);
+    if (it == pending_.end()) {
+      if (expired_.erase(f.header.id) != 0) return;  // late reply to a timed-out call
+      if (broken_) return;                            // failed already; nothing waits for it
+    } else {
+      pc = std::move(it->second);
+      pending_.erase(it);
+    }
+  }
+  if (!pc.st) {
+    disconnect(std::make_exception_ptr(protocol_error(
+        "procxy: reply to request #" + std::to_string(f.header.id) + " that is not pending")));
+    return;
+  }
+  byte_reader r(f.body.view());
+  try {
+    decoder d(r);
+    pc.decode(*pc.st, f.header.kind, d, pc.what);
+    if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
+  } catch (const protocol_error&) {
+    pc.st->fail(std::current_exception());
+    disconnect(std::current_exception());
+  } catch (...) {
+    pc.st->fail(std::current_exception());
+  }
+}
+
+// ---- the reading role --------------------------------------------------------------------------
+
+bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline) {
+  reading_ = true;
+  bool e = on_dispatch_thread();
+  e_polling_ = e;
+  lk.unlock();
+  if (e) flush_corked();
+  std::vector<frame> batch;
+  bool got = false;
+  try {
+    got = read_batch(deadline, e, batch);
+  } catch (...) {
+    lk.lock();
+    reading_ = false;
+    e_polling_ = false;
+    cv_.notify_all();
+    throw;
+  }
+  last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  lk.lock();
+  reading_ = false;
+  e_polling_ = false;
+  if (!batch.empty()) route(batch, lk);
+  cv_.notify_all();  // hand the reading role over to whoever waits for it
+  return got;
+}
+
+bool connection::wait(state_base& st, clock::time_point deadline) {
+  std::unique_lock lk(mu_);
+  const bool e = on_dispatch_thread();
+  ++waiters_;
+  for (;;) {
+    if (st.is_ready()) break;
+    auto now = clock::now();
+    if (st.call_deadline <= now) {
+      expire_deadlines(lk);
+      continue;
+    }
+    if (deadline <= now) break;
+    auto until = std::min(deadline, st.call_deadline);
+    if (e && !queue_.empty()) {
+      drain_queue(lk);  // nested: a request that arrived while E waits runs here
+      continue;
+    }
+    if (!reading_ && !disconnected_) {
+      lead_read(lk, until);
+      continue;
+    }
+    if (until == no_deadline)
+      cv_.wait(lk);
+    else
+      cv_.wait_until(lk, until);
+  }
+  --waiters_;
+  if (waiters_ == 0 && background_read_wanted() && !reading_) wake_dispatch_thread();
+  return st.is_ready();
+}
+
+bool connection::background_read_wanted() const {
+  if (disconnected_ || stopping_) return false;
+  if (side_ == side::child) return true;
+  if (waiters_ > 0) return false;  // a waiter reads
+  if (!pending_.empty()) return true;  // then()/co_await/discarded futures need a reader
+  auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
+  return clock::now() - last >= background_linger;
+}
+
+void connection::run_dispatch_loop() {
+  set_dispatch_thread(std::this_thread::get_id());
+  std::unique_lock lk(mu_);
+  while (!stopping_) {
+    if (!queue_.empty()) {
+      drain_queue(lk);
+      continue;
+    }
+    expire_deadlines(lk);
+    if (!reading_ && background_read_wanted()) {
+      try {
+        lead_read(lk, next_deadline_);
+      } catch (const std::exception&) {
+        // poll/read failures disconnect; nothing else is expected here.
+      }
+      continue;
+    }
+    auto wake = next_deadline_;
+    if (side_ == side::parent && pending_.empty() && !reading_) {
+      auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
+      wake = std::min(wake, last + background_linger);
+    }
+    if (wake == no_deadline)
+      cv_.wait(lk);
+    else
+      cv_.wait_until(lk, wake);
+  }
+  // Whatever is still queued will never run: complete replies, drop requests and tasks.
+  while (!queue_.empty()) queue_.pop_front();
+  lk.unlock();
+  flush_corked();
+}
+
+void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
+  bool outer = !e_busy_;
+  e_busy_ = true;
+  e_corked_ = true;
+  while (!queue_.empty() && !(stopping_ && outer)) {
+    item it = std::move(queue_.front());
+    queue_.pop_front();
+    lk.unlock();
+    run_item(it);
+    lk.lock();
+  }
+  if (outer) {
+    e_busy_ = false;
+    lk.unlock();
+    flush_corked();
+    e_corked_ = false;
+    lk.lock();
+  }
+}
+
+void connection::run_item(item& it) {
+  if (it.task) {
+    it.task();
+    return;
+  }
+  if (is_reply(it.f.header.kind)) {
+    complete(it.f);
+    return;
+  }
+  if (!handler_) {
+    disconnect(std::make_exception_ptr(protocol_error(
+        std::string("procxy: unexpected ") + to_string(it.f.header.kind) + " message")));
+    return;
+  }
+  try {
+    handler_->handle(std::move(it.f), *this);
+  } catch (const protocol_error&) {
+    disconnect(std::current_exception());
+  }
+}
+
+void connection::post(std::function<void()> f, bool allow_inline) {
+  if (allow_inline && on_dispatch_thread()) {
+    f();
+    return;
+  }
+  std::lock_guard lk(mu_);
+  if (stopping_) return;  // the proxy is gone: its continuations never run
+  queue_.push_back(item{frame{}, std::move(f)});
+  cv_.notify_all();
+  if (e_polling_) wake_dispatch_thread();
+}
+
+void connection::wake_dispatch_thread() {
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  cv_.notify_all();
+}
+
+void connection::stop() {
+  std::lock_guard lk(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+  wake_dispatch_thread();
+}
+
+void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
+  auto now = clock::now();
+  if (next_deadline_ > now) return;
+  std::vector<pending_call> expired;
+  clock::time_point next = no_deadline;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.deadline <= now) {
+      expired_.insert(it->first);
+      expired.push_back(std::move(it->second));
+      it = pending_.erase(it);
+    } else {
+      next = std::min(next, it->second.deadline);
+      ++it;
+    }
+  }
+  next_deadline_ = next;
+  if (expired.empty()) return;
+  lk.unlock();
+  std::exception_ptr fatal;
+  for (auto& pc : expired) {
+    if (pc.fatal_timeout) {
+      fatal = std::make_exception_ptr(
+          spawn_error(std::string("procxy: ") + pc.what + " did not complete within start_timeout"));
+      pc.st->fail(fatal);
+    } else {
+      pc.st->fail(std::make_exception_ptr(
+          timeout_error(std::string("procxy: ") + pc.what + " timed out")));
+    }
+  }
+  if (fatal) disconnect(fatal);
+  lk.lock();
+  cv_.notify_all();
+}
+
+void connection::break_with(std::exception_ptr e) {
+  std::unordered_map<std::uint64_t, pending_call> failed;
+  {
+    std::lock_guard lk(mu_);
+    if (!broken_) broken_ = e;
+    e = broken_;
+    failed.swap(pending_);
+    cv_.notify_all();
+  }
+  for (auto& [id, pc] : failed) pc.st->fail(e);
+  wake_dispatch_thread();
+}
+
+bool connection::broken() const {
+  std::lock_guard lk(mu_);
+  return static_cast<bool>(broken_);
+}
+
+std::exception_ptr connection::broken_reason() const {
+  std::lock_guard lk(mu_);
+  return broken_;
+}
+
+connection_stats connection::stats() const {
+  connection_stats s;
+  s.frames_sent = frames_sent_.load();
+  s.frames_received = frames_received_.load();
+  s.bytes_sent = bytes_sent_.load();
+  s.bytes_received = bytes_received_.load();
+  s.write_syscalls = write_syscalls_.load();
+  std::lock_guard lk(mu_);
+  s.pending_calls = pending_.size();
+  return s;
+}
+
+}  // namespace procxy::detail
