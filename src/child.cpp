@@ -115,6 +115,7 @@ class child_server final : public request_handler {
       obj_ = it->second.make(d);
       obj_.class_name = it->second.name;
       reply.value();
+      conn_->flush();  // "constructed" is never held back behind a batch of calls
     } catch (const protocol_error&) {
       throw;
     } catch (...) {

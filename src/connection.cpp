@@ -93,10 +93,18 @@ void connection::trace(const std::string& text) const {
 
 void connection::write_all(const std::byte* p, std::size_t n) {
   while (n > 0) {
-    ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
+    ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     write_syscalls_.fetch_add(1, std::memory_order_relaxed);
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        // The peer is not reading because it is writing to us and nobody here reads (every
+        // caller is still sending). Make sure someone reads, then wait for room.
+        request_read();
+        pollfd pf{fd_, POLLOUT, 0};
+        ::poll(&pf, 1, -1);
+        continue;
+      }
       // EPIPE/ECONNRESET: the peer is gone; the reader reports the disconnect with its cause.
       throw terminated(std::string("procxy: the connection to the ") +
                        (side_ == side::parent ? "child" : "parent") + " is closed (" +
@@ -105,6 +113,12 @@ void connection::write_all(const std::byte* p, std::size_t n) {
     p += w;
     n -= static_cast<std::size_t>(w);
   }
+}
+
+void connection::request_read() {
+  std::lock_guard lk(mu_);
+  want_read_ = true;
+  if (!reading_) wake_dispatch_thread();
 }
 
 void connection::send(std::span<const std::byte> f) {
@@ -415,8 +429,10 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
 bool connection::background_read_wanted() const {
   if (disconnected_ || stopping_) return false;
   if (side_ == side::child) return true;
+  if (want_read_) return true;     // a blocked writer or a continuation needs a reader now
   if (waiters_ > 0) return false;  // a waiter reads
-  if (!pending_.empty()) return true;  // then()/co_await/discarded futures need a reader
+  // Otherwise read once the callers have left the socket alone for a while: this notices EOF
+  // of an idle child and completes discarded futures, without racing callers in a busy loop.
   auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
   return clock::now() - last >= background_linger;
 }
@@ -431,6 +447,7 @@ void connection::run_dispatch_loop() {
     }
     expire_deadlines(lk);
     if (!reading_ && background_read_wanted()) {
+      want_read_ = false;
       try {
         lead_read(lk, next_deadline_);
       } catch (const std::exception&) {
@@ -439,7 +456,7 @@ void connection::run_dispatch_loop() {
       continue;
     }
     auto wake = next_deadline_;
-    if (side_ == side::parent && pending_.empty() && !reading_) {
+    if (side_ == side::parent && !reading_) {
       auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
       wake = std::min(wake, last + background_linger);
     }

@@ -59,7 +59,7 @@
       BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_BIND, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
     }                                                                                          \
   };                                                                                           \
-  procxy_methods_##C procxy_methods_of(C*);                                                    \
+  [[maybe_unused]] inline procxy_methods_##C procxy_methods_of(C*) { return {}; }              \
   inline const bool procxy_registered_##C = [] {                                               \
     BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_REGISTER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))    \
     return true;                                                                               \

@@ -52,6 +52,8 @@ class driver {
   virtual bool wait(state_base& st, std::chrono::steady_clock::time_point deadline) = 0;
   // Runs `f` on the driver's dispatch thread (inline when called from it and `allow_inline`).
   virtual void post(std::function<void()> f, bool allow_inline) = 0;
+  // A continuation now waits on one of the driver's states: make sure someone reads.
+  virtual void continuation_attached() = 0;
 };
 
 struct state_base {
@@ -97,14 +99,18 @@ struct state_base {
 
   // Sets what runs once the state is ready (immediately, via dispatch, if it already is).
   void set_continuation(std::function<void()> f) {
+    bool attached = false;
     {
       std::lock_guard lk(mu_);
       if (!is_ready()) {
         continuation_ = std::move(f);
-        return;
+        attached = true;
       }
     }
-    dispatch(std::move(f), false);
+    if (!attached)
+      dispatch(std::move(f), false);
+    else if (driver_)
+      driver_->continuation_attached();
   }
 
   void rethrow_if_error() const {

@@ -111,6 +111,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Half-closes: no more frames will be sent by this side.
   void shutdown_write() noexcept;
 
+  // Writes out what the dispatch thread has held back (coalesced replies). Dispatch thread only.
+  void flush() { flush_corked(); }
+
   connection_stats stats() const;
   bool tracing() const noexcept { return trace_; }
   // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".
@@ -119,6 +122,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // driver
   bool wait(state_base& st, clock::time_point deadline) override;
   void post(std::function<void()> f, bool allow_inline) override;
+  void continuation_attached() override { request_read(); }
 
  private:
   struct pending_call {
@@ -152,6 +156,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Takes the reading role, reads once, routes. lk held on entry and exit.
   bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
   bool background_read_wanted() const;
+  // Asks the dispatch thread to read now (a blocked writer, or a continuation was attached).
+  void request_read();
 
   int fd_;
   int wake_fd_;  // eventfd: wakes E out of poll()
@@ -179,6 +185,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_polling_ = false;  // E holds the reading role inside poll() (wake it via wake_fd_)
   bool e_busy_ = false;     // E is running queued items
   bool stopping_ = false;
+  bool want_read_ = false;
   int waiters_ = 0;
   std::deque<item> queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;

@@ -1,0 +1,350 @@
+// procxy_call_bench — what a procxy call and a procxy child cost, next to baselines measured in
+// the same run (the bench machine is small and shared, so only same-run ratios mean much).
+//
+//   BM_RawPingPong            baseline: 16-byte write/read ping-pong over an AF_UNIX socketpair
+//                             with a forked child (one write + one read per side per round trip)
+//   BM_ProxyAddSequential     calc.add(a, b).get() in a loop (no call_timeout: the default)
+//   BM_ProxyAddSequential_Timeout   the same with call_timeout = 5 s (as in examples/quickstart)
+//   BM_ProxyAddInFlight1000   one thread issues 1,000 add() calls, then get()s them all (items/s)
+//   BM_PosixSpawnReplyOnce    baseline: posix_spawn(procxy_reply_once) + one 16-byte request/reply
+//                             over an inherited socket + waitpid
+//   BM_SpawnToFirstResult     spawn<Calculator>() + add().get() + ~proxy (default: reexec)
+//   BM_SpawnToFirstResult_Fork      the same with spawn_mode::fork (no exec, no dynamic loading)
+//   BM_IdleChildRss           VmRSS of an idle Calculator child (and of this parent), KiB
+//
+// Not a benchmark: `procxy_call_bench --calls=N [--in-flight=M]` spawns a Calculator, warms up,
+// then makes N sequential add() calls (or N/M batches of M in flight) between two marker syscalls
+// (write(-1, "PROCXY_BENCH_BEGIN") / "..._END"), for counting syscalls per call with strace.
+//
+// main() calls procxy::init() first: procxy's default spawn mode re-executes this binary.
+#include <benchmark/benchmark.h>
+#include <procxy/procxy.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef PROCXY_BENCH_REPLY_ONCE
+#error "PROCXY_BENCH_REPLY_ONCE (path of procxy_reply_once) must be defined by bench/CMakeLists.txt"
+#endif
+
+extern char** environ;
+
+using namespace std::chrono_literals;
+
+namespace bench {
+
+class Calculator {
+ public:
+  explicit Calculator(int precision = 2) : precision_(precision) {}
+  double add(double a, double b) { return round(a + b); }
+  double divide(double a, double b) {
+    if (b == 0) throw std::domain_error("division by zero");
+    return round(a / b);
+  }
+  int whoami() { return static_cast<int>(::getpid()); }
+
+ private:
+  double round(double v) const {
+    double f = std::pow(10.0, precision_);
+    return std::round(v * f) / f;
+  }
+  int precision_;
+};
+PROCXY_CLASS(Calculator, add, divide, whoami);
+
+namespace {
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "procxy_call_bench: %s: %s\n", what, std::strerror(errno));
+  std::abort();
+}
+
+void read_exact(int fd, void* p, std::size_t n) {
+  auto* b = static_cast<unsigned char*>(p);
+  while (n > 0) {
+    ssize_t r = ::read(fd, b, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die("read");
+    b += r;
+    n -= static_cast<std::size_t>(r);
+  }
+}
+
+void write_exact(int fd, const void* p, std::size_t n) {
+  auto* b = static_cast<const unsigned char*>(p);
+  while (n > 0) {
+    ssize_t w = ::write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) die("write");
+    b += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+// ---- 1. baseline: raw ping-pong ----------------------------------------------------------------
+
+void BM_RawPingPong(benchmark::State& state) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {  // echo child: read 16, write 16, until EOF (only async-signal-safe calls)
+    ::close(sv[0]);
+    unsigned char buf[16];
+    for (;;) {
+      std::size_t got = 0;
+      while (got < sizeof buf) {
+        ssize_t r = ::read(sv[1], buf + got, sizeof buf - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) _exit(0);
+        got += static_cast<std::size_t>(r);
+      }
+      std::size_t put = 0;
+      while (put < sizeof buf) {
+        ssize_t w = ::write(sv[1], buf + put, sizeof buf - put);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) _exit(1);
+        put += static_cast<std::size_t>(w);
+      }
+    }
+  }
+  ::close(sv[1]);
+  unsigned char msg[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  unsigned char reply[16];
+  for (int i = 0; i < 100; ++i) {  // warm up both sides
+    write_exact(sv[0], msg, sizeof msg);
+    read_exact(sv[0], reply, sizeof reply);
+  }
+  for (auto _ : state) {
+    write_exact(sv[0], msg, sizeof msg);
+    read_exact(sv[0], reply, sizeof reply);
+    benchmark::DoNotOptimize(reply);
+  }
+  ::close(sv[0]);
+  ::waitpid(pid, nullptr, 0);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// ---- 2. sequential calls through procxy --------------------------------------------------------
+
+void sequential_calls(benchmark::State& state, const procxy::spawn_options& opts) {
+  auto calc = procxy::spawn<Calculator>(opts);
+  calc.started().get();
+  double a = 1.25;
+  for (int i = 0; i < 100; ++i) benchmark::DoNotOptimize(calc.add(a, 2.5).get());
+  for (auto _ : state) {
+    double r = calc.add(a, 2.5).get();
+    benchmark::DoNotOptimize(r);
+  }
+  auto st = calc.stats();
+  state.counters["write_syscalls_per_call"] = benchmark::Counter(
+      static_cast<double>(st.write_syscalls) / static_cast<double>(st.frames_sent));
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_ProxyAddSequential(benchmark::State& state) { sequential_calls(state, {}); }
+void BM_ProxyAddSequential_Timeout(benchmark::State& state) {
+  sequential_calls(state, {.call_timeout = 5s});
+}
+
+// ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
+
+void BM_ProxyAddInFlight1000(benchmark::State& state) {
+  constexpr int n = 1000;
+  auto calc = procxy::spawn<Calculator>();
+  calc.started().get();
+  std::vector<procxy::future<double>> fs;
+  fs.reserve(n);
+  auto batch = [&] {
+    for (int i = 0; i < n; ++i) fs.push_back(calc.add(static_cast<double>(i), 0.5));
+    double sum = 0;
+    for (auto& f : fs) sum += f.get();
+    fs.clear();
+    return sum;
+  };
+  for (int i = 0; i < 3; ++i) benchmark::DoNotOptimize(batch());
+  auto before = calc.stats();
+  for (auto _ : state) {
+    double sum = batch();
+    benchmark::DoNotOptimize(sum);
+  }
+  auto after = calc.stats();
+  state.SetItemsProcessed(state.iterations() * n);
+  double calls = static_cast<double>(after.frames_sent - before.frames_sent);
+  if (calls > 0)
+    state.counters["write_syscalls_per_call"] =
+        benchmark::Counter(static_cast<double>(after.write_syscalls - before.write_syscalls) / calls);
+}
+
+// ---- 4. spawn to first result ------------------------------------------------------------------
+
+void BM_PosixSpawnReplyOnce(benchmark::State& state) {
+  const char* exe = PROCXY_BENCH_REPLY_ONCE;
+  char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
+  unsigned char msg[16] = {42}, reply[16];
+  for (auto _ : state) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 3);  // the same fd layout as a procxy child
+    posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, exe, &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      errno = rc;
+      die(exe);
+    }
+    ::close(sv[1]);
+    write_exact(sv[0], msg, sizeof msg);
+    read_exact(sv[0], reply, sizeof reply);
+    benchmark::DoNotOptimize(reply);
+    ::close(sv[0]);
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      die("procxy_reply_once failed");
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void spawn_to_first_result(benchmark::State& state, const procxy::spawn_options& opts) {
+  for (auto _ : state) {
+    auto calc = procxy::spawn<Calculator>(opts);
+    double r = calc.add(1.0, 2.0).get();
+    benchmark::DoNotOptimize(r);
+  }  // ~proxy: shutdown frame, wait for the child to exit, reap, join the dispatch thread
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_SpawnToFirstResult(benchmark::State& state) { spawn_to_first_result(state, {}); }
+void BM_SpawnToFirstResult_Fork(benchmark::State& state) {
+  spawn_to_first_result(state, {.mode = procxy::spawn_mode::fork});
+}
+
+// ---- 5. idle child RSS -------------------------------------------------------------------------
+
+// A "Key:   123 kB" line of /proc/<pid>/status, in KiB (-1 if absent).
+double status_field(int pid, const char* key) {
+  std::ifstream in("/proc/" + (pid > 0 ? std::to_string(pid) : std::string("self")) + "/status");
+  std::string line;
+  std::size_t klen = std::strlen(key);
+  while (std::getline(in, line))
+    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':')
+      return std::strtod(line.c_str() + klen + 1, nullptr);
+  return -1;
+}
+
+void BM_IdleChildRss(benchmark::State& state) {
+  for (auto _ : state) {
+    auto calc = procxy::spawn<Calculator>();
+    benchmark::DoNotOptimize(calc.add(1.0, 2.0).get());
+    std::this_thread::sleep_for(100ms);
+    int pid = calc.pid();
+    state.counters["child_rss_kib"] = status_field(pid, "VmRSS");
+    state.counters["child_rss_anon_kib"] = status_field(pid, "RssAnon");
+    state.counters["child_rss_file_kib"] = status_field(pid, "RssFile");
+    state.counters["child_threads"] = status_field(pid, "Threads");
+    state.counters["parent_rss_kib"] = status_field(0, "VmRSS");
+  }
+}
+
+// A plain, fresh exec of a tiny program for scale: procxy_reply_once waiting for its request.
+void BM_IdleReplyOnceRss(benchmark::State& state) {
+  for (auto _ : state) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+    pid_t pid = -1;
+    char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
+    int rc = ::posix_spawn(&pid, PROCXY_BENCH_REPLY_ONCE, &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) die("posix_spawn");
+    ::close(sv[1]);
+    std::this_thread::sleep_for(100ms);
+    state.counters["child_rss_kib"] = status_field(pid, "VmRSS");
+    unsigned char msg[16] = {}, reply[16];
+    write_exact(sv[0], msg, sizeof msg);
+    read_exact(sv[0], reply, sizeof reply);
+    ::close(sv[0]);
+    ::waitpid(pid, nullptr, 0);
+  }
+}
+
+}  // namespace
+
+// ---- strace mode -------------------------------------------------------------------------------
+
+int run_calls(long n, long in_flight) {
+  auto calc = procxy::spawn<Calculator>();
+  calc.started().get();
+  std::vector<procxy::future<double>> fs;
+  auto some = [&](long count) {
+    double sum = 0;
+    if (in_flight <= 1) {
+      for (long i = 0; i < count; ++i) sum += calc.add(1.0, static_cast<double>(i)).get();
+    } else {
+      for (long done = 0; done < count; done += in_flight) {
+        for (long i = 0; i < in_flight; ++i) fs.push_back(calc.add(1.0, static_cast<double>(i)));
+        for (auto& f : fs) sum += f.get();
+        fs.clear();
+      }
+    }
+    return sum;
+  };
+  double sum = some(std::max(100L, in_flight));  // warm up
+  [[maybe_unused]] auto b = ::write(-1, "PROCXY_BENCH_BEGIN", 18);
+  sum += some(n);
+  [[maybe_unused]] auto e = ::write(-1, "PROCXY_BENCH_END", 16);
+  auto st = calc.stats();
+  std::printf("calls=%ld in_flight=%ld sum=%g frames_sent=%llu write_syscalls=%llu child=%d\n", n,
+              in_flight, sum, static_cast<unsigned long long>(st.frames_sent),
+              static_cast<unsigned long long>(st.write_syscalls), calc.pid());
+  return 0;
+}
+
+}  // namespace bench
+
+BENCHMARK(bench::BM_RawPingPong)->UseRealTime();
+BENCHMARK(bench::BM_ProxyAddSequential)->UseRealTime();
+BENCHMARK(bench::BM_ProxyAddSequential_Timeout)->UseRealTime();
+BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_PosixSpawnReplyOnce)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SpawnToFirstResult)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SpawnToFirstResult_Fork)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_IdleChildRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_IdleReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  procxy::init(argc, argv);  // in a child started by procxy: serves the object, never returns
+
+  long calls = -1, in_flight = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--calls=", 8) == 0) calls = std::atol(argv[i] + 8);
+    if (std::strncmp(argv[i], "--in-flight=", 12) == 0) in_flight = std::atol(argv[i] + 12);
+  }
+  if (calls >= 0) return bench::run_calls(calls, in_flight);
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
