@@ -89,6 +89,12 @@ const char* class_name() {
 template <class T>
 class proxy : public detail::methods_t<T> {
   using methods = detail::methods_t<T>;
+  static_assert(!requires { &methods::pid; } && !requires { &methods::running; } &&
+                    !requires { &methods::started; } && !requires { &methods::terminate; } &&
+                    !requires { &methods::stats; } && !requires { &methods::call; },
+                "procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats "
+                "or call, which proxy<T> uses itself; leave it out of the description and call it "
+                "as proxy.call<&T::name>(args...)");
 
  public:
   proxy(proxy&& o) noexcept : methods(static_cast<methods&&>(o)), core_(std::move(o.core_)) {

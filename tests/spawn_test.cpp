@@ -1,0 +1,206 @@
+// Starting children: modes, options (env, cwd, args), start failures, fd hygiene, no orphans.
+#include "procxy/proxy.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <exception>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "greeter.hpp"
+#include "procxy/procxy.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+class Probe {
+ public:
+  Probe() = default;
+  explicit Probe(int fail_with) {
+    if (fail_with == 1) throw std::invalid_argument("bad constructor argument");
+    if (fail_with == 2) std::this_thread::sleep_for(std::chrono::seconds(5));
+  }
+  std::string env(const std::string& name) const {
+    const char* v = std::getenv(name.c_str());
+    return v ? v : "<unset>";
+  }
+  std::string cwd() const { return fs::current_path().string(); }
+  std::vector<std::string> argv() const {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    std::vector<std::string> out;
+    std::string arg;
+    while (std::getline(in, arg, '\0')) out.push_back(arg);
+    return out;
+  }
+  std::vector<std::string> open_fds() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      out.push_back(e.path().filename().string() + " -> " + fs::read_symlink(e.path(), ec).string());
+    }
+    return out;
+  }
+  int child_pid() const { return static_cast<int>(::getpid()); }
+  int parent() const { return static_cast<int>(::getppid()); }
+  void busy(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+};
+PROCXY_CLASS(Probe, env, cwd, argv, open_fds, child_pid, parent, busy);
+
+TEST(Spawn, ReexecIsTheDefaultAndRunsThisExecutable) {
+  auto p = procxy::spawn<Probe>();
+  EXPECT_EQ(p.parent().get(), ::getpid());
+  auto args = p.argv().get();
+  ASSERT_FALSE(args.empty());
+}
+
+TEST(Spawn, EnvironmentIsMergedByDefault) {
+  ::setenv("PROCXY_TEST_INHERITED", "from-parent", 1);
+  auto p = procxy::spawn<Probe>({.env = {{"PROCXY_TEST_ADDED", "added"}, {"PATH", "/nowhere"}}});
+  EXPECT_EQ(p.env("PROCXY_TEST_INHERITED").get(), "from-parent");
+  EXPECT_EQ(p.env("PROCXY_TEST_ADDED").get(), "added");
+  EXPECT_EQ(p.env("PATH").get(), "/nowhere");
+  EXPECT_EQ(p.env("PROCXY_CHANNEL_FD").get(), "<unset>");  // procxy's own variables are gone
+}
+
+TEST(Spawn, EnvironmentCanBeReplaced) {
+  ::setenv("PROCXY_TEST_INHERITED", "from-parent", 1);
+  auto p = procxy::spawn<Probe>(
+      {.env = {{"ONLY", "this"}}, .environment = procxy::env_mode::replace});
+  EXPECT_EQ(p.env("PROCXY_TEST_INHERITED").get(), "<unset>");
+  EXPECT_EQ(p.env("ONLY").get(), "this");
+}
+
+TEST(Spawn, WorkingDirectoryAndExtraArguments) {
+  auto dir = fs::temp_directory_path();
+  auto p = procxy::spawn<Probe>({.args = {"--alpha", "two words"}, .working_directory = dir});
+  EXPECT_EQ(fs::path(p.cwd().get()), fs::canonical(dir));
+  auto args = p.argv().get();
+  ASSERT_EQ(args.size(), 3u);
+  EXPECT_EQ(args[1], "--alpha");
+  EXPECT_EQ(args[2], "two words");
+}
+
+TEST(Spawn, ForkModeServesWithoutExec) {
+  auto p = procxy::spawn<Probe>({.mode = procxy::spawn_mode::fork});
+  EXPECT_EQ(p.parent().get(), ::getpid());
+  EXPECT_NE(p.child_pid().get(), ::getpid());
+  EXPECT_EQ(p.env("HOME").get(), std::getenv("HOME") ? std::getenv("HOME") : "<unset>");
+}
+
+TEST(Spawn, DedicatedWorkerExecutable) {
+  auto g = procxy::spawn<worker_demo::Greeter>(
+      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER},
+      std::string("Hello"));
+  EXPECT_EQ(g.greet("procxy").get(), "Hello, procxy");
+  EXPECT_NE(g.binary().get().find("procxy_test_worker"), std::string::npos);
+}
+
+TEST(Spawn, WorkerWithoutTheConstructorFailsWithSpawnError) {
+  auto g = procxy::spawn<worker_demo::Greeter>(
+      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER},
+      std::string("Hi"), 3);  // the worker registered Greeter(std::string) only
+  EXPECT_THROW(g.started().get(), procxy::spawn_error);
+  EXPECT_THROW(g.greet("x").get(), procxy::spawn_error);
+}
+
+TEST(Spawn, MissingExecutableThrowsSpawnErrorAtOnce) {
+  EXPECT_THROW(procxy::spawn<Probe>({.mode = procxy::spawn_mode::executable,
+                                      .executable = "/nonexistent/procxy-worker"}),
+               procxy::spawn_error);
+}
+
+TEST(Spawn, ThrowingConstructorFailsEveryCallWithSpawnErrorNestingTheCause) {
+  auto p = procxy::spawn<Probe>({}, 1);
+  auto pending = p.child_pid();  // sent before the constructor ran
+  try {
+    p.started().get();
+    FAIL() << "no exception";
+  } catch (const procxy::spawn_error& e) {
+    try {
+      std::rethrow_if_nested(e);
+      FAIL() << "nothing nested";
+    } catch (const std::invalid_argument& cause) {
+      EXPECT_STREQ(cause.what(), "bad constructor argument");
+    }
+  }
+  EXPECT_THROW(pending.get(), procxy::spawn_error);
+  EXPECT_THROW(p.child_pid().get(), procxy::spawn_error);
+}
+
+TEST(Spawn, StartTimeoutKillsTheChildAndFailsWithSpawnError) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto p = procxy::spawn<Probe>({.start_timeout = 200ms}, 2);  // constructor sleeps 5 s
+  EXPECT_THROW(p.started().get(), procxy::spawn_error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_THROW(p.child_pid().get(), procxy::spawn_error);
+  EXPECT_FALSE(p.running());
+}
+
+TEST(Spawn, ChildInheritsNoParentDescriptorsButStdioAndItsChannel) {
+  int leaked = ::open("/etc/hostname", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(leaked, 0);
+  auto p = procxy::spawn<Probe>();
+  auto fds = p.open_fds().get();
+  ::close(leaked);
+  for (const auto& f : fds) EXPECT_EQ(f.find("/etc/hostname"), std::string::npos) << f;
+  // 0, 1, 2, the channel (3), and the child's own: its eventfd and the parent's pidfd.
+  EXPECT_LE(fds.size(), 7u);
+}
+
+// A parent that is SIGKILLed while owning children must not leave them running: an idle child
+// sees EOF on its channel; a child stuck in a long call is ended by its parent watchdog.
+void expect_child_exits_when_parent_is_killed(bool child_busy) {
+  ASSERT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0);  // orphans come to us, so we can reap them
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t middle = ::fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    ::close(pipefd[0]);
+    auto p = procxy::spawn<Probe>();
+    int child = p.child_pid().get();
+    if (child_busy) {
+      auto f = p.busy(60'000);  // never waited for
+      std::this_thread::sleep_for(100ms);
+    }
+    [[maybe_unused]] auto n = ::write(pipefd[1], &child, sizeof child);
+    for (;;) ::pause();
+  }
+  ::close(pipefd[1]);
+  int grandchild = 0;
+  ASSERT_EQ(::read(pipefd[0], &grandchild, sizeof grandchild), static_cast<ssize_t>(sizeof grandchild));
+  ::close(pipefd[0]);
+  ::kill(middle, SIGKILL);
+  ::waitpid(middle, nullptr, 0);
+  // The grandchild is now ours (subreaper); it must exit by itself within a few seconds.
+  bool exited = false;
+  for (int i = 0; i < 200 && !exited; ++i) {
+    int status = 0;
+    if (::waitpid(grandchild, &status, WNOHANG) == grandchild)
+      exited = true;
+    else
+      std::this_thread::sleep_for(50ms);
+  }
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  EXPECT_TRUE(exited) << "grandchild " << grandchild << " outlived its parent";
+  if (!exited) ::kill(grandchild, SIGKILL);
+}
+
+TEST(Spawn, IdleChildExitsWhenItsParentIsKilled) { expect_child_exits_when_parent_is_killed(false); }
+
+TEST(Spawn, BusyChildExitsWhenItsParentIsKilled) { expect_child_exits_when_parent_is_killed(true); }
+
+}  // namespace

@@ -1,0 +1,31 @@
+// A class served by a dedicated worker binary (tests/worker/worker_main.cpp). Parent and worker
+// both include this description; the worker also registers the constructors parents use.
+#pragma once
+
+#include <string>
+#include <unistd.h>
+
+#include "procxy/procxy.hpp"
+
+namespace worker_demo {
+
+class Greeter {
+ public:
+  explicit Greeter(std::string greeting) : greeting_(std::move(greeting)) {}
+  Greeter(std::string greeting, int times) : greeting_(std::move(greeting)) {
+    for (int i = 1; i < times; ++i) greeting_ += greeting_;
+  }
+  std::string greet(const std::string& name) const { return greeting_ + ", " + name; }
+  int child_pid() const { return static_cast<int>(::getpid()); }
+  std::string binary() const {
+    char buf[4096];
+    auto n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
+
+ private:
+  std::string greeting_;
+};
+PROCXY_CLASS(Greeter, greet, child_pid, binary);
+
+}  // namespace worker_demo

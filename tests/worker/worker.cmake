@@ -1,0 +1,7 @@
+add_executable(procxy_test_worker ${CMAKE_CURRENT_LIST_DIR}/worker_main.cpp)
+target_link_libraries(procxy_test_worker PRIVATE procxy::procxy procxy_warnings)
+if(TARGET spawn_test)
+  target_compile_definitions(spawn_test PRIVATE PROCXY_TEST_WORKER="$<TARGET_FILE:procxy_test_worker>")
+  target_include_directories(spawn_test PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+  add_dependencies(spawn_test procxy_test_worker)
+endif()
