@@ -373,12 +373,15 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   reading_ = true;
   bool e = on_dispatch_thread();
   e_polling_ = e;
+  // A plain blocking read() is the fast path. Poll with the wake-up eventfd whenever another
+  // thread may complete what this reader waits for: E with queued replies, a timer, a stop.
+  const bool with_wakeup = e || !queue_.empty() || e_busy_;
   lk.unlock();
   if (e) flush_corked();
   std::vector<frame> batch;
   bool got = false;
   try {
-    got = read_batch(deadline, e, batch);
+    got = read_batch(deadline, with_wakeup, batch);
   } catch (...) {
     lk.lock();
     reading_ = false;
@@ -498,6 +501,8 @@ void connection::run_item(item& it) {
   }
   if (is_reply(it.f.header.kind)) {
     complete(it.f);
+    std::lock_guard lk(mu_);
+    if (reading_) wake_dispatch_thread();  // the reader may be the thread waiting for this reply
     return;
   }
   if (!handler_) {

@@ -1,0 +1,223 @@
+// The channel layer alone: two connections over a socketpair in one process (no fork), and a raw
+// socket end playing a hostile peer.
+#include "procxy/detail/connection.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "procxy/detail/method.hpp"
+
+using namespace std::chrono_literals;
+using namespace procxy::detail;
+
+namespace {
+
+// Echoes every call's body back as the reply value.
+class echo_handler : public request_handler {
+ public:
+  void handle(frame&& f, connection& c) override {
+    byte_buffer out;
+    build_frame(out, message_kind::reply_value, f.header.id,
+                [&](encoder& e) { e.buffer().append(f.body.data(), f.body.size()); });
+    c.send(out.view());
+  }
+};
+
+// A connection with its dispatch thread running, joined on destruction.
+struct running_end {
+  std::shared_ptr<connection> conn;
+  std::thread thread;
+  running_end(int fd, connection::side s, request_handler* h = nullptr,
+              std::size_t max = std::size_t{64} << 20)
+      : conn(std::make_shared<connection>(fd, s, max)) {
+    conn->set_handler(h);
+    thread = std::thread([c = conn] { c->run_dispatch_loop(); });
+    conn->set_dispatch_thread(thread.get_id());
+  }
+  ~running_end() {
+    conn->stop();
+    conn->close_socket();
+    thread.join();
+  }
+};
+
+std::pair<int, int> socket_pair() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  return {sv[0], sv[1]};
+}
+
+procxy::future<std::string> call_string(connection& c, const std::string& payload) {
+  state_ptr<state<std::string>> st(new state<std::string>());
+  auto f = make_future(st);
+  byte_buffer buf;
+  build_frame(buf, message_kind::call, 0, [&](encoder& e) { e(payload); });
+  c.call(buf, state_ptr<state_base>(st), &decode_reply<std::string>, no_deadline, "echo");
+  return f;
+}
+
+void write_raw(int fd, const frame_header& h, const std::string& body = {}) {
+  std::string bytes(sizeof h, '\0');
+  std::memcpy(bytes.data(), &h, sizeof h);
+  bytes += body;
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+}
+
+TEST(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
+  auto [a, b] = socket_pair();
+  echo_handler echo;
+  running_end server(b, connection::side::child, &echo);
+  running_end client(a, connection::side::parent);
+  EXPECT_EQ(call_string(*client.conn, "hello").get(), "hello");
+  auto st = client.conn->stats();
+  EXPECT_EQ(st.frames_sent, 1u);
+  EXPECT_EQ(st.frames_received, 1u);
+  EXPECT_EQ(st.pending_calls, 0u);
+}
+
+TEST(Connection, ConcurrentCallersEachGetTheirOwnReply) {
+  auto [a, b] = socket_pair();
+  echo_handler echo;
+  running_end server(b, connection::side::child, &echo);
+  running_end client(a, connection::side::parent);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 8; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        auto s = std::to_string(t) + ":" + std::to_string(i);
+        if (call_string(*client.conn, s).get() != s) ++wrong;
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(Connection, LargeMessagesCrossInBothDirections) {
+  auto [a, b] = socket_pair();
+  echo_handler echo;
+  running_end server(b, connection::side::child, &echo);
+  running_end client(a, connection::side::parent);
+  std::string big(8 << 20, 'x');
+  big[12345] = 'y';
+  std::vector<procxy::future<std::string>> fs;
+  for (int i = 0; i < 4; ++i) fs.push_back(call_string(*client.conn, big));  // both sides block
+  for (auto& f : fs) EXPECT_EQ(f.get(), big);
+}
+
+// A hostile peer: the test writes raw bytes to the other end of the socket.
+struct hostile_fixture : ::testing::Test {
+  int raw = -1;
+  std::unique_ptr<running_end> client;
+  void SetUp() override {
+    auto [a, b] = socket_pair();
+    raw = b;
+    client = std::make_unique<running_end>(a, connection::side::parent, nullptr, 1024);
+  }
+  void TearDown() override {
+    client.reset();
+    ::close(raw);
+  }
+  // Sends one call and returns its future; the peer's garbage must fail it with protocol_error.
+  procxy::future<std::string> pending() { return call_string(*client->conn, "q"); }
+  void expect_protocol_error(procxy::future<std::string> f) {
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+    EXPECT_THROW(f.get(), procxy::protocol_error);
+    EXPECT_TRUE(client->conn->broken());
+    EXPECT_THROW(call_string(*client->conn, "later").get(), procxy::protocol_error);
+  }
+};
+using ConnectionHostilePeer = hostile_fixture;
+
+TEST_F(ConnectionHostilePeer, OversizedLengthIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.size = 1u << 30;
+  h.kind = message_kind::reply_value;
+  h.id = 1;
+  write_raw(raw, h);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, UnknownMessageKindIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = static_cast<message_kind>(200);
+  write_raw(raw, h);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, ReservedBitsSetIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.flags = 1;
+  h.id = 1;
+  write_raw(raw, h);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, ReplyToAnIdNeverSentIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.id = 999;
+  write_raw(raw, h);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, DuplicateReplyIsAProtocolError) {
+  auto f = pending();
+  auto g = call_string(*client->conn, "second");
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.id = 1;
+  std::string body(4, '\0');  // an empty string: u32 count 0
+  h.size = 4;
+  write_raw(raw, h, body);
+  write_raw(raw, h, body);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get(), "");
+  expect_protocol_error(std::move(g));
+}
+
+TEST_F(ConnectionHostilePeer, MalformedReplyBodyIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.id = 1;
+  std::string body = "\xff\xff\xff\x7f";  // a string claiming 2 GiB in a 4-byte body
+  h.size = static_cast<std::uint32_t>(body.size());
+  write_raw(raw, h, body);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, RequestsToASideWithoutHandlerAreAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::call;
+  h.id = 5;
+  write_raw(raw, h);
+  expect_protocol_error(std::move(f));
+}
+
+TEST_F(ConnectionHostilePeer, TruncatedFrameThenEofFailsPendingCalls) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.id = 1;
+  h.size = 100;
+  write_raw(raw, h, "short");
+  ::shutdown(raw, SHUT_RDWR);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_THROW(f.get(), procxy::terminated);
+}
+
+}  // namespace
