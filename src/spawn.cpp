@@ -296,12 +296,8 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
     child_->wait_exit(-1);
     return cause;
   }
-  bool terminating;
-  {
-    std::lock_guard lk(terminate_mu_);
-    terminating = terminated_;
-  }
-  if (terminating) return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
+  // Never take terminate_mu_ here: terminate() holds it while it joins this very thread.
+  if (terminating_.load(std::memory_order_acquire)) return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
   if (!child_->wait_exit(1000)) {
     child_->kill(SIGKILL);
     child_->wait_exit(-1);
@@ -324,6 +320,7 @@ void proxy_core::terminate() {
   std::lock_guard lk(terminate_mu_);
   if (terminated_ || !conn_) return;
   terminated_ = true;
+  terminating_.store(true, std::memory_order_release);
   conn_->break_with(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
   if (child_->alive()) {
     try {

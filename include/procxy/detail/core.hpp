@@ -2,6 +2,7 @@
 // proxy<T> is a typed face on a shared core; futures keep the connection (not the core) alive.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -49,7 +50,8 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   std::thread dispatch_;
   state_ptr<state<void>> started_;
   std::mutex terminate_mu_;
-  bool terminated_ = false;
+  bool terminated_ = false;                // under terminate_mu_
+  std::atomic<bool> terminating_{false};   // read by on_disconnect without the mutex
 };
 
 }  // namespace procxy::detail
