@@ -34,7 +34,8 @@ template <auto MP, class Params = typename member_traits<decltype(MP)>::params>
 struct method_fn;
 template <auto MP, class... P>
 struct method_fn<MP, std::tuple<P...>> {
-  static_assert((check_param<P>() && ...));
+  static_assert((check_param<P>() && ...) &&
+                check_result<typename member_traits<decltype(MP)>::result>());
   future<call_result_t<MP>> operator()(P... p) const {
     return issue_call<MP, std::remove_cvref_t<P>...>(
         core_, core_ ? core_->deadline_for(core_->options().call_timeout) : no_deadline, p...);

@@ -100,7 +100,10 @@ class byte_reader {
     p_ += n;
     return p;
   }
-  void read(void* out, std::size_t n) { std::memcpy(out, take(n), n); }
+  void read(void* out, std::size_t n) {
+    const std::byte* p = take(n);
+    if (n != 0) std::memcpy(out, p, n);  // out may be null for an empty container
+  }
 
  private:
   const std::byte* p_ = nullptr;

@@ -80,7 +80,11 @@ template <class C, class D>
 inline constexpr bool is_time_point<std::chrono::time_point<C, D>> = true;
 
 template <class T>
-inline constexpr bool is_described = boost::describe::has_describe_members<T>::value;
+inline constexpr bool is_described =
+    boost::describe::has_describe_members<T>::value && !std::is_polymorphic_v<T>;
+// Described members of every access, including those of described bases.
+inline constexpr unsigned described_mods =
+    boost::describe::mod_any_access | boost::describe::mod_inherited;
 
 // Sequences decoded by push_back / emplace_back.
 template <class T>
@@ -146,13 +150,15 @@ constexpr std::size_t min_wire_size() {
     return 4;
   } else if constexpr (is_described<U>) {
     std::size_t n = 0;
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, boost::describe::mod_any_access>>(
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) { n += min_wire_size<std::remove_cvref_t<decltype(std::declval<U&>().*d.pointer)>>(); });
-    return n == 0 ? 1 : n;
+    if constexpr (boost::mp11::mp_size<boost::describe::describe_members<U, described_mods>>::value == 0)
+      return 1;  // an empty described class is sent as one byte
+    return n;
   } else if constexpr (is_reflected_aggregate<U>) {
     using fields = decltype(boost::pfr::structure_to_tuple(std::declval<const U&>()));
-    std::size_t n = sum_min_sizes<fields>(std::make_index_sequence<std::tuple_size_v<fields>>{});
-    return n == 0 ? 1 : n;
+    if constexpr (std::tuple_size_v<fields> == 0) return 1;  // an empty struct is sent as one byte
+    return sum_min_sizes<fields>(std::make_index_sequence<std::tuple_size_v<fields>>{});
   } else {
     return 4;  // strings, paths, containers: their count
   }
@@ -265,13 +271,14 @@ void encoder::operator()(const T& v) {
     raw(static_cast<std::uint32_t>(v.index()));
     std::visit([this](const auto& alt) { (*this)(alt); }, v);
   } else if constexpr (is_described<U>) {
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, boost::describe::mod_any_access>>(
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) { (*this)(v.*d.pointer); });
     if constexpr (boost::mp11::mp_size<boost::describe::describe_members<
-                      U, boost::describe::mod_any_access>>::value == 0)
+                      U, described_mods>>::value == 0)
       raw(std::uint8_t{0});
   } else if constexpr (std::is_pointer_v<U> &&
                        std::is_same_v<std::remove_cv_t<std::remove_pointer_t<U>>, char>) {
+    if (v == nullptr) throw serialization_error("procxy: a null const char* cannot be sent");
     (*this)(std::string_view(v));
   } else if constexpr (is_reflected_aggregate<U>) {
     boost::pfr::for_each_field(v, [this](const auto& f) { (*this)(f); });
@@ -297,9 +304,12 @@ class decoder {
     return v;
   }
   // Reads a count and checks that `count * min_each` bytes can still follow.
+  // Elements that occupy no bytes at all (std::tuple<>, std::array<T, 0>, structs of those) are
+  // capped at this many per container, so a 4-byte count cannot make the decoder build billions.
+  static constexpr std::size_t max_zero_width_elements = std::size_t{1} << 16;
   std::size_t count(std::size_t min_each) {
     auto n = static_cast<std::size_t>(raw<std::uint32_t>());
-    if (min_each != 0 && n > in_.remaining() / min_each)
+    if (min_each == 0 ? n > max_zero_width_elements : n > in_.remaining() / min_each)
       throw protocol_error("procxy: count " + std::to_string(n) + " exceeds the " +
                            std::to_string(in_.remaining()) + " bytes left in the message");
     return n;
@@ -413,10 +423,10 @@ void decoder::operator()(T& v) {
       throw protocol_error("procxy: variant index " + std::to_string(index) + " out of range");
     decode_variant(v, index, std::make_index_sequence<std::variant_size_v<U>>{});
   } else if constexpr (is_described<U>) {
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, boost::describe::mod_any_access>>(
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) { (*this)(v.*d.pointer); });
     if constexpr (boost::mp11::mp_size<boost::describe::describe_members<
-                      U, boost::describe::mod_any_access>>::value == 0)
+                      U, described_mods>>::value == 0)
       raw<std::uint8_t>();
   } else if constexpr (is_reflected_aggregate<U>) {
     boost::pfr::for_each_field(v, [this](auto& f) { (*this)(f); });

@@ -103,15 +103,30 @@ decltype(auto) pass_arg(wire_t<P>& v) {
     return std::move(v);
 }
 
+// Values are decoded into a default-constructed object. A described class without a default
+// constructor says so; any other class without one is not transferable at all, and says why.
+template <class W>
+constexpr void check_default_constructible() {
+  if constexpr (!std::is_void_v<W> && !std::is_default_constructible_v<W>) {
+    if constexpr (is_described<W>)
+      static_assert(always_false<W>,
+                    "procxy: a described value type must be default-constructible to be decoded; "
+                    "add a default constructor (it may be private)");
+    else
+      reject_untransferable<W>();
+  }
+}
+
 template <class P>
 constexpr bool check_param() {
   static_assert(!(std::is_lvalue_reference_v<P> && !std::is_const_v<std::remove_reference_t<P>>),
                 "procxy: a method parameter is a non-const lvalue reference; the callee's changes "
                 "could not reach the caller. Take it by value or const reference and return the "
                 "result instead");
-  static_assert(!std::is_rvalue_reference_v<P> || true);
+  check_default_constructible<wire_t<P>>();
   return true;
 }
+
 
 // Async results: a method returning procxy::future<R> or std::future<R> replies when it completes.
 template <class R>
@@ -129,6 +144,12 @@ struct async_traits<std::future<R>> {
   static constexpr bool is_async = true;
   using value = R;
 };
+
+template <class R>
+constexpr bool check_result() {
+  check_default_constructible<typename async_traits<R>::value>();
+  return true;
+}
 
 // The value type a call of MP yields in the parent.
 template <auto MP>

@@ -101,7 +101,7 @@ void print_value(std::string& out, const T& v) {
   } else if constexpr (is_described<U>) {
     out += '{';
     std::size_t i = 0;
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, boost::describe::mod_any_access>>(
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) {
           if (i++) out += ", ";
           out += d.name;

@@ -1,0 +1,56 @@
+// expect: <compiles>
+// Control: the same harness on valid code, so a failing case is known to fail for its own reason.
+#include <procxy/procxy.hpp>
+
+#include <boost/describe/class.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cf {
+struct Batch {
+  std::vector<double> values;
+  std::string label;
+};
+class Money {
+ public:
+  Money() = default;
+  explicit Money(long long c) : cents_(c) {}
+
+ private:
+  long long cents_ = 0;
+  BOOST_DESCRIBE_CLASS(Money, (), (), (), (cents_))
+};
+class Service {
+ public:
+  explicit Service(int) {}
+  int by_value(int x) { return x; }
+  std::string by_cref(const std::string& s) { return s; }
+  std::size_t view(std::string_view s) { return s.size(); }
+  std::size_t cstr(const char* s) { return std::string_view(s).size(); }
+  double sum(const Batch& b) { return b.values.empty() ? 0 : b.values[0]; }
+  Money money(const Money& m) { return m; }
+  std::optional<std::map<std::string, int>> map(std::vector<std::string>) { return {}; }
+  int scale(int x) { return x; }
+  double scale(double x) { return x; }
+};
+PROCXY_CLASS(Service, by_value, by_cref, view, cstr, sum, money, map,
+             (scale, (int(int)), (double(double))));
+
+[[maybe_unused]] void use() {
+  auto s = procxy::spawn<Service>({}, 1);
+  (void)s.by_value(1);
+  (void)s.by_cref("x");
+  (void)s.view("x");
+  (void)s.cstr("x");
+  (void)s.sum({{1, 2}, "b"});
+  (void)s.money(Money(5));
+  (void)s.map({"a"});
+  (void)s.scale(1);
+  (void)s.scale(1.0);
+  (void)s.call<&Service::by_value>(2);
+}
+}  // namespace cf

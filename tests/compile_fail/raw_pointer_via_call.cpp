@@ -1,0 +1,12 @@
+// expect: procxy: raw pointers cannot cross a process boundary
+// The macro-free form checks parameters too.
+#include <procxy/procxy.hpp>
+
+struct Holder {
+  int read(const double* p) { return static_cast<int>(*p); }
+};
+
+void use(procxy::proxy<Holder>& h) {
+  double d = 1;
+  (void)h.call<&Holder::read>(&d);
+}

@@ -1,0 +1,14 @@
+// expect: procxy: spawn<T>(options, args...)
+// expect: T has no constructor taking these arguments
+#include <procxy/procxy.hpp>
+
+#include <string>
+
+struct Widget {
+  explicit Widget(int size) : size_(size) {}
+  int size() const { return size_; }
+  int size_;
+};
+PROCXY_CLASS(Widget, size);
+
+void use() { auto w = procxy::spawn<Widget>({}, std::string("not an int")); }

@@ -1,0 +1,12 @@
+// expect: procxy: spawn<T>(options, args...)
+// expect: T has no constructor taking these arguments
+#include <procxy/procxy.hpp>
+
+struct Widget {
+  explicit Widget(int size) : size_(size) {}
+  int size() const { return size_; }
+  int size_;
+};
+PROCXY_CLASS(Widget, size);
+
+void use() { auto w = procxy::spawn<Widget>(); }

@@ -1,0 +1,15 @@
+// expect: procxy: this class is neither an aggregate nor described
+#include <procxy/procxy.hpp>
+
+class Temperature {
+ public:
+  Temperature() = default;
+  double kelvin() const { return kelvin_; }
+
+ private:
+  double kelvin_ = 0;
+};
+struct Thermostat {
+  Temperature get() { return {}; }
+};
+PROCXY_CLASS(Thermostat, get);
