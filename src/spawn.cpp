@@ -298,15 +298,18 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   }
   // Never take terminate_mu_ here: terminate() holds it while it joins this very thread.
   if (terminating_.load(std::memory_order_acquire)) return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
-  if (!child_->wait_exit(1000)) {
+  // A child whose constructor threw exits by itself; its error is the constructor's.
+  bool start_failed = started_->is_ready() && started_->error();
+  if (!child_->wait_exit(5000)) {
     child_->kill(SIGKILL);
     child_->wait_exit(-1);
+    if (start_failed) return started_->error();
     return std::make_exception_ptr(
         protocol_error("procxy: the child closed its channel but kept running; it was killed"));
   }
   int code = -1, sig = 0;
   std::string how = child_->describe(code, sig);
-  if (started_->is_ready() && started_->error()) return started_->error();
+  if (start_failed) return started_->error();
   std::string who = std::string("procxy: child ") + std::to_string(child_->pid()) + " (" +
                     class_name_ + ") " + how;
   if (!started_->is_ready())
