@@ -222,6 +222,14 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
   }
 }
 
+void connection::check_size(const byte_buffer& f, const char* what) const {
+  if (f.size() - header_size > max_message_size_)
+    throw serialization_error(std::string("procxy: ") + what + ": a message of " +
+                              std::to_string(f.size() - header_size) +
+                              " bytes exceeds max_message_size (" +
+                              std::to_string(max_message_size_) + ")");
+}
+
 // ---- reading -----------------------------------------------------------------------------------
 
 bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::vector<frame>& out) {

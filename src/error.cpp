@@ -44,7 +44,8 @@ enum class exception_code : std::uint8_t {
   underflow_error,
   bad_alloc,
   system_error,
-  last = system_error,
+  serialization_error,  // procxy's own: a result too large or not encodable in the child
+  last = serialization_error,
 };
 
 enum class category_code : std::uint8_t { generic = 0, system = 1, other = 2 };
@@ -67,6 +68,7 @@ exception_code classify(const std::exception& e) {
   if (is_exactly<std::bad_alloc>(e)) return exception_code::bad_alloc;
   if (is_exactly<std::system_error>(e)) return exception_code::system_error;
   if (is_exactly<std::exception>(e)) return exception_code::exception;
+  if (is_exactly<serialization_error>(e)) return exception_code::serialization_error;
   return exception_code::other;
 }
 
@@ -150,6 +152,8 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method) {
         msg.resize(msg.size() - suffix.size());
       return std::make_exception_ptr(std::system_error(value, c, msg));
     }
+    case exception_code::serialization_error:
+      return std::make_exception_ptr(serialization_error(what));
     case exception_code::other:
       return std::make_exception_ptr(remote_error(
           type_name, type_name + " thrown by " + (method ? method : "the child") + ": " + what));

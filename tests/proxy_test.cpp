@@ -8,6 +8,8 @@
 #include <chrono>
 #include <coroutine>
 #include <fstream>
+#include <iterator>
+#include <stdlib.h>
 #include <future>
 #include <stdexcept>
 #include <string>
@@ -62,13 +64,15 @@ class Counter {
     });
   }
   void crash() { std::abort(); }
+  std::string blob(std::size_t n) { return std::string(n, 'b'); }
+  std::size_t length(const std::string& s) { return s.size(); }
 
  private:
   int value_;
   std::vector<int> log_;
 };
 PROCXY_CLASS(Counter, add, get, child_pid, echo_after, log, divide, fail_custom, fail_int, later,
-             later_std, crash);
+             later_std, crash, blob, length);
 
 TEST(Proxy, CallsRunInTheChildProcess) {
   auto c = procxy::spawn<Counter>();
@@ -349,6 +353,45 @@ TEST(Proxy, UnwaitedCallTimesOutInTheBackground) {
   std::this_thread::sleep_for(300ms);
   EXPECT_TRUE(f.ready());
   EXPECT_THROW(f.get(), procxy::timeout_error);
+}
+
+TEST(Proxy, ArgumentsLargerThanMaxMessageSizeFailThatCallOnly) {
+  auto c = procxy::spawn<Counter>({.max_message_size = 4096});
+  EXPECT_THROW(c.length(std::string(10000, 'x')).get(), procxy::serialization_error);
+  EXPECT_EQ(c.length(std::string(100, 'x')).get(), 100u);
+}
+
+TEST(Proxy, ResultLargerThanMaxMessageSizeFailsThatCallOnly) {
+  auto c = procxy::spawn<Counter>({.max_message_size = 4096});
+  EXPECT_THROW(c.blob(10000).get(), procxy::serialization_error);
+  EXPECT_EQ(c.blob(10).get(), "bbbbbbbbbb");
+}
+
+// PROCXY_TRACE=1 makes both sides print every message, decoded, to stderr.
+TEST(Proxy, TraceEnvPrintsDecodedMessagesOfBothSides) {
+  char path[] = "/tmp/procxy-trace-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  int saved = ::dup(2);
+  ::dup2(fd, 2);
+  ::setenv("PROCXY_TRACE", "1", 1);
+  {
+    auto c = procxy::spawn<Counter>({}, 40);
+    EXPECT_EQ(c.add(2).get(), 42);
+  }
+  ::unsetenv("PROCXY_TRACE");
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(fd);
+  std::ifstream in(path);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ::unlink(path);
+  EXPECT_NE(all.find("procxy[parent"), std::string::npos) << all;
+  EXPECT_NE(all.find("send call"), std::string::npos) << all;
+  EXPECT_NE(all.find("recv call #2"), std::string::npos) << all;
+  EXPECT_NE(all.find("Counter::add(2)"), std::string::npos) << all;
+  EXPECT_NE(all.find("Counter::add = 42"), std::string::npos) << all;
+  EXPECT_NE(all.find("recv shutdown"), std::string::npos) << all;
 }
 
 }  // namespace

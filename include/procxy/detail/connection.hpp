@@ -114,6 +114,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Writes out what the dispatch thread has held back (coalesced replies). Dispatch thread only.
   void flush() { flush_corked(); }
 
+  std::size_t max_message_size() const noexcept { return max_message_size_; }
+  // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
+  void check_size(const byte_buffer& frame, const char* what) const;
+
   connection_stats stats() const;
   bool tracing() const noexcept { return trace_; }
   // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".

@@ -172,6 +172,7 @@ struct reply_sink {
   void value(const R& v) const {
     byte_buffer& buf = scratch_buffer();
     build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); });
+    conn->check_size(buf, what);  // too large: the caller's catch sends an error reply instead
     if (conn->tracing()) {
       std::string t = "send reply #" + std::to_string(id) + " " + what + " = ";
       print_value(t, v);
@@ -222,16 +223,15 @@ void send_async(reply_sink reply, R&& r) {
   using V = typename async_traits<std::remove_cvref_t<R>>::value;
   if constexpr (is_specialization_of<std::remove_cvref_t<R>, procxy::future>) {
     r.on_complete([reply](outcome<V> o) {
-      if (!o) {
-        try {
-          std::rethrow_exception(o.error());
-        } catch (...) {
-          reply.current_exception();
+      try {
+        if constexpr (std::is_void_v<V>) {
+          o.value();
+          reply.value();
+        } else {
+          reply.value(o.value());
         }
-      } else if constexpr (std::is_void_v<V>) {
-        reply.value();
-      } else {
-        reply.value(o.value());
+      } catch (...) {
+        reply.current_exception();
       }
     });
   } else {
@@ -356,6 +356,7 @@ future<call_result_t<MP>> issue_call(proxy_core* core, clock::time_point deadlin
       e.raw(id);
       (e(a), ...);
     });
+    conn.check_size(buf, member_name<MP>());
   } catch (...) {
     st->fail(std::current_exception());
     return result;
