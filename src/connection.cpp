@@ -124,7 +124,7 @@ void connection::request_read() {
 void connection::send(std::span<const std::byte> f) {
   frames_sent_.fetch_add(1, std::memory_order_relaxed);
   bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
-  if (e_corked_ && on_dispatch_thread()) {
+  if (on_dispatch_thread() && e_corked_) {  // e_corked_ is E's own: test the thread first
     corked_.append(f.data(), f.size());
     if (corked_.size() >= read_chunk) flush_corked();
     return;
@@ -399,9 +399,11 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   }
   last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   lk.lock();
-  reading_ = false;
   e_polling_ = false;
+  // Route while still holding the role: a waiter whose reply is in this batch must not find the
+  // role free, take it, and block in read() for a reply that was already read.
   if (!batch.empty()) route(batch, lk);
+  reading_ = false;
   cv_.notify_all();  // hand the reading role over to whoever waits for it
   return got;
 }

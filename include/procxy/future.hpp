@@ -82,7 +82,8 @@ struct state_base {
       cont = std::move(continuation_);
     }
     cv_.notify_all();
-    if (cont) dispatch(std::move(cont), true);
+    // Never inline for a connection's state: the completing thread may hold its reading role.
+    if (cont) dispatch(std::move(cont), false);
   }
 
   // Blocks until ready or deadline. Returns readiness.
