@@ -129,15 +129,19 @@ void connection::send(std::span<const std::byte> f) {
     if (corked_.size() >= read_chunk) flush_corked();
     return;
   }
+  write_combined(f.data(), f.size());
+}
+
+void connection::write_combined(const std::byte* p, std::size_t n) {
   std::unique_lock lk(wmu_);
-  if (writing_) {  // the thread that is writing sends this too, right after its own bytes
-    wpending_.append(f.data(), f.size());
+  if (writing_) {  // the thread that is writing sends these bytes too, right after its own
+    wpending_.append(p, n);
     return;
   }
   writing_ = true;
   lk.unlock();
   try {
-    write_all(f.data(), f.size());
+    write_all(p, n);
     lk.lock();
     while (!wpending_.empty()) {
       std::swap(wpending_, wspare_);
@@ -157,40 +161,12 @@ void connection::send(std::span<const std::byte> f) {
 
 void connection::flush_corked() {
   if (corked_.empty()) return;
-  bool was = std::exchange(e_corked_, false);
-  byte_buffer out = std::move(corked_);
-  corked_ = byte_buffer();
   try {
-    // send() counted these frames already; write them as one chunk.
-    std::unique_lock lk(wmu_);
-    if (writing_) {
-      wpending_.append(out.data(), out.size());
-    } else {
-      writing_ = true;
-      lk.unlock();
-      try {
-        write_all(out.data(), out.size());
-      } catch (...) {
-        lk.lock();
-        writing_ = false;
-        throw;
-      }
-      lk.lock();
-      while (!wpending_.empty()) {
-        std::swap(wpending_, wspare_);
-        lk.unlock();
-        write_all(wspare_.data(), wspare_.size());
-        wspare_.clear();
-        lk.lock();
-      }
-      writing_ = false;
-    }
+    write_combined(corked_.data(), corked_.size());  // send() counted these frames already
   } catch (const terminated&) {
     // The peer is gone; the reader will see EOF and fail what is pending.
   }
-  out.clear();
-  corked_ = std::move(out);
-  e_corked_ = was;
+  corked_.clear();
 }
 
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,

@@ -154,6 +154,20 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
   return env;
 }
 
+// Takes ownership of a just-started child through a pidfd. Nobody else can have reaped it yet
+// (it is our unwaited child), so the pid still names it.
+std::unique_ptr<child_process> adopt_child(pid_t pid) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    int e = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw_errno("pidfd_open", e);
+  }
+  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return std::make_unique<child_process>(pid, pidfd);
+}
+
 std::unique_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd) {
   std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
   if (o.mode == spawn_mode::executable && exe.empty())
@@ -202,15 +216,7 @@ std::unique_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd) 
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &at, argv.data(), envp.data());
   if (rc != 0) throw_errno("cannot start '" + exe + "'", rc);
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) {
-    int e = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw_errno("pidfd_open", e);
-  }
-  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  return std::make_unique<child_process>(pid, pidfd);
+  return adopt_child(pid);
 }
 
 std::unique_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd) {
@@ -223,15 +229,7 @@ std::unique_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     _exit(serve(child_fd, o.max_message_size, parent));
   }
-  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0) {
-    int e = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    throw_errno("pidfd_open", e);
-  }
-  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  return std::make_unique<child_process>(pid, pidfd);
+  return adopt_child(pid);
 }
 
 void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const char* what) {

@@ -157,6 +157,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void wake_dispatch_thread();
   void flush_corked();
   void write_all(const std::byte* p, std::size_t n);
+  // Writes, or hands the bytes to the thread already writing (which sends them next).
+  void write_combined(const std::byte* p, std::size_t n);
   // Takes the reading role, reads once, routes. lk held on entry and exit.
   bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
   bool background_read_wanted() const;
