@@ -8,13 +8,21 @@
 //   BM_ProxyAddInFlight1000   one thread issues 1,000 add() calls, then get()s them all (items/s)
 //   BM_PosixSpawnReplyOnce    baseline: posix_spawn(procxy_reply_once) + one 16-byte request/reply
 //                             over an inherited socket + waitpid
+//   BM_PosixSpawnSelfReplyOnce   diagnostic: the same, but the child is this binary (what reexec
+//                             starts: same libraries and static initialisers, no procxy)
 //   BM_SpawnToFirstResult     spawn<Calculator>() + add().get() + ~proxy (default: reexec)
 //   BM_SpawnToFirstResult_Fork      the same with spawn_mode::fork (no exec, no dynamic loading)
 //   BM_IdleChildRss           VmRSS of an idle Calculator child (and of this parent), KiB
+//   BM_IdleReplyOnceRss       VmRSS of an idle procxy_reply_once, for scale
+//   BM_IdleSelfReplyOnceRss   VmRSS of this binary idling in --reply-once mode (no procxy), for scale
 //
-// Not a benchmark: `procxy_call_bench --calls=N [--in-flight=M]` spawns a Calculator, warms up,
-// then makes N sequential add() calls (or N/M batches of M in flight) between two marker syscalls
-// (write(-1, "PROCXY_BENCH_BEGIN") / "..._END"), for counting syscalls per call with strace.
+// Not benchmarks (for counting syscalls with strace / perf trace; docs/benchmarks.md):
+//   --calls=N [--in-flight=M] [--call-timeout-ms=T]   spawn a Calculator (call_timeout T, default
+//        none), warm up, then N sequential add() calls (or N/M batches of M in flight) between
+//        two marker syscalls, write(-1, "PROCXY_BENCH_BEGIN") and write(-1, "PROCXY_BENCH_END")
+//   --raw-calls=N        the same for the raw ping-pong
+//   --spawns=N [--fork]  N times spawn + add().get() + ~proxy, between the markers
+//   --reply-once         the child of BM_PosixSpawnSelfReplyOnce (answers one request on fd 3)
 //
 // main() calls procxy::init() first: procxy's default spawn mode re-executes this binary.
 #include <benchmark/benchmark.h>
@@ -27,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -98,12 +107,14 @@ void write_exact(int fd, const void* p, std::size_t n) {
 
 // ---- 1. baseline: raw ping-pong ----------------------------------------------------------------
 
-void BM_RawPingPong(benchmark::State& state) {
+// Forks the echo child of the raw baseline: read 16, write 16, until EOF. Returns its pid; *fd is
+// the parent's end of the socketpair.
+pid_t start_echo_child(int* fd) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
   pid_t pid = ::fork();
   if (pid < 0) die("fork");
-  if (pid == 0) {  // echo child: read 16, write 16, until EOF (only async-signal-safe calls)
+  if (pid == 0) {  // only async-signal-safe calls in here
     ::close(sv[0]);
     unsigned char buf[16];
     for (;;) {
@@ -124,18 +135,25 @@ void BM_RawPingPong(benchmark::State& state) {
     }
   }
   ::close(sv[1]);
+  *fd = sv[0];
+  return pid;
+}
+
+void BM_RawPingPong(benchmark::State& state) {
+  int fd = -1;
+  pid_t pid = start_echo_child(&fd);
   unsigned char msg[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   unsigned char reply[16];
   for (int i = 0; i < 100; ++i) {  // warm up both sides
-    write_exact(sv[0], msg, sizeof msg);
-    read_exact(sv[0], reply, sizeof reply);
+    write_exact(fd, msg, sizeof msg);
+    read_exact(fd, reply, sizeof reply);
   }
   for (auto _ : state) {
-    write_exact(sv[0], msg, sizeof msg);
-    read_exact(sv[0], reply, sizeof reply);
+    write_exact(fd, msg, sizeof msg);
+    read_exact(fd, reply, sizeof reply);
     benchmark::DoNotOptimize(reply);
   }
-  ::close(sv[0]);
+  ::close(fd);
   ::waitpid(pid, nullptr, 0);
   state.SetItemsProcessed(state.iterations());
 }
@@ -193,11 +211,27 @@ void BM_ProxyAddInFlight1000(benchmark::State& state) {
 
 // ---- 4. spawn to first result ------------------------------------------------------------------
 
-void BM_PosixSpawnReplyOnce(benchmark::State& state) {
-  const char* exe = PROCXY_BENCH_REPLY_ONCE;
-  char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
+// Mean µs per iteration of the two phases of a spawn benchmark: up to the first result, and
+// from there until the child is gone (reaped; for procxy: ~proxy returned).
+template <class D>
+void set_phase_counters(benchmark::State& state, D to_result, D to_reaped) {
+  auto us = [&](D d) {
+    return std::chrono::duration<double, std::micro>(d).count() /
+           static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
+  };
+  state.counters["first_result_us"] = us(to_result);
+  state.counters["teardown_us"] = us(to_reaped);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// posix_spawn `exe` with a connected socket as fd 3, send a 16-byte request, read the 16-byte
+// reply, waitpid. `exe` answers with reply_once() below (procxy_reply_once does the same).
+void spawn_reply_once(benchmark::State& state, const char* exe, char* const argv[]) {
+  using clk = std::chrono::steady_clock;
   unsigned char msg[16] = {42}, reply[16];
+  clk::duration to_result{}, to_reaped{};
   for (auto _ : state) {
+    auto t0 = clk::now();
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
     posix_spawn_file_actions_t fa;
@@ -215,21 +249,49 @@ void BM_PosixSpawnReplyOnce(benchmark::State& state) {
     write_exact(sv[0], msg, sizeof msg);
     read_exact(sv[0], reply, sizeof reply);
     benchmark::DoNotOptimize(reply);
+    auto t1 = clk::now();
     ::close(sv[0]);
     int status = 0;
     if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      die("procxy_reply_once failed");
+      die("the reply-once child failed");
+    auto t2 = clk::now();
+    to_result += t1 - t0;
+    to_reaped += t2 - t1;
   }
-  state.SetItemsProcessed(state.iterations());
+  set_phase_counters(state, to_result, to_reaped);
+}
+
+// Baseline: the smallest program that can answer (procxy_reply_once: libc only).
+void BM_PosixSpawnReplyOnce(benchmark::State& state) {
+  char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
+  spawn_reply_once(state, PROCXY_BENCH_REPLY_ONCE, argv);
+}
+
+// Diagnostic: the same protocol answered by this very binary (what procxy's reexec mode starts:
+// the same dynamic libraries and static initialisers), but without procxy's serve loop.
+void BM_PosixSpawnSelfReplyOnce(benchmark::State& state) {
+  char* argv[] = {const_cast<char*>("procxy_call_bench"), const_cast<char*>("--reply-once"),
+                  nullptr};
+  spawn_reply_once(state, "/proc/self/exe", argv);
 }
 
 void spawn_to_first_result(benchmark::State& state, const procxy::spawn_options& opts) {
+  using clk = std::chrono::steady_clock;
+  clk::duration to_result{}, to_reaped{};
   for (auto _ : state) {
-    auto calc = procxy::spawn<Calculator>(opts);
-    double r = calc.add(1.0, 2.0).get();
-    benchmark::DoNotOptimize(r);
-  }  // ~proxy: shutdown frame, wait for the child to exit, reap, join the dispatch thread
-  state.SetItemsProcessed(state.iterations());
+    auto t0 = clk::now();
+    clk::time_point t1;
+    {
+      auto calc = procxy::spawn<Calculator>(opts);
+      double r = calc.add(1.0, 2.0).get();
+      benchmark::DoNotOptimize(r);
+      t1 = clk::now();
+    }  // ~proxy: shutdown frame, wait for the child to exit, reap, join the dispatch thread
+    auto t2 = clk::now();
+    to_result += t1 - t0;
+    to_reaped += t2 - t1;
+  }
+  set_phase_counters(state, to_result, to_reaped);
 }
 
 void BM_SpawnToFirstResult(benchmark::State& state) { spawn_to_first_result(state, {}); }
@@ -250,6 +312,17 @@ double status_field(int pid, const char* key) {
   return -1;
 }
 
+// A "Key:   123 kB" line of /proc/<pid>/smaps_rollup, in KiB (-1 if absent).
+double rollup_field(int pid, const char* key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  std::size_t klen = std::strlen(key);
+  while (std::getline(in, line))
+    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ':')
+      return std::strtod(line.c_str() + klen + 1, nullptr);
+  return -1;
+}
+
 void BM_IdleChildRss(benchmark::State& state) {
   for (auto _ : state) {
     auto calc = procxy::spawn<Calculator>();
@@ -259,13 +332,16 @@ void BM_IdleChildRss(benchmark::State& state) {
     state.counters["child_rss_kib"] = status_field(pid, "VmRSS");
     state.counters["child_rss_anon_kib"] = status_field(pid, "RssAnon");
     state.counters["child_rss_file_kib"] = status_field(pid, "RssFile");
+    state.counters["child_pss_kib"] = rollup_field(pid, "Pss");
     state.counters["child_threads"] = status_field(pid, "Threads");
     state.counters["parent_rss_kib"] = status_field(0, "VmRSS");
   }
 }
 
-// A plain, fresh exec of a tiny program for scale: procxy_reply_once waiting for its request.
-void BM_IdleReplyOnceRss(benchmark::State& state) {
+// For scale: the RSS of an idle process that only waits for its request on fd 3, either the tiny
+// procxy_reply_once (libc only) or this binary in --reply-once mode (the same libraries and
+// static initialisers as a reexec child, no procxy).
+void idle_reply_once_rss(benchmark::State& state, const char* exe, char* const argv[]) {
   for (auto _ : state) {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
@@ -273,13 +349,18 @@ void BM_IdleReplyOnceRss(benchmark::State& state) {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
     pid_t pid = -1;
-    char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
-    int rc = ::posix_spawn(&pid, PROCXY_BENCH_REPLY_ONCE, &fa, nullptr, argv, environ);
+    int rc = ::posix_spawn(&pid, exe, &fa, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) die("posix_spawn");
+    if (rc != 0) {
+      errno = rc;
+      die(exe);
+    }
     ::close(sv[1]);
     std::this_thread::sleep_for(100ms);
     state.counters["child_rss_kib"] = status_field(pid, "VmRSS");
+    state.counters["child_rss_anon_kib"] = status_field(pid, "RssAnon");
+    state.counters["child_rss_file_kib"] = status_field(pid, "RssFile");
+    state.counters["child_pss_kib"] = rollup_field(pid, "Pss");
     unsigned char msg[16] = {}, reply[16];
     write_exact(sv[0], msg, sizeof msg);
     read_exact(sv[0], reply, sizeof reply);
@@ -288,12 +369,22 @@ void BM_IdleReplyOnceRss(benchmark::State& state) {
   }
 }
 
+void BM_IdleReplyOnceRss(benchmark::State& state) {
+  char* argv[] = {const_cast<char*>("procxy_reply_once"), nullptr};
+  idle_reply_once_rss(state, PROCXY_BENCH_REPLY_ONCE, argv);
+}
+void BM_IdleSelfReplyOnceRss(benchmark::State& state) {
+  char* argv[] = {const_cast<char*>("procxy_call_bench"), const_cast<char*>("--reply-once"),
+                  nullptr};
+  idle_reply_once_rss(state, "/proc/self/exe", argv);
+}
+
 }  // namespace
 
 // ---- strace mode -------------------------------------------------------------------------------
 
-int run_calls(long n, long in_flight) {
-  auto calc = procxy::spawn<Calculator>();
+int run_calls(long n, long in_flight, long timeout_ms) {
+  auto calc = procxy::spawn<Calculator>({.call_timeout = std::chrono::milliseconds(timeout_ms)});
   calc.started().get();
   std::vector<procxy::future<double>> fs;
   auto some = [&](long count) {
@@ -320,27 +411,81 @@ int run_calls(long n, long in_flight) {
   return 0;
 }
 
+// BM_PosixSpawnSelfReplyOnce's child: what procxy_reply_once does, from this binary.
+int reply_once() {
+  unsigned char buf[16];
+  read_exact(3, buf, sizeof buf);
+  buf[0] ^= 0xff;
+  write_exact(3, buf, sizeof buf);
+  return 0;
+}
+
+int run_raw(long n) {
+  int fd = -1;
+  pid_t pid = start_echo_child(&fd);
+  unsigned char msg[16] = {1}, reply[16];
+  for (int i = 0; i < 100; ++i) {
+    write_exact(fd, msg, sizeof msg);
+    read_exact(fd, reply, sizeof reply);
+  }
+  [[maybe_unused]] auto b = ::write(-1, "PROCXY_BENCH_BEGIN", 18);
+  for (long i = 0; i < n; ++i) {
+    write_exact(fd, msg, sizeof msg);
+    read_exact(fd, reply, sizeof reply);
+  }
+  [[maybe_unused]] auto e = ::write(-1, "PROCXY_BENCH_END", 16);
+  ::close(fd);
+  ::waitpid(pid, nullptr, 0);
+  std::printf("raw calls=%ld child=%d\n", n, pid);
+  return 0;
+}
+
+int run_spawns(long n, bool fork_mode) {
+  procxy::spawn_options opts;
+  if (fork_mode) opts.mode = procxy::spawn_mode::fork;
+  double sum = 0;
+  { auto warm = procxy::spawn<Calculator>(opts); sum += warm.add(1.0, 2.0).get(); }
+  [[maybe_unused]] auto b = ::write(-1, "PROCXY_BENCH_BEGIN", 18);
+  for (long i = 0; i < n; ++i) {
+    auto calc = procxy::spawn<Calculator>(opts);
+    sum += calc.add(1.0, 2.0).get();
+  }
+  [[maybe_unused]] auto e = ::write(-1, "PROCXY_BENCH_END", 16);
+  std::printf("spawns=%ld sum=%g\n", n, sum);
+  return 0;
+}
+
 }  // namespace bench
 
 BENCHMARK(bench::BM_RawPingPong)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential_Timeout)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_PosixSpawnReplyOnce)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_SpawnToFirstResult)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_SpawnToFirstResult_Fork)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SpawnToFirstResult)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SpawnToFirstResult_Fork)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_IdleChildRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_IdleReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_IdleSelfReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   procxy::init(argc, argv);  // in a child started by procxy: serves the object, never returns
+  if (argc == 2 && std::strcmp(argv[1], "--reply-once") == 0) return bench::reply_once();
 
-  long calls = -1, in_flight = 1;
+  long calls = -1, in_flight = 1, timeout_ms = 0, raw = -1, spawns = -1;
+  bool fork_mode = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--calls=", 8) == 0) calls = std::atol(argv[i] + 8);
     if (std::strncmp(argv[i], "--in-flight=", 12) == 0) in_flight = std::atol(argv[i] + 12);
+    if (std::strncmp(argv[i], "--call-timeout-ms=", 18) == 0) timeout_ms = std::atol(argv[i] + 18);
+    if (std::strncmp(argv[i], "--raw-calls=", 12) == 0) raw = std::atol(argv[i] + 12);
+    if (std::strncmp(argv[i], "--spawns=", 9) == 0) spawns = std::atol(argv[i] + 9);
+    if (std::strcmp(argv[i], "--fork") == 0) fork_mode = true;
   }
-  if (calls >= 0) return bench::run_calls(calls, in_flight);
+  if (raw >= 0) return bench::run_raw(raw);
+  if (spawns >= 0) return bench::run_spawns(spawns, fork_mode);
+  if (calls >= 0) return bench::run_calls(calls, in_flight, timeout_ms);
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -118,10 +118,12 @@ void connection::write_all(const std::byte* p, std::size_t n) {
 void connection::request_read() {
   std::lock_guard lk(mu_);
   want_read_ = true;
-  if (!reading_) wake_dispatch_thread();
+  wake_dispatch_thread();
 }
 
-void connection::send(std::span<const std::byte> f) {
+void connection::send(std::span<const std::byte> f) { send(f, false); }
+
+void connection::send(std::span<const std::byte> f, bool defer) {
   frames_sent_.fetch_add(1, std::memory_order_relaxed);
   bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
   if (on_dispatch_thread() && e_corked_) {  // e_corked_ is E's own: test the thread first
@@ -129,20 +131,23 @@ void connection::send(std::span<const std::byte> f) {
     if (corked_.size() >= read_chunk) flush_corked();
     return;
   }
-  write_combined(f.data(), f.size());
+  std::unique_lock lk(wmu_);
+  wpending_.append(f.data(), f.size());
+  if (writing_) return;  // the thread that is writing sends these bytes next, in order
+  if (defer && wpending_.size() < read_chunk) return;  // a flush trigger sends them (design.md)
+  drain_writes(lk);
 }
 
-void connection::write_combined(const std::byte* p, std::size_t n) {
+void connection::flush() {
+  if (on_dispatch_thread()) flush_corked();
   std::unique_lock lk(wmu_);
-  if (writing_) {  // the thread that is writing sends these bytes too, right after its own
-    wpending_.append(p, n);
-    return;
-  }
+  if (writing_ || wpending_.empty()) return;
+  drain_writes(lk);
+}
+
+void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
   writing_ = true;
-  lk.unlock();
   try {
-    write_all(p, n);
-    lk.lock();
     while (!wpending_.empty()) {
       std::swap(wpending_, wspare_);
       lk.unlock();
@@ -155,6 +160,7 @@ void connection::write_combined(const std::byte* p, std::size_t n) {
     if (!lk.owns_lock()) lk.lock();
     writing_ = false;
     wpending_.clear();
+    wspare_.clear();
     throw;
   }
 }
@@ -162,7 +168,9 @@ void connection::write_combined(const std::byte* p, std::size_t n) {
 void connection::flush_corked() {
   if (corked_.empty()) return;
   try {
-    write_combined(corked_.data(), corked_.size());  // send() counted these frames already
+    std::unique_lock lk(wmu_);
+    wpending_.append(corked_.data(), corked_.size());  // send() counted these frames already
+    if (!writing_) drain_writes(lk);
   } catch (const terminated&) {
     // The peer is gone; the reader will see EOF and fail what is pending.
   }
@@ -172,6 +180,7 @@ void connection::flush_corked() {
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
                       clock::time_point deadline, const char* what, bool fatal_timeout) {
   std::uint64_t id;
+  bool defer;
   {
     std::lock_guard lk(mu_);
     if (broken_) {
@@ -184,6 +193,9 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     st->call_id = id;
     st->call_deadline = deadline;
     pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout});
+    // With this many calls already out, the peer is busy: hold the frame for the next flush
+    // (a waiter, a batch of replies, 64 KiB, a continuation, or the dispatch thread's linger).
+    defer = pending_.size() > defer_after_in_flight;
     if (deadline < next_deadline_) {
       next_deadline_ = deadline;
       if (e_polling_) wake_dispatch_thread();
@@ -191,7 +203,7 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
   }
   std::memcpy(f.data() + offsetof(frame_header, id), &id, sizeof id);
   try {
-    send(f.view());
+    send(f.view(), defer);
   } catch (...) {
     // The peer is gone. Leave the call pending: the reader is about to see EOF and fail it
     // with the real cause (crash, exit code) rather than a bare EPIPE.
@@ -314,10 +326,7 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
     }
   }
   batch.clear();
-  if (queued && !on_dispatch_thread()) {
-    cv_.notify_all();
-    if (e_polling_) wake_dispatch_thread();
-  }
+  if (queued && !on_dispatch_thread()) wake_dispatch_thread();
 }
 
 void connection::complete(frame& f) {
@@ -359,9 +368,10 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   e_polling_ = e;
   // A plain blocking read() is the fast path. Poll with the wake-up eventfd whenever another
   // thread may complete what this reader waits for: E with queued replies, a timer, a stop.
-  const bool with_wakeup = e || !queue_.empty() || e_busy_;
+  const bool with_wakeup =
+      (e && side_ == side::parent) || !queue_.empty() || e_busy_ || !pending_.empty();
   lk.unlock();
-  if (e) flush_corked();
+  flush();  // held-back calls and replies go out before this thread blocks
   std::vector<frame> batch;
   bool got = false;
   try {
@@ -378,7 +388,14 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   e_polling_ = false;
   // Route while still holding the role: a waiter whose reply is in this batch must not find the
   // role free, take it, and block in read() for a reply that was already read.
+  bool replies = false;
+  for (auto& f : batch) replies = replies || is_reply(f.header.kind);
   if (!batch.empty()) route(batch, lk);
+  if (replies) {  // the peer finished something: send it what we held back (ack clocking)
+    lk.unlock();
+    flush();
+    lk.lock();
+  }
   reading_ = false;
   cv_.notify_all();  // hand the reading role over to whoever waits for it
   return got;
@@ -405,6 +422,10 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       lead_read(lk, until);
       continue;
     }
+    lk.unlock();
+    flush();
+    lk.lock();
+    if (st.is_ready() || !reading_) continue;
     if (until == no_deadline)
       cv_.wait(lk);
     else
@@ -450,9 +471,9 @@ void connection::run_dispatch_loop() {
       wake = std::min(wake, last + background_linger);
     }
     if (wake == no_deadline)
-      cv_.wait(lk);
+      e_cv_.wait(lk);
     else
-      cv_.wait_until(lk, wake);
+      e_cv_.wait_until(lk, wake);
   }
   // Whatever is still queued will never run: complete replies, drop requests and tasks.
   while (!queue_.empty()) queue_.pop_front();
@@ -511,14 +532,15 @@ void connection::post(std::function<void()> f, bool allow_inline) {
   std::lock_guard lk(mu_);
   if (stopping_) return;  // the proxy is gone: its continuations never run
   queue_.push_back(item{frame{}, std::move(f)});
-  cv_.notify_all();
-  if (e_polling_) wake_dispatch_thread();
+  wake_dispatch_thread();
 }
 
-void connection::wake_dispatch_thread() {
-  std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  cv_.notify_all();
+void connection::wake_dispatch_thread() {  // mu_ held
+  e_cv_.notify_all();
+  if (reading_) {  // whoever reads may be in poll() on the eventfd
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
 }
 
 void connection::stop() {
@@ -570,9 +592,9 @@ void connection::break_with(std::exception_ptr e) {
     e = broken_;
     failed.swap(pending_);
     cv_.notify_all();
+    wake_dispatch_thread();
   }
   for (auto& [id, pc] : failed) pc.st->fail(e);
-  wake_dispatch_thread();
 }
 
 bool connection::broken() const {

@@ -55,6 +55,9 @@ class request_handler {
 // (typed; see method.hpp).
 using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const char* what);
 
+// Calls beyond this many in flight are held for the next flush instead of written one by one.
+inline constexpr std::size_t defer_after_in_flight = 8;
+
 struct connection_stats {
   std::uint64_t frames_sent = 0;
   std::uint64_t frames_received = 0;
@@ -94,6 +97,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Sends one complete frame (header + body). Thread-safe; concurrent senders are coalesced
   // into one write by whichever thread is writing.
   void send(std::span<const std::byte> frame);
+  // `defer`: may be held for the next flush trigger instead of written now.
+  void send(std::span<const std::byte> frame, bool defer);
+  // Writes out everything held back (deferred calls; E's coalesced replies when called on E).
+  void flush();
 
   // Runs the dispatch loop on the calling thread (which becomes the dispatch thread) until
   // stop() or a disconnect. `background_reads`: whether this loop also reads the socket when no
@@ -111,9 +118,6 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Half-closes: no more frames will be sent by this side.
   void shutdown_write() noexcept;
 
-  // Writes out what the dispatch thread has held back (coalesced replies). Dispatch thread only.
-  void flush() { flush_corked(); }
-
   std::size_t max_message_size() const noexcept { return max_message_size_; }
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
@@ -126,7 +130,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // driver
   bool wait(state_base& st, clock::time_point deadline) override;
   void post(std::function<void()> f, bool allow_inline) override;
-  void continuation_attached() override { request_read(); }
+  void continuation_attached() override {
+    flush();
+    request_read();
+  }
 
  private:
   struct pending_call {
@@ -157,8 +164,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void wake_dispatch_thread();
   void flush_corked();
   void write_all(const std::byte* p, std::size_t n);
-  // Writes, or hands the bytes to the thread already writing (which sends them next).
-  void write_combined(const std::byte* p, std::size_t n);
+  // Writes wpending_ until it stays empty. wmu_ held on entry and exit; sets writing_.
+  void drain_writes(std::unique_lock<std::mutex>& lk);
   // Takes the reading role, reads once, routes. lk held on entry and exit.
   bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
   bool background_read_wanted() const;
@@ -186,7 +193,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
 
   // --- shared state, under mu_
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;    // waiters: a reply was routed, or the reading role is free
+  std::condition_variable e_cv_;  // the dispatch thread: work queued, read wanted, stop
   bool reading_ = false;
   bool e_polling_ = false;  // E holds the reading role inside poll() (wake it via wake_fd_)
   bool e_busy_ = false;     // E is running queued items
