@@ -368,8 +368,9 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   e_polling_ = e;
   // A plain blocking read() is the fast path. Poll with the wake-up eventfd whenever another
   // thread may complete what this reader waits for: E with queued replies, a timer, a stop.
-  const bool with_wakeup =
-      (e && side_ == side::parent) || !queue_.empty() || e_busy_ || !pending_.empty();
+  // (The child's own outgoing calls may get continuations posted to its object thread.)
+  const bool with_wakeup = (e && side_ == side::parent) || !queue_.empty() || e_busy_ ||
+                           (side_ == side::child && !pending_.empty());
   lk.unlock();
   flush();  // held-back calls and replies go out before this thread blocks
   std::vector<frame> batch;
