@@ -161,7 +161,6 @@ template <class T, class... A>
 proxy<T> spawn(const spawn_options& opts = {}, A&&... args) {
   static_assert(std::is_constructible_v<T, A&&...>,
                 "procxy: spawn<T>(options, args...) — T has no constructor taking these arguments");
-  static_assert(!std::is_polymorphic_v<T> || true);
   auto& buf = detail::scratch_buffer();
   detail::build_frame(buf, detail::message_kind::construct, 0, [&](detail::encoder& e) {
     e.raw(detail::ctor_id<T, std::decay_t<A>...>);

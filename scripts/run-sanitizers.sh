@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds and runs the test suite under AddressSanitizer + UndefinedBehaviorSanitizer, then under
+# ThreadSanitizer (separate build directories). The compile-fail pins and the install test are
+# left out: they test the toolchain and packaging, not runtime behaviour, and an instrumented
+# library cannot be linked by the uninstrumented consumer project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null  # packages
+for kind in asan tsan; do
+  flag=$([ "$kind" = asan ] && echo -DPROCXY_ASAN=ON || echo -DPROCXY_TSAN=ON)
+  dir=build-$kind
+  echo "== $kind"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROCXY_WERROR=ON "$flag" >/dev/null
+  cmake --build "$dir" -j"$(nproc)" >/dev/null
+  ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" --timeout 300 -E "CompileFail|Install"
+done
