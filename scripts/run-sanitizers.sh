@@ -2,7 +2,8 @@
 # Builds and runs the test suite under AddressSanitizer + UndefinedBehaviorSanitizer, then under
 # ThreadSanitizer (separate build directories). The compile-fail pins and the install test are
 # left out: they test the toolchain and packaging, not runtime behaviour, and an instrumented
-# library cannot be linked by the uninstrumented consumer project.
+# library cannot be linked by the uninstrumented consumer project. No -Werror here: g++ 12's flow
+# analysis under -fsanitize gives false -Wmaybe-uninitialized; the normal build enforces warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # packages
@@ -10,7 +11,7 @@ for kind in asan tsan; do
   flag=$([ "$kind" = asan ] && echo -DPROCXY_ASAN=ON || echo -DPROCXY_TSAN=ON)
   dir=build-$kind
   echo "== $kind"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROCXY_WERROR=ON "$flag" >/dev/null
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$flag" >/dev/null
   cmake --build "$dir" -j"$(nproc)" >/dev/null
   ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" --timeout 300 -E "CompileFail|Install"
 done
