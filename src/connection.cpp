@@ -62,27 +62,18 @@ connection::connection(int fd, side s, std::size_t max_message_size)
 }
 
 connection::~connection() {
-  close_socket();
+  ::close(fd_);
   ::close(wake_fd_);
 }
 
 void connection::close_socket() noexcept {
-  int fd = -1;
-  {
-    std::lock_guard lk(mu_);
-    // Never close while a reader may be inside read()/poll() on it: shut it down instead, which
-    // wakes the reader with EOF; the descriptor itself is closed by the destructor.
-    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
-    if (reading_ || writing_) return;
-    fd = std::exchange(fd_, -1);
-  }
-  if (fd >= 0) ::close(fd);
+  // Shut down, never close: a reader or writer may be inside read()/send() on the descriptor,
+  // and a closed number could be reused by an unrelated open. Shutting down wakes them with
+  // EOF/EPIPE; the descriptor itself is closed by the destructor.
+  ::shutdown(fd_, SHUT_RDWR);
 }
 
-void connection::shutdown_write() noexcept {
-  std::lock_guard lk(mu_);
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
-}
+void connection::shutdown_write() noexcept { ::shutdown(fd_, SHUT_WR); }
 
 void connection::trace(const std::string& text) const {
   std::fprintf(stderr, "procxy[%s %d] %s\n", side_ == side::parent ? "parent" : "child",

@@ -113,7 +113,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void break_with(std::exception_ptr e);
   bool broken() const;
   std::exception_ptr broken_reason() const;
-  // Closes the socket (wakes any reader with EOF). Idempotent.
+  // Shuts the socket down (wakes any reader with EOF, any writer with EPIPE); the descriptor is
+  // closed when the connection is destroyed. Idempotent.
   void close_socket() noexcept;
   // Half-closes: no more frames will be sent by this side.
   void shutdown_write() noexcept;
@@ -172,8 +173,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Asks the dispatch thread to read now (a blocked writer, or a continuation was attached).
   void request_read();
 
-  int fd_;
-  int wake_fd_;  // eventfd: wakes E out of poll()
+  const int fd_;
+  const int wake_fd_;  // eventfd: wakes E out of poll()
   const side side_;
   const std::size_t max_message_size_;
   const bool trace_;
