@@ -247,7 +247,12 @@ bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::v
   if (n <= 0) {
     rbuf_.resize(have);
     if (n == 0 || errno == ECONNRESET || errno == EBADF || errno == ENOTCONN) {
-      disconnect(nullptr);
+      if (have > 0 && n == 0)  // EOF in the middle of a frame: the peer sent a truncated one
+        disconnect(std::make_exception_ptr(protocol_error(
+            "procxy: the peer closed the connection in the middle of a frame (" +
+            std::to_string(have) + " bytes of an incomplete frame)")));
+      else
+        disconnect(nullptr);
       return true;
     }
     disconnect(std::make_exception_ptr(
@@ -264,28 +269,28 @@ bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::v
   return true;
 }
 
+frame_header check_frame_header(const std::byte* in, std::size_t max_message_size) {
+  frame_header h;
+  std::memcpy(&h, in, header_size);
+  auto k = static_cast<std::uint8_t>(h.kind);
+  if (k == 0 || k > max_message_kind)
+    throw protocol_error("procxy: unknown message kind " + std::to_string(k));
+  if (h.flags != 0 || h.reserved != 0) throw protocol_error("procxy: reserved header bits are set");
+  if (h.size > max_message_size)
+    throw protocol_error("procxy: message of " + std::to_string(h.size) +
+                         " bytes exceeds max_message_size " + std::to_string(max_message_size));
+  return h;
+}
+
 void connection::extract_frames(std::vector<frame>& out) {
-  for (;;) {
-    std::size_t avail = rbuf_.size() - rpos_;
-    if (avail < header_size) return;
-    frame_header h;
-    std::memcpy(&h, rbuf_.data() + rpos_, header_size);
-    auto k = static_cast<std::uint8_t>(h.kind);
-    if (k == 0 || k > max_message_kind)
-      throw protocol_error("procxy: unknown message kind " + std::to_string(k));
-    if (h.flags != 0 || h.reserved != 0)
-      throw protocol_error("procxy: reserved header bits are set");
-    if (h.size > max_message_size_)
-      throw protocol_error("procxy: message of " + std::to_string(h.size) +
-                           " bytes exceeds max_message_size " + std::to_string(max_message_size_));
-    if (avail - header_size < h.size) return;
-    frame f;
-    f.header = h;
-    f.body.append(rbuf_.data() + rpos_ + header_size, h.size);
-    rpos_ += header_size + h.size;
-    frames_received_.fetch_add(1, std::memory_order_relaxed);
-    out.push_back(std::move(f));
-  }
+  rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, max_message_size_,
+                         [&](const frame_header& h, const std::byte* body) {
+                           frame f;
+                           f.header = h;
+                           f.body.append(body, h.size);
+                           frames_received_.fetch_add(1, std::memory_order_relaxed);
+                           out.push_back(std::move(f));
+                         });
 }
 
 void connection::disconnect(std::exception_ptr cause) {

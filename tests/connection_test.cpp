@@ -217,6 +217,14 @@ TEST_F(ConnectionHostilePeer, TruncatedFrameThenEofFailsPendingCalls) {
   write_raw(raw, h, "short");
   ::shutdown(raw, SHUT_RDWR);
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  // A frame cut short by EOF is the peer's fault, not a clean close.
+  EXPECT_THROW(f.get(), procxy::protocol_error);
+}
+
+TEST_F(ConnectionHostilePeer, CleanEofBetweenFramesIsNotAProtocolError) {
+  auto f = pending();
+  ::shutdown(raw, SHUT_RDWR);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
   EXPECT_THROW(f.get(), procxy::terminated);
 }
 

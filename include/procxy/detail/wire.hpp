@@ -16,6 +16,7 @@
 //   shutdown         empty                                         parent → child
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -45,6 +46,26 @@ inline constexpr std::size_t header_size = sizeof(frame_header);
 
 inline bool is_reply(message_kind k) noexcept {
   return k == message_kind::reply_value || k == message_kind::reply_error;
+}
+
+// The frame decoder. Checks the header at the front of `in` (at least header_size bytes) and
+// returns it; throws protocol_error for an unknown kind, reserved bits set, or a body larger than
+// `max_message_size`. Whether the body has fully arrived is the caller's business.
+frame_header check_frame_header(const std::byte* in, std::size_t max_message_size);
+
+// Splits `in` into complete frames: calls `on_frame(header, body_ptr)` for each and returns the
+// bytes consumed (a trailing partial frame is left). Throws protocol_error as above; frames before
+// the bad one have been delivered.
+template <class F>
+std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_message_size, F&& on_frame) {
+  std::size_t pos = 0;
+  while (n - pos >= header_size) {
+    frame_header h = check_frame_header(in + pos, max_message_size);
+    if (n - pos - header_size < h.size) break;
+    on_frame(h, in + pos + header_size);
+    pos += header_size + h.size;
+  }
+  return pos;
 }
 
 }  // namespace procxy::detail
