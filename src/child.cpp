@@ -175,6 +175,9 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   g_is_child = true;
   watch_parent(parent);
   auto conn = std::make_shared<connection>(fd, connection::side::child, max_message_size);
+  conn->set_peer_pid(parent);
+  const char* bt = std::getenv("PROCXY_BACKTRACE");
+  if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
   child_server server(conn);
   conn->set_handler(&server);
   conn->set_dispatch_thread(std::this_thread::get_id());

@@ -169,7 +169,15 @@ void connection::flush_corked() {
 }
 
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
-                      clock::time_point deadline, const char* what, bool fatal_timeout) {
+                      clock::time_point deadline, const char* what, bool fatal_timeout,
+                      int retries, std::chrono::milliseconds retry_timeout) {
+  std::shared_ptr<pending_call::retry> again;
+  if (retries > 0 && deadline != no_deadline) {
+    again = std::make_shared<pending_call::retry>();
+    again->frame.append(f.data(), f.size());
+    again->left = retries;
+    again->timeout = retry_timeout;
+  }
   std::uint64_t id;
   bool defer;
   {
@@ -183,7 +191,7 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     st->driver_ = shared_from_this();
     st->call_id = id;
     st->call_deadline = deadline;
-    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout});
+    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again)});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
     // (a waiter, a batch of replies, 64 KiB, a continuation, or the dispatch thread's linger).
     defer = pending_.size() > defer_after_in_flight;
@@ -346,7 +354,7 @@ void connection::complete(frame& f) {
   byte_reader r(f.body.view());
   try {
     decoder d(r);
-    pc.decode(*pc.st, f.header.kind, d, pc.what);
+    pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, peer_pid_});
     if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
   } catch (const protocol_error&) {
     pc.st->fail(std::current_exception());
@@ -395,6 +403,7 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   }
   reading_ = false;
   cv_.notify_all();  // hand the reading role over to whoever waits for it
+  if (e_waits_for_reader_ && !e) e_cv_.notify_all();
   return got;
 }
 
@@ -463,19 +472,27 @@ void connection::run_dispatch_loop() {
       continue;
     }
     auto wake = next_deadline_;
-    if (side_ == side::parent && !reading_) {
-      auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
-      wake = std::min(wake, last + background_linger);
+    if (side_ == side::parent) {
+      if (!reading_) {
+        auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
+        wake = std::min(wake, last + background_linger);
+      } else {
+        // A caller reads now; the linger starts when it lets go of the role, and it wakes us
+        // then (else a child that dies right after that read would go unnoticed while idle).
+        e_waits_for_reader_ = true;
+      }
     }
     if (wake == no_deadline)
       e_cv_.wait(lk);
     else
       e_cv_.wait_until(lk, wake);
+    e_waits_for_reader_ = false;
   }
   // Whatever is still queued will never run: complete replies, drop requests and tasks.
   while (!queue_.empty()) queue_.pop_front();
   lk.unlock();
   flush_corked();
+  if (auto f = std::move(on_dispatch_exit)) f();
 }
 
 void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
@@ -551,32 +568,65 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
   auto now = clock::now();
   if (next_deadline_ > now) return;
   std::vector<pending_call> expired;
-  clock::time_point next = no_deadline;
+  std::vector<std::shared_ptr<pending_call::retry>> resend;
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->second.deadline <= now) {
       expired_.insert(it->first);
       expired.push_back(std::move(it->second));
       it = pending_.erase(it);
     } else {
-      next = std::min(next, it->second.deadline);
       ++it;
     }
   }
+  // Idempotent calls with retries left go out again under a new id (a late reply to the old id
+  // is dropped like any late reply); the others fail.
+  for (auto it = expired.begin(); it != expired.end();) {
+    auto& pc = *it;
+    if (!pc.again || pc.again->left == 0 || broken_) {
+      ++it;
+      continue;
+    }
+    --pc.again->left;
+    std::uint64_t id = next_id_++;
+    pc.deadline = now + pc.again->timeout;
+    pc.st->call_id = id;
+    pc.st->call_deadline = pc.deadline;
+    std::memcpy(pc.again->frame.data() + offsetof(frame_header, id), &id, sizeof id);
+    resend.push_back(pc.again);
+    pending_.emplace(id, std::move(pc));
+    it = expired.erase(it);
+  }
+  clock::time_point next = no_deadline;
+  for (auto& [id, pc] : pending_) next = std::min(next, pc.deadline);
   next_deadline_ = next;
-  if (expired.empty()) return;
+  if (expired.empty() && resend.empty()) return;
   lk.unlock();
+  for (auto& r : resend) {
+    calls_retried_.fetch_add(1, std::memory_order_relaxed);
+    if (tracing()) trace("timeout: sending an idempotent call again");
+    try {
+      send(r->frame.view());
+    } catch (...) {
+      // The peer is gone: the reader sees EOF and fails the call with the real cause.
+    }
+  }
   std::exception_ptr fatal;
+  const char* timed_out = nullptr;
   for (auto& pc : expired) {
     if (pc.fatal_timeout) {
       fatal = std::make_exception_ptr(
           spawn_error(std::string("procxy: ") + pc.what + " did not complete within start_timeout"));
       pc.st->fail(fatal);
     } else {
+      calls_timed_out_.fetch_add(1, std::memory_order_relaxed);
+      const char* attempts = pc.again ? " (and so did each of its retries)" : "";
       pc.st->fail(std::make_exception_ptr(
-          timeout_error(std::string("procxy: ") + pc.what + " timed out")));
+          timeout_error(std::string("procxy: ") + pc.what + " timed out" + attempts)));
+      timed_out = pc.what;
     }
   }
   if (fatal) disconnect(fatal);
+  if (timed_out && on_call_timeout) on_call_timeout(timed_out);
   lk.lock();
   cv_.notify_all();
 }
@@ -611,6 +661,8 @@ connection_stats connection::stats() const {
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
   s.write_syscalls = write_syscalls_.load();
+  s.calls_timed_out = calls_timed_out_.load();
+  s.calls_retried = calls_retried_.load();
   std::lock_guard lk(mu_);
   s.pending_calls = pending_.size();
   return s;

@@ -6,8 +6,12 @@
 #include <new>
 #include <stdexcept>
 #include <system_error>
+#include <typeindex>
 #include <typeinfo>
+#include <unordered_map>
+#include <cstring>
 
+#include "procxy/detail/method.hpp"
 #include "procxy/detail/remote_error.hpp"
 #include "procxy/error.hpp"
 
@@ -45,7 +49,8 @@ enum class exception_code : std::uint8_t {
   bad_alloc,
   system_error,
   serialization_error,  // procxy's own: a result too large or not encodable in the child
-  last = serialization_error,
+  registered,           // a PROCXY_EXCEPTION type
+  last = registered,
 };
 
 enum class category_code : std::uint8_t { generic = 0, system = 1, other = 2 };
@@ -82,7 +87,30 @@ class plain_exception : public std::exception {
   std::string what_;
 };
 
+// PROCXY_EXCEPTION types, by wire id and by type. Written during static initialisation only.
+struct exception_registry {
+  std::unordered_map<std::uint64_t, exception_entry> by_id;
+  std::unordered_map<std::type_index, std::uint64_t> by_type;
+};
+exception_registry& registry() {
+  static exception_registry r;
+  return r;
+}
+
+template <class E, class... A>
+std::exception_ptr rebuilt(remote_info&& info, A&&... a) {
+  return std::make_exception_ptr(remote<E>(std::move(info), std::forward<A>(a)...));
+}
+
 }  // namespace
+
+std::uint64_t register_exception_entry(const exception_entry& e) {
+  auto id = hash_name(e.type->name());
+  auto& r = registry();
+  r.by_id.emplace(id, e);
+  r.by_type.emplace(std::type_index(*e.type), id);
+  return id;
+}
 
 std::string demangle(const char* mangled) {
   int status = 0;
@@ -92,13 +120,17 @@ std::string demangle(const char* mangled) {
 }
 
 void encode_current_exception(encoder& e) {
+  const std::type_info* thrown = abi::__cxa_current_exception_type();
+  std::string trace = throw_backtraces_enabled() ? take_throw_backtrace(thrown) : std::string();
   try {
     throw;
   } catch (const std::exception& ex) {
-    auto code = classify(ex);
+    auto reg = registry().by_type.find(std::type_index(typeid(ex)));
+    auto code = reg != registry().by_type.end() ? exception_code::registered : classify(ex);
     e.raw(static_cast<std::uint8_t>(code));
     e(demangle(typeid(ex).name()));
     e(std::string_view(ex.what()));
+    e(trace);
     if (code == exception_code::system_error) {
       const auto& se = static_cast<const std::system_error&>(ex);
       e.raw(static_cast<std::int32_t>(se.code().value()));
@@ -108,33 +140,52 @@ void encode_current_exception(encoder& e) {
                                                 : category_code::other;
       e.raw(static_cast<std::uint8_t>(cc));
       e(std::string_view(cat.name()));
+    } else if (code == exception_code::registered) {
+      e.raw(reg->second);
+      // Length-prefixed, so a parent that does not know the type can skip it.
+      auto& out = e.buffer();
+      std::size_t at = out.size();
+      e.raw(std::uint32_t{0});
+      registry().by_id.at(reg->second).encode(ex, e);
+      auto n = static_cast<std::uint32_t>(out.size() - at - sizeof(std::uint32_t));
+      std::memcpy(out.data() + at, &n, sizeof n);
     }
   } catch (...) {
     e.raw(static_cast<std::uint8_t>(exception_code::other));
-    const std::type_info* t = abi::__cxa_current_exception_type();
-    e(t ? demangle(t->name()) : std::string("unknown"));
+    e(thrown ? demangle(thrown->name()) : std::string("unknown"));
     e(std::string_view("(an exception not derived from std::exception)"));
+    e(trace);
   }
 }
 
-std::exception_ptr decode_remote_error(decoder& d, const char* method) {
+std::exception_ptr decode_remote_error(decoder& d, const char* method, int pid) {
   auto code = d.raw<std::uint8_t>();
   if (code > static_cast<std::uint8_t>(exception_code::last))
     throw protocol_error("procxy: unknown exception code " + std::to_string(code));
   auto type_name = d.get<std::string>();
   auto what = d.get<std::string>();
+  auto trace = d.get<std::string>();
+  std::string where = method ? method : "the child";
+  remote_info info(pid, where, type_name, std::move(trace));
+  auto as_remote_error = [&](const std::string& detail) {
+    std::string msg = type_name + " thrown by " + where;
+    if (pid > 0) msg += " in child " + std::to_string(pid);
+    msg += ": " + detail;
+    if (!info.backtrace().empty()) msg += "\n" + info.backtrace();
+    return std::make_exception_ptr(remote_error(std::move(info), msg));
+  };
   switch (static_cast<exception_code>(code)) {
-    case exception_code::exception: return std::make_exception_ptr(plain_exception(what));
-    case exception_code::logic_error: return std::make_exception_ptr(std::logic_error(what));
-    case exception_code::invalid_argument: return std::make_exception_ptr(std::invalid_argument(what));
-    case exception_code::domain_error: return std::make_exception_ptr(std::domain_error(what));
-    case exception_code::length_error: return std::make_exception_ptr(std::length_error(what));
-    case exception_code::out_of_range: return std::make_exception_ptr(std::out_of_range(what));
-    case exception_code::runtime_error: return std::make_exception_ptr(std::runtime_error(what));
-    case exception_code::range_error: return std::make_exception_ptr(std::range_error(what));
-    case exception_code::overflow_error: return std::make_exception_ptr(std::overflow_error(what));
-    case exception_code::underflow_error: return std::make_exception_ptr(std::underflow_error(what));
-    case exception_code::bad_alloc: return std::make_exception_ptr(std::bad_alloc());
+    case exception_code::exception: return rebuilt<plain_exception>(std::move(info), what);
+    case exception_code::logic_error: return rebuilt<std::logic_error>(std::move(info), what);
+    case exception_code::invalid_argument: return rebuilt<std::invalid_argument>(std::move(info), what);
+    case exception_code::domain_error: return rebuilt<std::domain_error>(std::move(info), what);
+    case exception_code::length_error: return rebuilt<std::length_error>(std::move(info), what);
+    case exception_code::out_of_range: return rebuilt<std::out_of_range>(std::move(info), what);
+    case exception_code::runtime_error: return rebuilt<std::runtime_error>(std::move(info), what);
+    case exception_code::range_error: return rebuilt<std::range_error>(std::move(info), what);
+    case exception_code::overflow_error: return rebuilt<std::overflow_error>(std::move(info), what);
+    case exception_code::underflow_error: return rebuilt<std::underflow_error>(std::move(info), what);
+    case exception_code::bad_alloc: return rebuilt<std::bad_alloc>(std::move(info));
     case exception_code::system_error: {
       auto value = d.raw<std::int32_t>();
       auto cat = d.raw<std::uint8_t>();
@@ -142,21 +193,33 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method) {
       if (cat > static_cast<std::uint8_t>(category_code::other))
         throw protocol_error("procxy: unknown error category code");
       if (cat == static_cast<std::uint8_t>(category_code::other))
-        return std::make_exception_ptr(remote_error(
-            type_name, what + " [category " + cat_name + ", value " + std::to_string(value) + "]"));
+        return as_remote_error(what + " [category " + cat_name + ", value " + std::to_string(value) + "]");
       // what() of a system_error already ends with the code's message; keep it verbatim.
       const auto& c = cat == 0 ? std::generic_category() : std::system_category();
       std::string msg = what;
       std::string suffix = ": " + std::error_code(value, c).message();
       if (msg.size() >= suffix.size() && msg.compare(msg.size() - suffix.size(), suffix.size(), suffix) == 0)
         msg.resize(msg.size() - suffix.size());
-      return std::make_exception_ptr(std::system_error(value, c, msg));
+      return rebuilt<std::system_error>(std::move(info), value, c, msg);
     }
     case exception_code::serialization_error:
       return std::make_exception_ptr(serialization_error(what));
+    case exception_code::registered: {
+      auto id = d.raw<std::uint64_t>();
+      auto n = d.raw<std::uint32_t>();
+      if (n > d.reader().remaining())
+        throw protocol_error("procxy: exception payload of " + std::to_string(n) +
+                             " bytes exceeds the message");
+      byte_reader payload(std::span<const std::byte>(d.reader().take(n), n));
+      auto it = registry().by_id.find(id);
+      if (it == registry().by_id.end()) return as_remote_error(what + " (type not registered in the parent)");
+      decoder pd(payload, d.context());
+      auto ex = it->second.decode(pd, std::move(info), std::move(what));
+      if (!payload.at_end()) throw protocol_error("procxy: trailing bytes after an exception payload");
+      return ex;
+    }
     case exception_code::other:
-      return std::make_exception_ptr(remote_error(
-          type_name, type_name + " thrown by " + (method ? method : "the child") + ": " + what));
+      return as_remote_error(what);
   }
   return {};
 }

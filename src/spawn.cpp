@@ -4,12 +4,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -127,6 +130,70 @@ class child_process {
   siginfo_t info_{};
 };
 
+// The child's stderr, when spawn_options::capture_stderr is set: a pipe read by one thread that
+// copies everything to the parent's stderr as it arrives and keeps the last `keep` bytes.
+class stderr_capture {
+ public:
+  stderr_capture(int read_fd, std::size_t keep)
+      : fd_(read_fd), stop_fd_(::eventfd(0, EFD_CLOEXEC)), keep_(keep) {
+    if (stop_fd_ < 0) {
+      ::close(fd_);
+      throw_errno("eventfd", errno);
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+  ~stderr_capture() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(stop_fd_, &one, sizeof one);
+    thread_.join();
+    ::close(fd_);
+    ::close(stop_fd_);
+  }
+  // The kept bytes, once the pipe reached EOF or after `wait` (a grandchild may hold the pipe).
+  std::string tail(std::chrono::milliseconds wait) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, wait, [&] { return eof_; });
+    return tail_;
+  }
+
+ private:
+  void run() {
+    char buf[4096];
+    for (;;) {
+      pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (p[1].revents & POLLIN) break;
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {  // forward to our stderr as it arrives
+        ssize_t w = ::write(2, buf + off, static_cast<std::size_t>(n - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += w;
+      }
+      std::lock_guard lk(mu_);
+      tail_.append(buf, static_cast<std::size_t>(n));
+      if (tail_.size() > keep_) tail_.erase(0, tail_.size() - keep_);
+    }
+    std::lock_guard lk(mu_);
+    eof_ = true;
+    cv_.notify_all();
+  }
+
+  const int fd_;
+  const int stop_fd_;
+  const std::size_t keep_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string tail_;
+  bool eof_ = false;
+  std::thread thread_;
+};
+
 namespace {
 
 std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) {
@@ -139,7 +206,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
       std::string_view kv(*e);
       auto eq = kv.find('=');
       std::string key(kv.substr(0, eq));
-      if (ours(kv) || o.env.count(key)) continue;
+      if (ours(kv) || o.env.count(key) || (o.backtrace && key == "PROCXY_BACKTRACE")) continue;
       env.emplace_back(kv);
     }
   }
@@ -148,6 +215,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
       throw spawn_error("procxy: bad environment variable name '" + k + "'");
     env.push_back(k + "=" + v);
   }
+  if (o.backtrace) env.push_back("PROCXY_BACKTRACE=1");
   env.push_back("PROCXY_CHANNEL_FD=" + std::to_string(channel_fd_in_child));
   env.push_back("PROCXY_PARENT_PID=" + std::to_string(::getpid()));
   env.push_back("PROCXY_MAX_MESSAGE=" + std::to_string(max_msg));
@@ -156,7 +224,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
 
 // Takes ownership of a just-started child through a pidfd. Nobody else can have reaped it yet
 // (it is our unwaited child), so the pid still names it.
-std::unique_ptr<child_process> adopt_child(pid_t pid) {
+std::shared_ptr<child_process> adopt_child(pid_t pid) {
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     int e = errno;
@@ -165,10 +233,10 @@ std::unique_ptr<child_process> adopt_child(pid_t pid) {
     throw_errno("pidfd_open", e);
   }
   ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  return std::make_unique<child_process>(pid, pidfd);
+  return std::make_shared<child_process>(pid, pidfd);
 }
 
-std::unique_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd) {
+std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd) {
   std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
   if (o.mode == spawn_mode::executable && exe.empty())
     throw spawn_error("procxy: spawn_mode::executable needs spawn_options::executable");
@@ -203,6 +271,7 @@ std::unique_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd) 
     }
   } c{&fa, &at};
   posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
+  if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
   // The child inherits stdio and its channel only, whatever the parent forgot to mark CLOEXEC.
   posix_spawn_file_actions_addclosefrom_np(&fa, channel_fd_in_child + 1);
   if (!o.working_directory.empty())
@@ -219,25 +288,29 @@ std::unique_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd) 
   return adopt_child(pid);
 }
 
-std::unique_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd) {
+std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
+                                          int stderr_fd) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork", errno);
   if (pid == 0) {
     ::close(parent_fd);
+    if (stderr_fd >= 0 && ::dup2(stderr_fd, 2) < 0) _exit(127);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
+    if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     _exit(serve(child_fd, o.max_message_size, parent));
   }
   return adopt_child(pid);
 }
 
-void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const char* what) {
+void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
+  const char* what = ctx.what;
   if (kind == message_kind::reply_value) {
     static_cast<state<void>&>(st).set_value();
     return;
   }
-  auto cause = decode_remote_error(d, what);
+  auto cause = decode_remote_error(d, what, ctx.peer_pid);
   try {
     try {
       std::rethrow_exception(cause);
@@ -260,17 +333,52 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", errno);
   fd_guard parent_end{sv[0]}, child_end{sv[1]};
-  core->child_ = opts.mode == spawn_mode::fork ? spawn_fork(opts, sv[0], sv[1])
-                                               : spawn_exec(opts, sv[1]);
+  fd_guard err_read, err_write;
+  if (opts.capture_stderr > 0) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", errno);
+    err_read.fd = p[0];
+    err_write.fd = p[1];
+  }
+  core->child_ = opts.mode == spawn_mode::fork ? spawn_fork(opts, sv[0], sv[1], err_write.fd)
+                                               : spawn_exec(opts, sv[1], err_write.fd);
   ::close(child_end.release());
+  if (err_write.fd >= 0) {
+    ::close(err_write.release());
+    core->stderr_ = std::make_shared<stderr_capture>(err_read.release(), opts.capture_stderr);
+  }
   core->conn_ = std::make_shared<connection>(parent_end.release(), connection::side::parent,
                                              opts.max_message_size);
+  core->conn_->set_peer_pid(core->child_->pid());
   std::weak_ptr<proxy_core> weak = core;
   core->conn_->on_disconnect = [weak](std::exception_ptr cause) -> std::exception_ptr {
     auto c = weak.lock();
     if (!c) return std::make_exception_ptr(terminated("procxy: the proxy was destroyed"));
     return c->on_disconnect(cause);
   };
+  if (opts.on_timeout == timeout_policy::kill_child) {
+    core->conn_->on_call_timeout = [weak](const char* what) {
+      if (auto c = weak.lock()) c->kill_after_timeout(what);
+    };
+  }
+  if (opts.on_exit) {
+    // Captures what it needs by value: the core may be gone when the dispatch thread ends.
+    core->conn_->on_dispatch_exit = [child = core->child_, requested = core->exit_requested_,
+                                     handler = opts.on_exit] {
+      child->wait_exit(-1);  // reaped already on every path that stops the dispatch thread
+      exit_info info;
+      info.pid = child->pid();
+      info.description = child->describe(info.exit_code, info.signal);
+      info.requested = requested->load(std::memory_order_acquire) == 1;
+      try {
+        handler(info);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "procxy: the on_exit handler threw: %s\n", e.what());
+      } catch (...) {
+        std::fprintf(stderr, "procxy: the on_exit handler threw\n");
+      }
+    };
+  }
   core->dispatch_ = std::thread([conn = core->conn_] { conn->run_dispatch_loop(); });
   core->conn_->set_dispatch_thread(core->dispatch_.get_id());
 
@@ -290,12 +398,14 @@ future<void> proxy_core::started() { return make_future(started_); }
 
 std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   if (cause) {  // protocol error or start timeout: the child cannot be trusted any more
+    mark_exit(true);
     child_->kill(SIGKILL);
     child_->wait_exit(-1);
     return cause;
   }
   // Never take terminate_mu_ here: terminate() holds it while it joins this very thread.
   if (terminating_.load(std::memory_order_acquire)) return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
+  mark_exit(false);
   // A child whose constructor threw exits by itself; its error is the constructor's.
   bool start_failed = started_->is_ready() && started_->error();
   if (!child_->wait_exit(5000)) {
@@ -310,17 +420,33 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   if (start_failed) return started_->error();
   std::string who = std::string("procxy: child ") + std::to_string(child_->pid()) + " (" +
                     class_name_ + ") " + how;
+  std::string tail = stderr_ ? stderr_->tail(std::chrono::milliseconds(1000)) : std::string();
+  std::string note = tail.empty() ? std::string()
+                                  : "; the last " + std::to_string(tail.size()) +
+                                        " bytes it wrote to stderr:\n" + tail;
   if (!started_->is_ready())
     return std::make_exception_ptr(spawn_error(
         who + " before constructing the object (does its main() call procxy::init(argc, argv) "
-              "first?)"));
-  return std::make_exception_ptr(child_crashed(who, code, sig));
+              "first?)" + note));
+  return std::make_exception_ptr(child_crashed(who + note, code, sig, std::move(tail)));
+}
+
+void proxy_core::kill_after_timeout(const char* what) {
+  mark_exit(true);
+  conn_->break_with(std::make_exception_ptr(
+      terminated(std::string("procxy: the child was killed because ") + what +
+                 " timed out (timeout_policy::kill_child)")));
+  child_->kill(SIGKILL);  // the reader sees EOF; on_disconnect reaps
 }
 
 void proxy_core::terminate() {
+  // From the dispatch thread while another thread terminates (e.g. the on_exit handler, run on
+  // the dispatch thread that terminate() is joining): that thread finishes the job.
+  if (terminating_.load(std::memory_order_acquire) && conn_ && conn_->on_dispatch_thread()) return;
   std::lock_guard lk(terminate_mu_);
   if (terminated_ || !conn_) return;
   terminated_ = true;
+  mark_exit(true);
   terminating_.store(true, std::memory_order_release);
   conn_->break_with(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
   if (child_->alive()) {

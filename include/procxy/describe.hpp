@@ -55,7 +55,7 @@
 #define PROCXY_CLASS(C, ...)                                                                   \
   struct procxy_methods_##C {                                                                  \
     BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_MEMBER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
-    void procxy_bind([[maybe_unused]] ::procxy::detail::proxy_core* c) noexcept {              \
+    void procxy_bind([[maybe_unused]] const ::procxy::detail::binding* c) noexcept {           \
       BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_BIND, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
     }                                                                                          \
   };                                                                                           \

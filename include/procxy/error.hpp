@@ -13,6 +13,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <sys/types.h>
 
 namespace procxy {
@@ -53,14 +54,18 @@ class timeout_error : public error {
 // both are -1/0 when the child's status could not be read.
 class child_crashed : public error {
  public:
-  child_crashed(const std::string& what, int exit_code, int signal)
-      : error(error_kind::child_crashed, what), exit_code_(exit_code), signal_(signal) {}
+  child_crashed(const std::string& what, int exit_code, int signal, std::string stderr_tail = {})
+      : error(error_kind::child_crashed, what), exit_code_(exit_code), signal_(signal),
+        stderr_tail_(std::move(stderr_tail)) {}
   int exit_code() const noexcept { return exit_code_; }
   int signal() const noexcept { return signal_; }
+  // The last bytes of the child's stderr (spawn_options::capture_stderr), also in what().
+  const std::string& stderr_tail() const noexcept { return stderr_tail_; }
 
  private:
   int exit_code_;
   int signal_;
+  std::string stderr_tail_;
 };
 
 class terminated : public error {
@@ -78,16 +83,56 @@ class serialization_error : public error {
   explicit serialization_error(const std::string& what) : error(error_kind::serialization, what) {}
 };
 
-// An exception of a type procxy does not rebuild, thrown by the child's object.
-// `type_name()` is the demangled dynamic type, `what()` its message.
-class remote_error : public error {
+// Where an exception thrown by the child's object came from. Every exception that crosses from
+// the child carries one: rebuilt standard and registered types are thrown as `remote<E>` (derived
+// from E and remote_info), others as remote_error (also a remote_info).
+//
+//   try { calc.divide(1, 0).get(); }
+//   catch (const std::domain_error& e) {                  // the type thrown in the child
+//     if (auto* r = procxy::remote_info_of(e)) log(r->pid(), r->method(), r->backtrace());
+//   }
+class remote_info {
  public:
-  remote_error(std::string type_name, const std::string& message)
-      : error(error_kind::remote, message), type_name_(std::move(type_name)) {}
+  remote_info() = default;
+  remote_info(int pid, std::string method, std::string type_name, std::string backtrace)
+      : pid_(pid), method_(std::move(method)), type_name_(std::move(type_name)),
+        backtrace_(std::move(backtrace)) {}
+  virtual ~remote_info() = default;
+  // The child's process id.
+  int pid() const noexcept { return pid_; }
+  // The method that threw, as "Class::method" (the class name for a constructor).
+  const std::string& method() const noexcept { return method_; }
+  // The demangled dynamic type of the exception object in the child.
   const std::string& type_name() const noexcept { return type_name_; }
+  // The child's symbolized stack at the throw point when backtraces are on
+  // (spawn_options::backtrace or PROCXY_BACKTRACE=1), else empty.
+  const std::string& backtrace() const noexcept { return backtrace_; }
 
  private:
-  std::string type_name_;
+  int pid_ = -1;
+  std::string method_, type_name_, backtrace_;
+};
+
+// A rebuilt exception of type E (standard or registered with PROCXY_EXCEPTION) that came from the
+// child: catch it as E; its remote_info is reachable with remote_info_of().
+template <class E>
+class remote final : public E, public remote_info {
+ public:
+  template <class... A>
+  explicit remote(remote_info info, A&&... a) : E(std::forward<A>(a)...), remote_info(std::move(info)) {}
+};
+
+// The remote_info of an exception that came from a child, or null.
+inline const remote_info* remote_info_of(const std::exception& e) noexcept {
+  return dynamic_cast<const remote_info*>(&e);
+}
+
+// An exception of a type procxy does not rebuild (not standard, not registered), thrown by the
+// child's object. `type_name()` is the demangled dynamic type; what() says which method threw
+// what: "my_error thrown by Calculator::divide in child 1234: <its what()>".
+class remote_error : public error, public remote_info {
+ public:
+  remote_error(remote_info info, const std::string& what) : error(error_kind::remote, what), remote_info(std::move(info)) {}
 };
 
 }  // namespace procxy

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,10 +34,44 @@ enum class env_mode {
   replace,  // only the entries in `env`
 };
 
+// What happens to the child when a call times out (after its retries, if any).
+enum class timeout_policy {
+  // The call fails with timeout_error; the child keeps running and its late reply is dropped.
+  // Default: a timeout is the caller's deadline, not proof of a hang, and killing would destroy
+  // the object's state and fail unrelated calls (docs/design.md "Timeouts").
+  keep_child,
+  // The call fails with timeout_error, the child is killed (SIGKILL: a hung call would never
+  // reach the destructor) and reaped, and every other pending and later call fails with
+  // procxy::terminated. For isolating code that can hang.
+  kill_child,
+};
+
+// How a child ended; passed to spawn_options::on_exit.
+struct exit_info {
+  int pid = -1;
+  int exit_code = -1;  // >= 0 when the child exited (exit, _exit, return from main)
+  int signal = 0;      // > 0 when a signal killed it
+  // The proxy ended it: terminate(), the proxy's destruction, timeout_policy::kill_child, or a
+  // protocol error. False when the child died or exited on its own.
+  bool requested = false;
+  std::string description;  // "exited with code 3", "was killed by signal 11 (SIGSEGV)"
+};
+
+// Options of one call, for proxy<T>::with(...) (see proxy.hpp).
+struct call_options {
+  // Overrides spawn_options::call_timeout for these calls (negative: keep the proxy's; 0: none).
+  std::chrono::milliseconds timeout{-1};
+  // The calls are idempotent: after a timeout, send them again up to this many times (each with
+  // the full timeout) before failing with timeout_error. Never done unless asked: a call that
+  // timed out may still run in the child, so a re-sent call can run more than once.
+  int retries = 0;
+};
+
 struct spawn_options {
   // A call that has not completed after this long fails with timeout_error (0 = no limit).
   // The child is kept and the late reply dropped (docs/design.md, "Timeouts").
   std::chrono::milliseconds call_timeout{0};
+  timeout_policy on_timeout = timeout_policy::keep_child;
   // The child must have constructed the object within this long, or every call fails with
   // spawn_error and the child is killed (0 = no limit).
   std::chrono::milliseconds start_timeout{std::chrono::seconds(30)};
@@ -49,6 +84,22 @@ struct spawn_options {
   std::map<std::string, std::string> env{};
   env_mode environment = env_mode::merge;
   std::filesystem::path working_directory{};  // empty: the parent's
+
+  // Record the child's stack at every throw and attach it, symbolized, to exceptions that reach
+  // the parent (remote_info::backtrace()). Also on when PROCXY_BACKTRACE=1 is in the child's
+  // environment. Costs a stack walk per throw in the child (docs/design.md "Backtraces").
+  bool backtrace = false;
+
+  // Runs exactly once when the child has ended, for whatever reason, after it was reaped and
+  // after every pending call failed; on the proxy's dispatch thread. It may call terminate() or
+  // destroy the proxy. Not run for a proxy that never started (spawn threw).
+  std::function<void(const exit_info&)> on_exit{};
+
+  // Keep the last this-many bytes the child writes to stderr and append them to the message of
+  // child_crashed (and of spawn_error when the child dies before constructing the object). The
+  // child's stderr then goes through a pipe and is copied to the parent's stderr as it arrives,
+  // by one extra thread per proxy. 0: the child inherits the parent's stderr directly.
+  std::size_t capture_stderr = 0;
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;

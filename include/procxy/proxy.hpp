@@ -37,24 +37,23 @@ struct method_fn<MP, std::tuple<P...>> {
   static_assert((check_param<P>() && ...) &&
                 check_result<typename member_traits<decltype(MP)>::result>());
   future<call_result_t<MP>> operator()(P... p) const {
-    return issue_call<MP, std::remove_cvref_t<P>...>(
-        core_, core_ ? core_->deadline_for(core_->options().call_timeout) : no_deadline, p...);
+    return issue_call<MP, std::remove_cvref_t<P>...>(binding_, p...);
   }
-  proxy_core* core_ = nullptr;
+  const binding* binding_ = nullptr;
 };
 
 // Several described overloads of one name.
 template <class... F>
 struct overload_set : F... {
   using F::operator()...;
-  void bind(proxy_core* c) noexcept { ((static_cast<F&>(*this).core_ = c), ...); }
+  void bind(const binding* b) noexcept { ((static_cast<F&>(*this).binding_ = b), ...); }
 };
 template <class F>
-void bind_fn(F& f, proxy_core* c) noexcept {
-  if constexpr (requires { f.bind(c); })
-    f.bind(c);
+void bind_fn(F& f, const binding* b) noexcept {
+  if constexpr (requires { f.bind(b); })
+    f.bind(b);
   else
-    f.core_ = c;
+    f.binding_ = b;
 }
 
 // Instantiates (and so registers) the method ids behind a described member.
@@ -72,7 +71,7 @@ using member_ptr_t = Sig C::*;
 
 // The methods of an undescribed class: none (use call<&T::m>).
 struct no_methods {
-  void procxy_bind(proxy_core*) noexcept {}
+  void procxy_bind(const binding*) noexcept {}
 };
 no_methods procxy_methods_of(...);  // fallback; PROCXY_CLASS declares a better match by ADL
 
@@ -88,39 +87,79 @@ const char* class_name() {
 }  // namespace detail
 
 template <class T>
-class proxy : public detail::methods_t<T> {
+class call_view;
+
+// The call API shared by proxy<T> and call_view<T>.
+template <class T, class Self>
+class call_api : public detail::methods_t<T> {
   using methods = detail::methods_t<T>;
   static_assert(!requires { &methods::pid; } && !requires { &methods::running; } &&
                     !requires { &methods::started; } && !requires { &methods::terminate; } &&
-                    !requires { &methods::stats; } && !requires { &methods::call; },
-                "procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats "
-                "or call, which proxy<T> uses itself; leave it out of the description and call it "
-                "as proxy.call<&T::name>(args...)");
+                    !requires { &methods::stats; } && !requires { &methods::call; } &&
+                    !requires { &methods::with; } && !requires { &methods::with_timeout; } &&
+                    !requires { &methods::idempotent; },
+                "procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats, "
+                "call, with, with_timeout or idempotent, which proxy<T> uses itself; leave it out "
+                "of the description and call it as proxy.call<&T::name>(args...)");
 
  public:
-  proxy(proxy&& o) noexcept : methods(static_cast<methods&&>(o)), core_(std::move(o.core_)) {
-    o.methods::procxy_bind(nullptr);
+  // Calls any public method of T by member pointer. Works without PROCXY_CLASS when the child is
+  // this executable (reexec or fork); a worker binary needs the method described.
+  template <auto MP, class... A>
+  auto call(A&&... a) const {
+    using traits = detail::member_traits<decltype(MP)>;
+    static_assert(std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
+                  "procxy: call<&C::m>() names a method of another class");
+    return detail::method_fn<MP>{&self().binding_}(std::forward<A>(a)...);
+  }
+
+  // The same proxy with other options for the calls made through the returned view:
+  //   calc.with_timeout(100ms).add(1, 2);
+  //   calc.with({.timeout = 1s, .retries = 2}).lookup(key);   // lookup is idempotent
+  // The view shares the child; it is cheap, and meant to be used within one expression or scope.
+  call_view<T> with(call_options o) const { return call_view<T>(self().core_, merge(o)); }
+  call_view<T> with_timeout(std::chrono::milliseconds t) const {
+    return with(call_options{.timeout = t, .retries = self().binding_.retries});
+  }
+  // Marks the calls made through the view idempotent: after a timeout they are sent again, up to
+  // `retries` times. Only meaningful with a timeout (the proxy's or with_timeout's).
+  call_view<T> idempotent(int retries = 2) const {
+    return with(call_options{.timeout = self().binding_.timeout, .retries = retries});
+  }
+
+ protected:
+  call_api() = default;
+
+ private:
+  const Self& self() const { return static_cast<const Self&>(*this); }
+  call_options merge(call_options o) const {
+    const auto& b = self().binding_;
+    if (o.timeout.count() < 0) o.timeout = b.timeout;
+    return o;
+  }
+};
+
+template <class T>
+class proxy : public call_api<T, proxy<T>> {
+  using methods = detail::methods_t<T>;
+  friend class call_api<T, proxy<T>>;
+
+ public:
+  proxy(proxy&& o) noexcept : call_api<T, proxy<T>>(std::move(o)), core_(std::move(o.core_)) {
+    bind();
+    o.bind();
   }
   proxy& operator=(proxy&& o) noexcept {
     if (this != &o) {
       reset();
       static_cast<methods&>(*this) = static_cast<methods&&>(o);
       core_ = std::move(o.core_);
-      o.methods::procxy_bind(nullptr);
+      bind();
+      o.bind();
     }
     return *this;
   }
   ~proxy() { reset(); }
-
-  // Calls any public method of T by member pointer. Works without PROCXY_CLASS when the child is
-  // this executable (reexec or fork); a worker binary needs the method described.
-  template <auto MP, class... A>
-  auto call(A&&... a) {
-    using traits = detail::member_traits<decltype(MP)>;
-    static_assert(std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
-                  "procxy: call<&C::m>() names a method of another class");
-    return detail::method_fn<MP>{core_.get()}(std::forward<A>(a)...);
-  }
 
   // The child's process id (valid until the proxy is destroyed, even after the child exited).
   int pid() const noexcept { return core_ ? core_->pid() : -1; }
@@ -134,23 +173,53 @@ class proxy : public detail::methods_t<T> {
   void terminate() {
     if (core_) core_->terminate();
   }
-  // Connection counters (frames and bytes each way, write syscalls, pending calls).
+  // Connection counters (frames and bytes each way, write syscalls, pending calls, timeouts).
   detail::connection_stats stats() const { return core_ ? core_->conn().stats() : detail::connection_stats{}; }
 
  private:
   template <class U, class... A>
   friend proxy<U> spawn(const spawn_options& opts, A&&... args);
-  explicit proxy(std::shared_ptr<detail::proxy_core> core) : core_(std::move(core)) {
-    this->methods::procxy_bind(core_.get());
+  explicit proxy(std::shared_ptr<detail::proxy_core> core) : core_(std::move(core)) { bind(); }
+  void bind() noexcept {
+    binding_.core = core_.get();
+    binding_.timeout = core_ ? core_->options().call_timeout : std::chrono::milliseconds{0};
+    binding_.retries = 0;
+    this->methods::procxy_bind(&binding_);
   }
   void reset() {
     if (core_) {
       core_->terminate();
       core_.reset();
     }
-    this->methods::procxy_bind(nullptr);
+    bind();
   }
   std::shared_ptr<detail::proxy_core> core_;
+  detail::binding binding_;
+};
+
+// proxy<T>::with(...)'s result: the described methods and call<&T::m>() with other call options.
+// Holds the child alive (shared) but does not own it: terminate() through the proxy still ends
+// it, and calls through the view then fail with procxy::terminated. Neither copyable nor movable
+// (its members point into it); use it as a temporary or a local.
+template <class T>
+class call_view : public call_api<T, call_view<T>> {
+  using methods = detail::methods_t<T>;
+  friend class call_api<T, call_view<T>>;
+
+ public:
+  call_view(const call_view&) = delete;
+  call_view& operator=(const call_view&) = delete;
+
+ private:
+  friend class call_api<T, proxy<T>>;
+  call_view(std::shared_ptr<detail::proxy_core> core, call_options o) : core_(std::move(core)) {
+    binding_.core = core_.get();
+    binding_.timeout = o.timeout.count() < 0 ? std::chrono::milliseconds{0} : o.timeout;
+    binding_.retries = o.retries;
+    this->methods::procxy_bind(&binding_);
+  }
+  std::shared_ptr<detail::proxy_core> core_;
+  detail::binding binding_;
 };
 
 // Starts a child process and constructs a T there from `args`. Returns at once: calls made before

@@ -1,4 +1,4 @@
-// expect: procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats or call
+// expect: procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats, call, with, with_timeout or idempotent
 // expect: call it as proxy.call<&T::name>(args...)
 #include <procxy/procxy.hpp>
 

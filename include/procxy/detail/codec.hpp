@@ -305,13 +305,21 @@ class decoder {
   }
   // Reads a count and checks that `count * min_each` bytes can still follow.
   // Elements that occupy no bytes at all (std::tuple<>, std::array<T, 0>, structs of those) are
-  // capped at this many per container, so a 4-byte count cannot make the decoder build billions.
+  // capped at this many per decoder (one message), summed over all its containers, so a 4-byte
+  // count cannot make the decoder build billions, nor can nesting multiply the cap
+  // (vector<vector<tuple<>>>: 4 bytes per inner vector would otherwise buy 2^16 elements each).
   static constexpr std::size_t max_zero_width_elements = std::size_t{1} << 16;
   std::size_t count(std::size_t min_each) {
     auto n = static_cast<std::size_t>(raw<std::uint32_t>());
-    if (min_each == 0 ? n > max_zero_width_elements : n > in_.remaining() / min_each)
+    if (min_each == 0) {
+      if (n > zero_width_left_)
+        throw protocol_error("procxy: count " + std::to_string(n) + " of zero-width elements exceeds the " +
+                             std::to_string(zero_width_left_) + " left of the message's limit");
+      zero_width_left_ -= n;
+    } else if (n > in_.remaining() / min_each) {
       throw protocol_error("procxy: count " + std::to_string(n) + " exceeds the " +
                            std::to_string(in_.remaining()) + " bytes left in the message");
+    }
     return n;
   }
 
@@ -338,6 +346,7 @@ class decoder {
   }
   byte_reader& in_;
   codec_context* ctx_;
+  std::size_t zero_width_left_ = max_zero_width_elements;
 };
 
 template <class T>

@@ -53,7 +53,12 @@ class request_handler {
 
 // Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
 // (typed; see method.hpp).
-using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const char* what);
+// `what` names the call ("Calculator::add"), `peer_pid` the process that replied.
+struct reply_context {
+  const char* what;
+  int peer_pid;
+};
+using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
 
 // Calls beyond this many in flight are held for the next flush instead of written one by one.
 inline constexpr std::size_t defer_after_in_flight = 8;
@@ -65,6 +70,8 @@ struct connection_stats {
   std::uint64_t bytes_received = 0;
   std::uint64_t write_syscalls = 0;
   std::size_t pending_calls = 0;
+  std::uint64_t calls_timed_out = 0;  // failed with timeout_error
+  std::uint64_t calls_retried = 0;    // idempotent calls sent again after a timeout
 };
 
 class connection final : public driver, public std::enable_shared_from_this<connection> {
@@ -91,8 +98,15 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Sends a request frame (header already in `frame`, id filled in here) and registers `st` to
   // be completed by the reply. If the connection is broken, `st` fails at once with its reason.
   // `fatal_timeout`: expiry breaks the connection with a spawn_error (the construct call).
+  // `retries` > 0 (idempotent calls only): on expiry the frame is sent again, as a new request
+  // with a new deadline `retry_timeout` later, up to that many times, before the call fails.
   void call(byte_buffer& frame, state_ptr<state_base> st, reply_decoder decode,
-            clock::time_point deadline, const char* what, bool fatal_timeout = false);
+            clock::time_point deadline, const char* what, bool fatal_timeout = false,
+            int retries = 0, std::chrono::milliseconds retry_timeout = {});
+
+  // Called (outside locks, on the thread that noticed) after a call finally timed out, with its
+  // name. The proxy uses it for timeout_policy::kill_child.
+  std::function<void(const char* what)> on_call_timeout;
 
   // Sends one complete frame (header + body). Thread-safe; concurrent senders are coalesced
   // into one write by whichever thread is writing.
@@ -106,6 +120,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // stop() or a disconnect. `background_reads`: whether this loop also reads the socket when no
   // caller is waiting (parent) — the child's object thread always reads when it is idle.
   void run_dispatch_loop();
+  // Run by run_dispatch_loop on the dispatch thread as its very last step (set before the loop).
+  std::function<void()> on_dispatch_exit;
   // Makes run_dispatch_loop return after the item it is running. Thread-safe, idempotent.
   void stop();
 
@@ -120,6 +136,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void shutdown_write() noexcept;
 
   std::size_t max_message_size() const noexcept { return max_message_size_; }
+  // The process at the other end (for error reports); set once before traffic.
+  void set_peer_pid(int pid) noexcept { peer_pid_ = pid; }
+  int peer_pid() const noexcept { return peer_pid_; }
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
 
@@ -143,6 +162,12 @@ class connection final : public driver, public std::enable_shared_from_this<conn
     clock::time_point deadline;
     const char* what;
     bool fatal_timeout;
+    struct retry {
+      byte_buffer frame;
+      int left;
+      std::chrono::milliseconds timeout;
+    };
+    std::shared_ptr<retry> again;  // idempotent calls only
   };
   struct item {  // one unit of work for the dispatch thread
     frame f;
@@ -179,6 +204,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   const std::size_t max_message_size_;
   const bool trace_;
   request_handler* handler_ = nullptr;
+  int peer_pid_ = -1;
   std::atomic<std::thread::id> e_thread_{};
 
   // --- write side
@@ -201,6 +227,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_busy_ = false;     // E is running queued items
   bool stopping_ = false;
   bool want_read_ = false;
+  bool e_waits_for_reader_ = false;  // E sleeps until the current reader lets go of the role
   int waiters_ = 0;
   std::deque<item> queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;
@@ -212,7 +239,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool disconnected_ = false;
 
   std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
-      bytes_received_{0}, write_syscalls_{0};
+      bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};
 };
 
 // Builds a frame in `out`: header (id 0, filled by call()) followed by whatever `body` encodes.

@@ -16,6 +16,7 @@
 namespace procxy::detail {
 
 class child_process;
+class stderr_capture;
 
 class proxy_core : public std::enable_shared_from_this<proxy_core> {
  public:
@@ -42,10 +43,18 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
  private:
   proxy_core() = default;
   std::exception_ptr on_disconnect(std::exception_ptr cause);
+  void kill_after_timeout(const char* what);
+  // Records who ended the child (first call wins): the proxy (true) or the child itself.
+  void mark_exit(bool requested) noexcept {
+    int expected = 0;
+    exit_requested_->compare_exchange_strong(expected, requested ? 1 : 2, std::memory_order_acq_rel);
+  }
 
   spawn_options opts_;
   const char* class_name_ = "";
-  std::unique_ptr<child_process> child_;
+  std::shared_ptr<child_process> child_;
+  std::shared_ptr<stderr_capture> stderr_;
+  std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
   std::thread dispatch_;
   state_ptr<state<void>> started_;

@@ -322,10 +322,10 @@ inline const std::uint64_t ctor_id = register_constructor<C, A...>();
 // ---- the parent's side -------------------------------------------------------------------------
 
 template <class R>
-void decode_reply(state_base& st, message_kind kind, decoder& d, const char* what) {
+void decode_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
   auto& s = static_cast<state<R>&>(st);
   if (kind == message_kind::reply_error) {
-    s.fail(decode_remote_error(d, what));
+    s.fail(decode_remote_error(d, ctx.what, ctx.peer_pid));
     return;
   }
   if constexpr (std::is_void_v<R>) {
@@ -335,10 +335,18 @@ void decode_reply(state_base& st, message_kind kind, decoder& d, const char* wha
   }
 }
 
+// What a proxy's method members call through: the child and the call options in effect.
+struct binding {
+  proxy_core* core = nullptr;
+  std::chrono::milliseconds timeout{0};  // 0: none
+  int retries = 0;                       // idempotent re-sends after a timeout
+};
+
 // Sends a call of MP with arguments already of the parameter types P... (the encoder takes
 // string_view and const char* as strings, so nothing is copied on the way).
 template <auto MP, class... P>
-future<call_result_t<MP>> issue_call(proxy_core* core, clock::time_point deadline, const P&... a) {
+future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
+  proxy_core* core = b ? b->core : nullptr;
   using R = call_result_t<MP>;
   using traits = member_traits<decltype(MP)>;
   static_assert(std::is_class_v<typename traits::cls>);
@@ -364,7 +372,8 @@ future<call_result_t<MP>> issue_call(proxy_core* core, clock::time_point deadlin
   if (conn.tracing())
     conn.trace(std::string("send call ") + member_name<MP>() + " (" + std::to_string(buf.size()) +
                " bytes)");
-  conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, deadline, member_name<MP>());
+  conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, core->deadline_for(b->timeout),
+            member_name<MP>(), false, b->retries, b->timeout);
   return result;
 }
 
