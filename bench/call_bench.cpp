@@ -180,6 +180,27 @@ void BM_ProxyAddSequential_Timeout(benchmark::State& state) {
   sequential_calls(state, {.call_timeout = 5s});
 }
 
+// ---- 2b. a call that throws: the cost of carrying an exception, with and without backtraces --
+
+void throwing_calls(benchmark::State& state, const procxy::spawn_options& opts) {
+  auto calc = procxy::spawn<Calculator>(opts);
+  calc.started().get();
+  auto once = [&] {
+    try {
+      calc.divide(1, 0).get();
+    } catch (const std::domain_error& e) {
+      benchmark::DoNotOptimize(e.what());
+    }
+  };
+  for (int i = 0; i < 20; ++i) once();  // warm: libbacktrace reads the debug info once
+  for (auto _ : state) once();
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_ProxyDivideThrows(benchmark::State& state) { throwing_calls(state, {}); }
+void BM_ProxyDivideThrows_Backtrace(benchmark::State& state) {
+  throwing_calls(state, {.backtrace = true});
+}
+
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
 
 void BM_ProxyAddInFlight1000(benchmark::State& state) {
@@ -460,6 +481,8 @@ int run_spawns(long n, bool fork_mode) {
 BENCHMARK(bench::BM_RawPingPong)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential_Timeout)->UseRealTime();
+BENCHMARK(bench::BM_ProxyDivideThrows)->UseRealTime();
+BENCHMARK(bench::BM_ProxyDivideThrows_Backtrace)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);

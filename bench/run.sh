@@ -78,6 +78,8 @@ rows = [
     ("RawPingPong", None, None, ""),
     ("ProxyAddSequential", "RawPingPong", 1.15, "≤ 1.15×"),
     ("ProxyAddSequential_Timeout", "RawPingPong", None, "(info)"),
+    ("ProxyDivideThrows", "ProxyAddSequential", None, "(info: exception vs value)"),
+    ("ProxyDivideThrows_Backtrace", "ProxyDivideThrows", None, "(info: backtrace on)"),
     ("PosixSpawnReplyOnce", None, None, ""),
     ("PosixSpawnSelfReplyOnce", "PosixSpawnReplyOnce", None, "(info)"),
     ("SpawnToFirstResult", "PosixSpawnReplyOnce", 1.3, "≤ 1.3×"),
