@@ -2,6 +2,10 @@
 // Control: the same harness on valid code, so a failing case is known to fail for its own reason.
 #include <procxy/procxy.hpp>
 
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
 #include <boost/describe/class.hpp>
 
 #include <map>
@@ -40,6 +44,13 @@ class Service {
 PROCXY_CLASS(Service, by_value, by_cref, view, cstr, sum, money, map,
              (scale, (int(int)), (double(double))));
 
+class valid_error : public std::runtime_error {
+ public:
+  valid_error(std::string w, int c) : std::runtime_error(std::move(w)), code(c) {}
+  int code;
+};
+PROCXY_EXCEPTION(valid_error, code);
+
 [[maybe_unused]] void use() {
   auto s = procxy::spawn<Service>({}, 1);
   (void)s.by_value(1);
@@ -52,5 +63,7 @@ PROCXY_CLASS(Service, by_value, by_cref, view, cstr, sum, money, map,
   (void)s.scale(1);
   (void)s.scale(1.0);
   (void)s.call<&Service::by_value>(2);
+  (void)s.with_timeout(std::chrono::milliseconds(5)).by_value(1);
+  (void)s.idempotent(2).call<&Service::by_value>(2);
 }
 }  // namespace cf

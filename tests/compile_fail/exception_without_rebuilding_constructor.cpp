@@ -1,0 +1,12 @@
+// expect: procxy: PROCXY_EXCEPTION(E, members...) needs a constructor E(members...) or E(std::string what, members...)
+#include <procxy/procxy.hpp>
+
+#include <stdexcept>
+#include <string>
+
+class odd_error : public std::runtime_error {
+ public:
+  odd_error() : std::runtime_error("odd") {}
+  std::string detail;
+};
+PROCXY_EXCEPTION(odd_error, detail);
