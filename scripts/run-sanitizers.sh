@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # packages
+# Under TSan a process that ends with more than one thread sleeps atexit_sleep_ms (default 1 s)
+# before exiting; every child would take a second to end. Children inherit the setting.
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}atexit_sleep_ms=0"
 for kind in asan tsan; do
   flag=$([ "$kind" = asan ] && echo -DPROCXY_ASAN=ON || echo -DPROCXY_TSAN=ON)
   dir=build-$kind

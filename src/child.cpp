@@ -52,7 +52,7 @@ std::uint64_t register_method(method_table& table, std::uint64_t id, method_entr
 
 namespace {
 std::unordered_map<std::uint64_t, ctor_entry>& ctor_table() {
-  static std::unordered_map<std::uint64_t, ctor_entry> table;
+  static auto& table = *new std::unordered_map<std::uint64_t, ctor_entry>;  // never destroyed
   return table;
 }
 }  // namespace

@@ -255,7 +255,9 @@ bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::v
   if (n <= 0) {
     rbuf_.resize(have);
     if (n == 0 || errno == ECONNRESET || errno == EBADF || errno == ENOTCONN) {
-      if (have > 0 && n == 0)  // EOF in the middle of a frame: the peer sent a truncated one
+      // EOF in the middle of a frame: the peer sent a truncated one. (A peer that exits with
+      // our frames unread in its socket gives ECONNRESET instead of EOF: the same case.)
+      if (have > 0 && (n == 0 || errno == ECONNRESET))
         disconnect(std::make_exception_ptr(protocol_error(
             "procxy: the peer closed the connection in the middle of a frame (" +
             std::to_string(have) + " bytes of an incomplete frame)")));

@@ -93,7 +93,7 @@ struct exception_registry {
   std::unordered_map<std::type_index, std::uint64_t> by_type;
 };
 exception_registry& registry() {
-  static exception_registry r;
+  static exception_registry& r = *new exception_registry;  // never destroyed (exit() on any thread)
   return r;
 }
 

@@ -296,10 +296,15 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
   if (pid == 0) {
     ::close(parent_fd);
     if (stderr_fd >= 0 && ::dup2(stderr_fd, 2) < 0) _exit(127);
+    // Keep stdio and the channel only, as posix_spawn's closefrom does: without exec, CLOEXEC
+    // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
+    if (child_fd != channel_fd_in_child && ::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
+    ::close_range(channel_fd_in_child + 1, ~0U, 0);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
+    if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
-    _exit(serve(child_fd, o.max_message_size, parent));
+    _exit(serve(channel_fd_in_child, o.max_message_size, parent));
   }
   return adopt_child(pid);
 }
@@ -307,10 +312,12 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
 void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
   const char* what = ctx.what;
   if (kind == message_kind::reply_value) {
+    expect_end(d);
     static_cast<state<void>&>(st).set_value();
     return;
   }
   auto cause = decode_remote_error(d, what, ctx.peer_pid);
+  expect_end(d);
   try {
     try {
       std::rethrow_exception(cause);

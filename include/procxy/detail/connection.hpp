@@ -58,7 +58,12 @@ struct reply_context {
   const char* what;
   int peer_pid;
 };
+// A decoder must consume the whole body and call expect_end() *before* completing `st`: a reply
+// with trailing bytes is a protocol_error for that call too, not a success.
 using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
+inline void expect_end(decoder& d) {
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after a reply");
+}
 
 // Calls beyond this many in flight are held for the next flush instead of written one by one.
 inline constexpr std::size_t defer_after_in_flight = 8;

@@ -199,8 +199,8 @@ using method_table = std::unordered_map<std::uint64_t, method_entry>;
 
 template <class C>
 method_table& methods_of() {
-  static method_table table;
-  return table;
+  static method_table& table = *new method_table;  // never destroyed: exit() on another thread
+  return table;                                     // must not pull it from under the object thread
 }
 std::uint64_t register_method(method_table& table, std::uint64_t id, method_entry e);
 
@@ -325,13 +325,18 @@ template <class R>
 void decode_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
   auto& s = static_cast<state<R>&>(st);
   if (kind == message_kind::reply_error) {
-    s.fail(decode_remote_error(d, ctx.what, ctx.peer_pid));
+    auto e = decode_remote_error(d, ctx.what, ctx.peer_pid);
+    expect_end(d);
+    s.fail(std::move(e));
     return;
   }
   if constexpr (std::is_void_v<R>) {
+    expect_end(d);
     s.set_value();
   } else {
-    s.set_value(d.template get<R>());
+    R v = d.template get<R>();
+    expect_end(d);
+    s.set_value(std::move(v));
   }
 }
 

@@ -1,0 +1,409 @@
+// The crash matrix: the child dies in every way a process can ({SIGSEGV by raise, SIGSEGV by a
+// real invalid write, abort(), std::terminate(), exit(n), _exit(n), SIGKILL from outside}) in
+// every state a proxy can be in ({inside a synchronous call, inside an async method's worker
+// thread, idle}). Whatever the way and the state: every pending call fails with child_crashed
+// naming the signal or the exit code, within 2 s of the death; later calls fail the same way at
+// once; the parent and a sibling proxy are unaffected.
+//
+// Synchronisation with the child is event-based, never a sleep: a "gate" is a pair of FIFOs in a
+// private directory. The child writes a byte to `entered` when it is where the test wants it, and
+// dies only when the parent writes a byte to `go` (or sends SIGKILL). The parent holds both FIFOs
+// open read-write, so the child's open() never blocks and the parent never sees EOF.
+#include "procxy/proxy.hpp"
+
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <latch>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <typeinfo>
+#include <vector>
+
+#include "procxy/procxy.hpp"
+
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+// Under ThreadSanitizer a process that ends with more than one thread sleeps atexit_sleep_ms
+// (default 1 s) in exit/_exit, so every child would take a second to end. Children inherit this
+// setting; the parent, already started, keeps its own.
+#if defined(__SANITIZE_THREAD__)
+#define PROCXY_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PROCXY_TEST_TSAN 1
+#endif
+#endif
+#ifdef PROCXY_TEST_TSAN
+[[maybe_unused]] const bool tsan_children_exit_promptly = [] {
+  const char* old = std::getenv("TSAN_OPTIONS");
+  std::string v = old ? std::string(old) + ":atexit_sleep_ms=0" : std::string("atexit_sleep_ms=0");
+  ::setenv("TSAN_OPTIONS", v.c_str(), 1);  // static initialisation: no other thread yet
+  return true;
+}();
+#endif
+
+enum class death { segv_raise, segv_write, abort_call, terminate_call, exit_call, underscore_exit, sigkill };
+enum class where { sync_call, async_call, idle };
+
+constexpr int exit_code_of_exit = 42;
+constexpr int exit_code_of_underscore_exit = 43;
+// A pending call must fail this soon after the death (a hang guard, not a benchmark).
+constexpr auto promptly = 2s;
+// Bounds every wait of the test so that a broken library fails the test instead of hanging it.
+constexpr auto hang_guard = 10s;
+
+// ---- the child's side --------------------------------------------------------------------------
+
+void wait_for_byte(const std::string& fifo) {
+  int fd = ::open(fifo.c_str(), O_RDONLY | O_CLOEXEC);  // the parent holds a writer: no block
+  if (fd < 0) return;
+  pollfd p{fd, POLLIN, 0};
+  ::poll(&p, 1, 60'000);  // the parent writes within seconds; a minute is only a hang guard
+  char c;
+  [[maybe_unused]] auto n = ::read(fd, &c, 1);
+  ::close(fd);
+}
+
+void send_byte(const std::string& fifo) {
+  int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // the parent holds a reader
+  if (fd < 0) return;
+  char c = 'e';
+  [[maybe_unused]] auto n = ::write(fd, &c, 1);
+  ::close(fd);
+}
+
+// A store to an unmapped address: a real SIGSEGV, not a raised one. Not instrumented, so UBSan's
+// null check and ASan's shadow check do not turn it into a sanitizer report.
+__attribute__((no_sanitize("address", "undefined"))) void invalid_write() {
+  volatile int* volatile p = nullptr;
+  *p = 1;
+}
+
+[[noreturn]] void die(death how) {
+  rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // a thousand crashing tests must not write core files
+  switch (how) {
+    case death::segv_raise:
+      ::signal(SIGSEGV, SIG_DFL);  // sanitizers install a SIGSEGV handler that would exit(1)
+      ::raise(SIGSEGV);
+      break;
+    case death::segv_write:
+      ::signal(SIGSEGV, SIG_DFL);
+      invalid_write();
+      break;
+    case death::abort_call: std::abort();
+    case death::terminate_call: std::terminate();
+    case death::exit_call: std::exit(exit_code_of_exit);
+    case death::underscore_exit: ::_exit(exit_code_of_underscore_exit);
+    case death::sigkill: break;  // the parent sends SIGKILL; the test never says "go" for it
+  }
+  for (;;) ::pause();
+}
+
+class Victim {
+ public:
+  int ping(int n) { return n; }
+  // Dies on the object thread, inside this call.
+  int die_in_call(int how, const std::string& gate) {
+    send_byte(gate + "/entered");
+    wait_for_byte(gate + "/go");
+    die(static_cast<death>(how));
+  }
+  // An async method whose worker thread dies while the parent waits for its result.
+  procxy::future<int> die_in_async(int how, const std::string& gate) {
+    procxy::promise<int> p;
+    auto f = p.get_future();
+    std::thread([p = std::move(p), how, gate]() mutable {
+      send_byte(gate + "/entered");
+      wait_for_byte(gate + "/go");
+      die(static_cast<death>(how));
+    }).detach();
+    return f;
+  }
+  // An async call that never completes (its promise is kept, never fulfilled).
+  procxy::future<int> never() {
+    procxy::promise<int> p;
+    auto f = p.get_future();
+    held_.push_back(std::move(p));
+    return f;
+  }
+  // Returns at once; a thread dies after the call has completed, when the parent says so.
+  void die_later(int how, const std::string& gate) {
+    std::thread([how, gate] {
+      wait_for_byte(gate + "/go");
+      die(static_cast<death>(how));
+    }).detach();
+  }
+
+ private:
+  std::vector<procxy::promise<int>> held_;
+};
+PROCXY_CLASS(Victim, ping, die_in_call, die_in_async, never, die_later);
+
+// ---- the parent's side -------------------------------------------------------------------------
+
+class gate {
+ public:
+  gate() {
+    char tmpl[] = "/tmp/procxy-crash-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    for (const char* name : {"/entered", "/go"})
+      if (::mkfifo((dir_ + name).c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+    entered_ = ::open((dir_ + "/entered").c_str(), O_RDWR | O_CLOEXEC);
+    go_ = ::open((dir_ + "/go").c_str(), O_RDWR | O_CLOEXEC);
+  }
+  ~gate() {
+    ::close(entered_);
+    ::close(go_);
+    ::unlink((dir_ + "/entered").c_str());
+    ::unlink((dir_ + "/go").c_str());
+    ::rmdir(dir_.c_str());
+  }
+  gate(const gate&) = delete;
+  gate& operator=(const gate&) = delete;
+  const std::string& dir() const { return dir_; }
+  // Whether the child said it is where the test wants it, within the hang guard.
+  bool wait_entered() const {
+    pollfd p{entered_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(hang_guard).count())) != 1) return false;
+    char c;
+    return ::read(entered_, &c, 1) == 1;
+  }
+  void go() const {
+    char c = 'g';
+    [[maybe_unused]] auto n = ::write(go_, &c, 1);
+  }
+
+ private:
+  std::string dir_;
+  int entered_ = -1, go_ = -1;
+};
+
+const char* name_of(death d) {
+  switch (d) {
+    case death::segv_raise: return "SegvRaised";
+    case death::segv_write: return "SegvInvalidWrite";
+    case death::abort_call: return "Abort";
+    case death::terminate_call: return "StdTerminate";
+    case death::exit_call: return "Exit";
+    case death::underscore_exit: return "UnderscoreExit";
+    case death::sigkill: return "SigkillFromParent";
+  }
+  return "?";
+}
+const char* name_of(where w) {
+  switch (w) {
+    case where::sync_call: return "InSyncCall";
+    case where::async_call: return "InAsyncMethod";
+    case where::idle: return "WhileIdle";
+  }
+  return "?";
+}
+// Readable parameters in gtest's failure messages.
+void PrintTo(death d, std::ostream* os) { *os << name_of(d); }
+void PrintTo(where w, std::ostream* os) { *os << name_of(w); }
+
+struct expected_end {
+  int signal = 0;       // > 0: killed by this signal
+  int exit_code = -1;   // >= 0: exited with this code
+  std::string text;     // what() contains this
+};
+expected_end expected_for(death d) {
+  switch (d) {
+    case death::segv_raise:
+    case death::segv_write: return {SIGSEGV, -1, "SIGSEGV"};
+    case death::abort_call:
+    case death::terminate_call: return {SIGABRT, -1, "SIGABRT"};
+    case death::exit_call: return {0, exit_code_of_exit, "exited with code 42"};
+    case death::underscore_exit: return {0, exit_code_of_underscore_exit, "exited with code 43"};
+    case death::sigkill: return {SIGKILL, -1, "SIGKILL"};
+  }
+  return {};
+}
+
+// One call's end as seen by whoever waited for it.
+struct call_end {
+  bool ready = false;
+  std::exception_ptr error;
+  clk::time_point at{};
+};
+
+template <class T>
+call_end wait_end(procxy::future<T>& f) {
+  call_end e;
+  e.ready = f.wait_for(hang_guard) == std::future_status::ready;
+  e.at = clk::now();
+  if (e.ready) e.error = f.try_get().error();
+  return e;
+}
+
+std::string type_of_current() {
+  try {
+    throw;
+  } catch (const std::exception& x) {
+    return std::string(typeid(x).name()) + ": " + x.what();
+  } catch (...) {
+    return "a non-std exception";
+  }
+}
+
+void expect_child_crashed(const call_end& e, const expected_end& want, const std::string& which) {
+  SCOPED_TRACE(which);
+  ASSERT_TRUE(e.ready) << "the call did not complete within " << hang_guard.count() << " s";
+  ASSERT_TRUE(e.error) << "the call succeeded";
+  try {
+    std::rethrow_exception(e.error);
+  } catch (const procxy::child_crashed& c) {
+    EXPECT_EQ(c.kind(), procxy::error_kind::child_crashed);
+    EXPECT_EQ(c.signal(), want.signal) << c.what();
+    EXPECT_EQ(c.exit_code(), want.exit_code) << c.what();
+    EXPECT_THAT(c.what(), testing::HasSubstr(want.text));
+  } catch (...) {
+    ADD_FAILURE() << "expected procxy::child_crashed, got " << type_of_current();
+  }
+}
+
+class ChildDeath : public testing::TestWithParam<std::tuple<death, where>> {};
+
+TEST_P(ChildDeath, PendingAndLaterCallsFailWithChildCrashed) {
+  const death how = std::get<0>(GetParam());  // not a structured binding: clang 14 cannot
+  const where state = std::get<1>(GetParam());  // capture those in lambdas
+  const expected_end want = expected_for(how);
+  auto bystander = procxy::spawn<Victim>();
+  auto victim = procxy::spawn<Victim>();
+  // Both children up and serving, so the times below measure the death only.
+  ASSERT_EQ(victim.ping(1).get(), 1);
+  ASSERT_EQ(bystander.ping(2).get(), 2);
+  const int victim_pid = victim.pid();
+  gate g;
+
+  auto trigger = [&] {
+    if (how == death::sigkill)
+      ASSERT_EQ(::kill(victim_pid, SIGKILL), 0);
+    else
+      g.go();
+  };
+
+  // The calls pending at the time of the death: the fatal one (sync and async), calls made from
+  // other threads (each waits for its own future), and calls pipelined from this thread.
+  constexpr int threads = 4;
+  std::vector<call_end> thread_ends(threads);
+  std::vector<std::thread> callers;
+  std::latch issued(threads);
+  procxy::future<int> fatal;
+  std::vector<procxy::future<int>> pipelined;
+
+  clk::time_point died{};
+  if (state == where::idle) {
+    victim.die_later(static_cast<int>(how), g.dir()).get();  // completed: nothing is pending
+    EXPECT_TRUE(victim.running());
+    died = clk::now();
+    trigger();
+    // Nothing is pending, so there is no future to wait on: poll (test-side only, bounded).
+    while (victim.running() && clk::now() - died < hang_guard) std::this_thread::sleep_for(1ms);
+    EXPECT_FALSE(victim.running());
+    EXPECT_LT(clk::now() - died, promptly) << "the death of an idle child went unnoticed";
+    // Several calls made after the death, from several threads: all fail the same way.
+    for (int i = 0; i < threads; ++i)
+      callers.emplace_back([&, i] {
+        auto f = victim.ping(100 + i);
+        issued.count_down();
+        thread_ends[static_cast<std::size_t>(i)] = wait_end(f);
+      });
+    for (auto& t : callers) t.join();
+    for (int i = 0; i < threads; ++i)
+      expect_child_crashed(thread_ends[static_cast<std::size_t>(i)], want,
+                           "call made after the death from thread " + std::to_string(i));
+  } else {
+    if (state == where::sync_call) {
+      fatal = victim.die_in_call(static_cast<int>(how), g.dir());
+    } else {
+      fatal = victim.die_in_async(static_cast<int>(how), g.dir());
+    }
+    ASSERT_TRUE(g.wait_entered()) << "the child never reached the fatal point";
+    // In a sync call the object thread is stuck in the dying method: plain calls queue behind
+    // it. In an async method the object thread is free: pending calls must be async too.
+    auto another = [&](int i) { return state == where::sync_call ? victim.ping(i) : victim.never(); };
+    for (int i = 0; i < threads; ++i)
+      callers.emplace_back([&, i] {
+        auto f = another(100 + i);
+        issued.count_down();
+        thread_ends[static_cast<std::size_t>(i)] = wait_end(f);
+      });
+    for (int i = 0; i < 2; ++i) pipelined.push_back(another(200 + i));
+    issued.wait();
+    if (state == where::async_call) {
+      // The object thread still serves while the async method is outstanding.
+      EXPECT_EQ(victim.ping(3).get(), 3);
+    }
+    EXPECT_FALSE(fatal.ready());
+    died = clk::now();
+    trigger();
+    auto fatal_end = wait_end(fatal);
+    expect_child_crashed(fatal_end, want, "the fatal call");
+    EXPECT_LT(fatal_end.at - died, promptly);
+    for (std::size_t i = 0; i < pipelined.size(); ++i) {
+      auto e = wait_end(pipelined[i]);
+      expect_child_crashed(e, want, "pipelined call " + std::to_string(i));
+      EXPECT_LT(e.at - died, promptly);
+    }
+    for (auto& t : callers) t.join();
+    for (int i = 0; i < threads; ++i) {
+      const auto& e = thread_ends[static_cast<std::size_t>(i)];
+      expect_child_crashed(e, want, "call from thread " + std::to_string(i));
+      if (e.ready) {
+        EXPECT_LT(e.at - died, promptly);
+      }
+    }
+    EXPECT_FALSE(victim.running());
+  }
+
+  // A later call fails at once, the same way.
+  auto before = clk::now();
+  auto later = victim.ping(7);
+  auto later_end = wait_end(later);
+  expect_child_crashed(later_end, want, "a call made after the death was reported");
+  EXPECT_LT(later_end.at - before, promptly);
+  EXPECT_EQ(victim.pid(), victim_pid);
+
+  // The sibling child and this process are unaffected.
+  EXPECT_TRUE(bystander.running());
+  EXPECT_EQ(bystander.ping(5).get(), 5);
+  std::vector<procxy::future<int>> burst;
+  for (int i = 0; i < 20; ++i) burst.push_back(bystander.ping(i));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(burst[static_cast<std::size_t>(i)].get(), i);
+
+  // Destroying the crashed proxy is quick and does not throw.
+  auto t0 = clk::now();
+  victim.terminate();
+  EXPECT_LT(clk::now() - t0, promptly);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Crash, ChildDeath,
+    testing::Combine(testing::Values(death::segv_raise, death::segv_write, death::abort_call,
+                                     death::terminate_call, death::exit_call,
+                                     death::underscore_exit, death::sigkill),
+                     testing::Values(where::sync_call, where::async_call, where::idle)),
+    [](const testing::TestParamInfo<std::tuple<death, where>>& param_info) {
+      return std::string(name_of(std::get<0>(param_info.param))) + "_" +
+             name_of(std::get<1>(param_info.param));
+    });
+
+}  // namespace

@@ -1,0 +1,216 @@
+// A hostile child: a standalone program that a procxy parent starts with spawn_mode::executable
+// and that answers with malformed or unexpected frames. It links nothing of procxy; it uses only
+// the frame header of include/procxy/detail/wire.hpp.
+//
+//   procxy_hostile_child <mode> [call|construct]
+//
+// It reads the parent's construct frame from its channel (fd PROCXY_CHANNEL_FD). With `call` (the
+// default) it accepts the construct (reply_value, same id, empty body), reads the first call
+// frame and misbehaves in reply to it; with `construct` it misbehaves in reply to the construct
+// frame itself. Modes:
+//
+//   garbage            4 KiB of pseudo-random bytes (fixed seed; the first header is invalid)
+//   truncated          a header promising 100 bytes, 10 bytes, then exit(0)
+//   truncated_hang     the same, then stay alive (reading and discarding until EOF)
+//   oversize           a header with size = PROCXY_MAX_MESSAGE + 1, and that many bytes
+//   unknown_kind       a frame of kind 99
+//   reserved_bits      a reply with the u16 reserved field set
+//   flag_bits          a reply with the u8 flags field set
+//   unknown_reply_id   a well-formed reply_value (a double) to request id 12345
+//   duplicate_reply    the correct reply (a + b of add(double, double)), twice, in one write
+//   bad_body           reply_value with a 2-byte body (the result is a double: 8 bytes)
+//   trailing_bytes     reply_value with a double and 3 more bytes
+//   bad_error_payload  reply_error with exception code 200 (unknown), well-formed otherwise
+//   wrong_kind         a `construct` frame sent to the parent
+//
+// After misbehaving it stays alive, reading and discarding until EOF (so the parent has to kill
+// it), except `truncated`. alarm(60) bounds its life if a broken parent never does.
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "procxy/detail/wire.hpp"
+
+namespace {
+
+using procxy::detail::frame_header;
+using procxy::detail::header_size;
+using procxy::detail::message_kind;
+
+int g_fd = -1;
+
+bool read_exact(void* out, std::size_t n) {
+  auto* p = static_cast<char*>(out);
+  while (n > 0) {
+    ssize_t r = ::read(g_fd, p, n);
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+void write_all(const std::vector<char>& bytes) {
+  const char* p = bytes.data();
+  std::size_t n = bytes.size();
+  while (n > 0) {
+    ssize_t w = ::send(g_fd, p, n, MSG_NOSIGNAL);
+    if (w <= 0) _exit(3);
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
+
+struct frame {
+  frame_header h;
+  std::vector<char> body;
+};
+
+frame read_frame() {
+  frame f;
+  if (!read_exact(&f.h, header_size)) _exit(4);
+  f.body.resize(f.h.size);
+  if (f.h.size > 0 && !read_exact(f.body.data(), f.h.size)) _exit(4);
+  return f;
+}
+
+// Appends a frame with the given header fields and body to `out`.
+void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id, const std::vector<char>& body,
+                  std::uint32_t size_field, std::uint8_t flags = 0, std::uint16_t reserved = 0) {
+  frame_header h;
+  h.size = size_field;
+  h.kind = kind;
+  h.flags = flags;
+  h.reserved = reserved;
+  h.id = id;
+  const char* hp = reinterpret_cast<const char*>(&h);
+  out.insert(out.end(), hp, hp + header_size);
+  out.insert(out.end(), body.begin(), body.end());
+}
+void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id, const std::vector<char>& body) {
+  append_frame(out, kind, id, body, static_cast<std::uint32_t>(body.size()));
+}
+
+template <class T>
+void put(std::vector<char>& out, const T& v) {
+  const char* p = reinterpret_cast<const char*>(&v);
+  out.insert(out.end(), p, p + sizeof v);
+}
+void put_string(std::vector<char>& out, const std::string& s) {
+  put(out, static_cast<std::uint32_t>(s.size()));
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+[[noreturn]] void drain_until_eof() {
+  char buf[4096];
+  while (::read(g_fd, buf, sizeof buf) > 0) {
+  }
+  _exit(0);
+}
+
+// The result a well-behaved child would send for add(a, b): the call body is u64 method id,
+// then the two doubles.
+double sum_of(const frame& call) {
+  double a = 0, b = 0;
+  if (call.body.size() >= 24) {
+    std::memcpy(&a, call.body.data() + 8, 8);
+    std::memcpy(&b, call.body.data() + 16, 8);
+  }
+  return a + b;
+}
+
+[[noreturn]] void misbehave(const std::string& mode, const frame& request) {
+  const std::uint64_t id = request.h.id;
+  std::vector<char> out;
+  std::vector<char> a_double;
+  put(a_double, 3.0);
+  if (mode == "garbage") {
+    std::uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64, fixed seed: the same bytes every run
+    for (int i = 0; i < 4096; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      out.push_back(static_cast<char>(x & 0xff));
+    }
+    // The first header must be invalid however the seed falls: kind outside 1..5.
+    if (static_cast<std::uint8_t>(out[4]) >= 1 && static_cast<std::uint8_t>(out[4]) <= 5) out[4] = '\x77';
+  } else if (mode == "truncated" || mode == "truncated_hang") {
+    append_frame(out, message_kind::reply_value, id, std::vector<char>(10, 'x'), 100);
+  } else if (mode == "oversize") {
+    const char* mm = std::getenv("PROCXY_MAX_MESSAGE");
+    unsigned long long max = mm ? std::strtoull(mm, nullptr, 10) : 0;
+    if (max == 0 || max >= 0xffffffffull) max = 0xfffffffeull;
+    std::vector<char> body(max + 1 <= (1u << 20) ? static_cast<std::size_t>(max + 1) : 0, 'o');
+    append_frame(out, message_kind::reply_value, id, body, static_cast<std::uint32_t>(max + 1));
+  } else if (mode == "unknown_kind") {
+    append_frame(out, static_cast<message_kind>(99), id, {});
+  } else if (mode == "reserved_bits") {
+    append_frame(out, message_kind::reply_value, id, {}, 0, 0, 0x0100);
+  } else if (mode == "flag_bits") {
+    append_frame(out, message_kind::reply_value, id, {}, 0, 0x01, 0);
+  } else if (mode == "unknown_reply_id") {
+    append_frame(out, message_kind::reply_value, 12345, a_double);
+  } else if (mode == "duplicate_reply") {
+    std::vector<char> sum;
+    put(sum, sum_of(request));
+    append_frame(out, message_kind::reply_value, id, sum);
+    append_frame(out, message_kind::reply_value, id, sum);
+  } else if (mode == "bad_body") {
+    append_frame(out, message_kind::reply_value, id, {'\x01', '\x02'});
+  } else if (mode == "trailing_bytes") {
+    std::vector<char> body = a_double;
+    body.insert(body.end(), {'t', 't', 't'});
+    append_frame(out, message_kind::reply_value, id, body);
+  } else if (mode == "bad_error_payload") {
+    std::vector<char> body;
+    put(body, static_cast<std::uint8_t>(200));  // exception code: unknown
+    put_string(body, "hostile_error");          // type name
+    put_string(body, "from the hostile child");  // what
+    put_string(body, "");                        // backtrace
+    append_frame(out, message_kind::reply_error, id, body);
+  } else if (mode == "wrong_kind") {
+    std::vector<char> body;
+    put(body, std::uint64_t{0x1234});  // a "constructor id"
+    append_frame(out, message_kind::construct, 1, body);
+  } else {
+    std::fprintf(stderr, "procxy_hostile_child: unknown mode '%s'\n", mode.c_str());
+    _exit(2);
+  }
+  write_all(out);
+  if (mode == "truncated") _exit(0);
+  drain_until_eof();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::alarm(60);  // hang guard: never outlive a broken test by more than a minute
+  ::signal(SIGPIPE, SIG_IGN);
+  const char* fdv = std::getenv("PROCXY_CHANNEL_FD");
+  if (fdv == nullptr || argc < 2) {
+    std::fprintf(stderr, "usage: start procxy_hostile_child with procxy::spawn (spawn_mode::executable, "
+                         "args {mode, [call|construct]})\n");
+    return 2;
+  }
+  g_fd = std::atoi(fdv);
+  const std::string mode = argv[1];
+  const std::string when = argc > 2 ? argv[2] : "call";
+
+  frame construct = read_frame();
+  if (construct.h.kind != message_kind::construct) _exit(5);
+  if (when == "construct") misbehave(mode, construct);
+
+  std::vector<char> ok;
+  append_frame(ok, message_kind::reply_value, construct.h.id, {});
+  write_all(ok);
+  frame call = read_frame();
+  if (call.h.kind != message_kind::call) _exit(6);
+  misbehave(mode, call);
+}

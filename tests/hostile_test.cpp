@@ -1,0 +1,273 @@
+// A hostile child (tests/hostile/hostile_child.cpp, started as a worker executable) answers with
+// malformed or unexpected frames. Expected: every pending call (and started(), when the
+// misbehaviour answers the construct frame) fails with protocol_error; the child is killed and
+// reaped; later calls fail at once; a well-behaved proxy spawned before keeps answering throughout.
+// The parent-side class is ordinary; the hostile child never constructs it.
+#include "procxy/proxy.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <thread>
+#include <typeinfo>
+#include <vector>
+
+#include "procxy/procxy.hpp"
+
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+// Under ThreadSanitizer a process that ends with more than one thread sleeps atexit_sleep_ms
+// (default 1 s) in exit/_exit, so every child would take a second to end. Children inherit this
+// setting; the parent, already started, keeps its own.
+#if defined(__SANITIZE_THREAD__)
+#define PROCXY_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PROCXY_TEST_TSAN 1
+#endif
+#endif
+#ifdef PROCXY_TEST_TSAN
+[[maybe_unused]] const bool tsan_children_exit_promptly = [] {
+  const char* old = std::getenv("TSAN_OPTIONS");
+  std::string v = old ? std::string(old) + ":atexit_sleep_ms=0" : std::string("atexit_sleep_ms=0");
+  ::setenv("TSAN_OPTIONS", v.c_str(), 1);  // static initialisation: no other thread yet
+  return true;
+}();
+#endif
+
+struct Adder {
+  double add(double a, double b) { return a + b; }
+};
+PROCXY_CLASS(Adder, add);
+
+constexpr auto hang_guard = 10s;  // bounds every wait: a broken library fails, never hangs
+constexpr auto at_once = 2s;      // "fails at once", generously
+
+procxy::spawn_options hostile(const std::string& mode, const std::string& when,
+                              procxy::spawn_options o = {}) {
+  o.mode = procxy::spawn_mode::executable;
+  o.executable = PROCXY_HOSTILE_CHILD;
+  o.args = {mode, when};
+  return o;
+}
+
+// A well-behaved proxy (re-exec of this test binary), spawned before the hostile one and called
+// from its own thread for the whole test, paced by a millisecond between calls (pacing only; no
+// result depends on it).
+class good_neighbour {
+ public:
+  good_neighbour() : p_(procxy::spawn<Adder>()) {
+    EXPECT_EQ(p_.add(1, 1).get(), 2);
+    t_ = std::thread([this] {
+      for (int i = 0; !stop_.load(); ++i) {
+        auto f = p_.add(i, 1);
+        if (f.wait_for(hang_guard) != std::future_status::ready) {
+          ++failed_;
+          return;
+        }
+        auto r = f.try_get();
+        if (r.has_value() && r.value() == i + 1)
+          ++answered_;
+        else
+          ++failed_;
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  ~good_neighbour() {
+    stop_ = true;
+    t_.join();
+  }
+  // Answers now, and every call of the background thread was answered correctly.
+  void expect_healthy() {
+    EXPECT_TRUE(p_.running());
+    EXPECT_EQ(p_.add(20, 22).get(), 42);
+    EXPECT_EQ(failed_.load(), 0) << "the well-behaved proxy failed calls";
+  }
+
+ private:
+  procxy::proxy<Adder> p_;
+  std::thread t_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> answered_{0}, failed_{0};
+};
+
+std::string describe_current() {
+  try {
+    throw;
+  } catch (const std::exception& x) {
+    return std::string(typeid(x).name()) + ": " + x.what();
+  } catch (...) {
+    return "a non-std exception";
+  }
+}
+
+// `f` completes within `within` with an error of type E.
+template <class E, class T>
+void expect_fails_with(procxy::future<T>& f, const std::string& which, clk::duration within = hang_guard) {
+  SCOPED_TRACE(which);
+  auto t0 = clk::now();
+  ASSERT_EQ(f.wait_for(hang_guard), std::future_status::ready) << "did not complete";
+  EXPECT_LT(clk::now() - t0, within);
+  auto r = f.try_get();
+  if constexpr (std::is_void_v<T>) {
+    ASSERT_FALSE(r.has_value()) << "succeeded";
+  } else {
+    ASSERT_FALSE(r.has_value()) << "succeeded with " << r.value();
+  }
+  try {
+    std::rethrow_exception(r.error());
+  } catch (const E&) {
+  } catch (...) {
+    ADD_FAILURE() << "expected " << typeid(E).name() << ", got " << describe_current();
+  }
+}
+
+// The child is gone: polled (test-side only, bounded), because a reply that fails to decode
+// completes its call before the connection is torn down and the child killed.
+template <class P>
+bool stops_running(P& p) {
+  auto until = clk::now() + hang_guard;
+  while (p.running() && clk::now() < until) std::this_thread::sleep_for(1ms);
+  return !p.running();
+}
+
+// ---- misbehaviour in reply to the first call ----------------------------------------------------
+
+class HostileReplyToCall : public testing::TestWithParam<const char*> {};
+
+TEST_P(HostileReplyToCall, PendingCallsFailWithProtocolErrorAndTheChildIsKilled) {
+  const std::string mode = GetParam();
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile(mode, "call", {.max_message_size = 4096}));
+  auto started = bad.started();
+  ASSERT_EQ(started.wait_for(hang_guard), std::future_status::ready);
+  ASSERT_TRUE(started.try_get().has_value()) << "the hostile child accepts the construct frame";
+  EXPECT_TRUE(bad.running());
+
+  // The child answers the first with `mode`; the other two are pending behind it.
+  std::vector<procxy::future<double>> pending;
+  for (int i = 0; i < 3; ++i) pending.push_back(bad.add(i, 2));
+  for (std::size_t i = 0; i < pending.size(); ++i)
+    expect_fails_with<procxy::protocol_error>(pending[i], "pending call " + std::to_string(i));
+  good.expect_healthy();
+
+  EXPECT_TRUE(stops_running(bad)) << "the hostile child was not killed";
+  auto later = bad.add(5, 6);
+  expect_fails_with<procxy::protocol_error>(later, "a later call", at_once);
+  good.expect_healthy();
+  auto t0 = clk::now();
+  bad.terminate();
+  EXPECT_LT(clk::now() - t0, at_once);
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToCall,
+                         testing::Values("garbage", "truncated", "oversize", "unknown_kind",
+                                         "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
+                                         "trailing_bytes", "bad_error_payload", "wrong_kind"),
+                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+
+// ---- misbehaviour in reply to the construct frame -----------------------------------------------
+
+class HostileReplyToConstruct : public testing::TestWithParam<const char*> {};
+
+TEST_P(HostileReplyToConstruct, StartedAndPendingCallsFailWithProtocolErrorAndTheChildIsKilled) {
+  const std::string mode = GetParam();
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile(mode, "construct", {.max_message_size = 4096}));
+  auto queued = bad.add(1, 2);  // sent behind the construct frame, before any reply
+  auto started = bad.started();
+  expect_fails_with<procxy::protocol_error>(started, "started()");
+  expect_fails_with<procxy::protocol_error>(queued, "a call queued behind the construct frame");
+  good.expect_healthy();
+
+  EXPECT_TRUE(stops_running(bad)) << "the hostile child was not killed";
+  auto later = bad.add(5, 6);
+  expect_fails_with<procxy::protocol_error>(later, "a later call", at_once);
+  good.expect_healthy();
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToConstruct,
+                         testing::Values("garbage", "truncated", "oversize", "unknown_kind",
+                                         "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
+                                         "trailing_bytes", "bad_error_payload", "wrong_kind"),
+                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+
+// ---- the cases that differ ----------------------------------------------------------------------
+
+// The first reply is correct and completes its call; the second, to the same id, is a reply to a
+// request that is no longer pending.
+TEST(HostileChild, DuplicateReplyCompletesTheCallThenBreaksTheConnection) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile("duplicate_reply", "call"));
+  auto first = bad.add(1, 2);
+  auto second = bad.add(3, 4);  // pending while the duplicate arrives (the child never answers it)
+  ASSERT_EQ(first.wait_for(hang_guard), std::future_status::ready);
+  EXPECT_EQ(first.get(), 3.0);
+  expect_fails_with<procxy::protocol_error>(second, "the call pending when the duplicate came");
+  EXPECT_TRUE(stops_running(bad));
+  auto later = bad.add(5, 6);
+  expect_fails_with<procxy::protocol_error>(later, "a later call", at_once);
+  good.expect_healthy();
+}
+
+// A frame cut short by a child that stays alive is indistinguishable from a slow peer: the parent
+// waits for the missing 90 bytes. Observed and pinned here: with call_timeout the call fails with
+// timeout_error; under the default timeout_policy::keep_child the child is kept, the stream stays
+// wedged behind the partial frame, so every later call times out too; terminate() ends it (the
+// child exits on EOF after the shutdown). Without a call_timeout the call would wait forever.
+TEST(HostileChild, TruncatedFrameFromALiveChildTimesOutUnderCallTimeout) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile("truncated_hang", "call", {.call_timeout = 300ms}));
+  auto t0 = clk::now();
+  auto f = bad.add(1, 2);
+  expect_fails_with<procxy::timeout_error>(f, "the call answered by a partial frame");
+  EXPECT_GE(clk::now() - t0, 300ms);
+  EXPECT_TRUE(bad.running()) << "keep_child: a timeout does not kill the child";
+  auto later = bad.add(3, 4);
+  expect_fails_with<procxy::timeout_error>(later, "a later call, behind the partial frame");
+  good.expect_healthy();
+  auto t1 = clk::now();
+  bad.terminate();
+  EXPECT_LT(clk::now() - t1, at_once);
+  EXPECT_FALSE(bad.running());
+}
+
+// Under timeout_policy::kill_child the timeout kills the child, and later calls fail with
+// terminated (options.hpp).
+TEST(HostileChild, TruncatedFrameFromALiveChildUnderKillChildPolicyKillsIt) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile(
+      "truncated_hang", "call", {.call_timeout = 300ms, .on_timeout = procxy::timeout_policy::kill_child}));
+  auto f = bad.add(1, 2);
+  expect_fails_with<procxy::timeout_error>(f, "the call answered by a partial frame");
+  EXPECT_TRUE(stops_running(bad)) << "kill_child: the child should have been killed";
+  auto later = bad.add(3, 4);
+  expect_fails_with<procxy::terminated>(later, "a later call", at_once);
+  good.expect_healthy();
+}
+
+// The construct reply cut short by a live child: start_timeout applies, and a child that never
+// constructs is killed (design.md "Timeouts").
+TEST(HostileChild, TruncatedConstructReplyFromALiveChildFailsWithSpawnErrorAtStartTimeout) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile("truncated_hang", "construct", {.start_timeout = 300ms}));
+  auto queued = bad.add(1, 2);
+  auto started = bad.started();
+  expect_fails_with<procxy::spawn_error>(started, "started()");
+  expect_fails_with<procxy::spawn_error>(queued, "a call queued behind the construct frame");
+  EXPECT_TRUE(stops_running(bad));
+  auto later = bad.add(5, 6);
+  expect_fails_with<procxy::spawn_error>(later, "a later call", at_once);
+  good.expect_healthy();
+}
+
+}  // namespace
