@@ -24,25 +24,6 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-// Under ThreadSanitizer a process that ends with more than one thread sleeps atexit_sleep_ms
-// (default 1 s) in exit/_exit, so every child would take a second to end. Children inherit this
-// setting; the parent, already started, keeps its own.
-#if defined(__SANITIZE_THREAD__)
-#define PROCXY_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PROCXY_TEST_TSAN 1
-#endif
-#endif
-#ifdef PROCXY_TEST_TSAN
-[[maybe_unused]] const bool tsan_children_exit_promptly = [] {
-  const char* old = std::getenv("TSAN_OPTIONS");
-  std::string v = old ? std::string(old) + ":atexit_sleep_ms=0" : std::string("atexit_sleep_ms=0");
-  ::setenv("TSAN_OPTIONS", v.c_str(), 1);  // static initialisation: no other thread yet
-  return true;
-}();
-#endif
-
 struct Adder {
   double add(double a, double b) { return a + b; }
 };
