@@ -311,7 +311,7 @@ void make_frame_corpus(corpus_dir& dir) {
     dir.write("bad-" + name, control(l, 9), r);
   };
   bad("kind-0", limit_default, 0, 0, 0, 0);
-  bad("kind-6", limit_default, 0, 6, 0, 0);
+  bad("kind-9", limit_default, 0, 9, 0, 0);
   bad("flags", limit_default, 0, 2, 1, 0);
   bad("reserved", limit_default, 0, 2, 0, 0x100);
   bad("size-over-64", limit_64, 65, 3, 0, 0);

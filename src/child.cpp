@@ -127,7 +127,7 @@ class child_server final : public request_handler {
   void call(frame& f) {
     if (!obj_.obj) throw protocol_error("procxy: call before the object was constructed");
     byte_reader r(f.body.view());
-    decoder d(r);
+    decoder d(r, &conn_->callbacks());
     auto id = d.raw<std::uint64_t>();
     reply_sink reply{conn_, f.header.id, "method"};
     auto it = obj_.methods->find(id);
@@ -176,6 +176,12 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   watch_parent(parent);
   auto conn = std::make_shared<connection>(fd, connection::side::child, max_message_size);
   conn->set_peer_pid(parent);
+  if (const char* v = std::getenv("PROCXY_MAX_CALLBACKS"))
+    conn->callbacks().set_limit(static_cast<std::size_t>(std::strtoull(v, nullptr, 10)));
+  if (const char* v = std::getenv("PROCXY_CALLBACK_TIMEOUT_MS"))
+    conn->callbacks().set_invoke_timeout(std::chrono::milliseconds(std::strtoll(v, nullptr, 10)));
+  ::unsetenv("PROCXY_MAX_CALLBACKS");
+  ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");
   if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
   child_server server(conn);

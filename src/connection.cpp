@@ -1,4 +1,5 @@
 #include "procxy/detail/connection.hpp"
+#include "procxy/detail/callback.hpp"
 
 #include "procxy/detail/remote_error.hpp"
 
@@ -43,6 +44,9 @@ const char* to_string(message_kind k) noexcept {
     case message_kind::reply_value: return "reply";
     case message_kind::reply_error: return "error";
     case message_kind::shutdown: return "shutdown";
+    case message_kind::invoke: return "invoke";
+    case message_kind::notify: return "notify";
+    case message_kind::release: return "release";
   }
   return "unknown";
 }
@@ -59,6 +63,7 @@ connection::connection(int fd, side s, std::size_t max_message_size)
     throw std::system_error(e, std::system_category(), "procxy: eventfd");
   }
   rbuf_.reserve(read_chunk);
+  callbacks_ = std::make_unique<codec_context>(*this);
 }
 
 connection::~connection() {
@@ -317,6 +322,7 @@ void connection::disconnect(std::exception_ptr cause) {
   }
   break_with(e);
   stop();
+  callbacks_->clear();  // the peer is gone: nothing it held can be called any more
 }
 
 void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk) {
@@ -355,7 +361,7 @@ void connection::complete(frame& f) {
   }
   byte_reader r(f.body.view());
   try {
-    decoder d(r);
+    decoder d(r, callbacks_.get());
     pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, peer_pid_});
     if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
   } catch (const protocol_error&) {
@@ -433,7 +439,10 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     lk.unlock();
     flush();
     lk.lock();
-    if (st.is_ready() || !reading_) continue;
+    // Re-check all three: while unlocked, the reader may have queued work for E (a nested
+    // request, or E's own reply behind one) and let go of the role and taken it again; its
+    // notify came before this wait.
+    if (st.is_ready() || !reading_ || (e && !queue_.empty())) continue;
     if (until == no_deadline)
       cv_.wait(lk);
     else
@@ -520,6 +529,14 @@ void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
 void connection::run_item(item& it) {
   if (it.task) {
     it.task();
+    return;
+  }
+  if (is_callback_message(it.f.header.kind)) {
+    try {
+      callbacks_->handle(it.f);
+    } catch (const protocol_error&) {
+      disconnect(std::current_exception());
+    }
     return;
   }
   if (is_reply(it.f.header.kind)) {
@@ -665,6 +682,12 @@ connection_stats connection::stats() const {
   s.write_syscalls = write_syscalls_.load();
   s.calls_timed_out = calls_timed_out_.load();
   s.calls_retried = calls_retried_.load();
+  s.callbacks_lent = callbacks_->local_live();
+  s.callbacks_held = callbacks_->remote_live.load();
+  s.callback_invocations_in = callbacks_->invocations_in.load();
+  s.callback_invocations_out = callbacks_->invocations_out.load();
+  s.callback_releases_in = callbacks_->releases_in.load();
+  s.callback_releases_out = callbacks_->releases_out.load();
   std::lock_guard lk(mu_);
   s.pending_calls = pending_.size();
   return s;

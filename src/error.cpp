@@ -55,9 +55,11 @@ enum class exception_code : std::uint8_t {
 
 enum class category_code : std::uint8_t { generic = 0, system = 1, other = 2 };
 
+// E itself, or E as rebuilt from the other process (an exception passing through, e.g. thrown by a
+// parent callback inside a child method).
 template <class E>
 bool is_exactly(const std::exception& e) {
-  return typeid(e) == typeid(E);
+  return typeid(e) == typeid(E) || typeid(e) == typeid(remote<E>);
 }
 
 exception_code classify(const std::exception& e) {
@@ -109,6 +111,7 @@ std::uint64_t register_exception_entry(const exception_entry& e) {
   auto& r = registry();
   r.by_id.emplace(id, e);
   r.by_type.emplace(std::type_index(*e.type), id);
+  if (e.rebuilt_type) r.by_type.emplace(std::type_index(*e.rebuilt_type), id);
   return id;
 }
 
@@ -128,7 +131,8 @@ void encode_current_exception(encoder& e) {
     auto reg = registry().by_type.find(std::type_index(typeid(ex)));
     auto code = reg != registry().by_type.end() ? exception_code::registered : classify(ex);
     e.raw(static_cast<std::uint8_t>(code));
-    e(demangle(typeid(ex).name()));
+    const auto* passing = dynamic_cast<const remote_info*>(&ex);
+    e(passing ? passing->type_name() : demangle(typeid(ex).name()));
     e(std::string_view(ex.what()));
     e(trace);
     if (code == exception_code::system_error) {

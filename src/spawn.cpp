@@ -196,11 +196,17 @@ class stderr_capture {
 
 namespace {
 
+std::chrono::milliseconds callback_timeout(const spawn_options& o) {
+  return o.callback_timeout.count() < 0 ? o.call_timeout : o.callback_timeout;
+}
+
 std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) {
   std::vector<std::string> env;
   auto ours = [](std::string_view kv) { return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
-                                               kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0; };
+                                               kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 ||
+                                               kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
+                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0; };
   if (o.environment == env_mode::merge) {
     for (char** e = environ; e && *e; ++e) {
       std::string_view kv(*e);
@@ -219,6 +225,8 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
   env.push_back("PROCXY_CHANNEL_FD=" + std::to_string(channel_fd_in_child));
   env.push_back("PROCXY_PARENT_PID=" + std::to_string(::getpid()));
   env.push_back("PROCXY_MAX_MESSAGE=" + std::to_string(max_msg));
+  env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
+  env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
   return env;
 }
 
@@ -304,6 +312,8 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
+    ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
+    ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
     _exit(serve(channel_fd_in_child, o.max_message_size, parent));
   }
   return adopt_child(pid);
@@ -357,6 +367,9 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   core->conn_ = std::make_shared<connection>(parent_end.release(), connection::side::parent,
                                              opts.max_message_size);
   core->conn_->set_peer_pid(core->child_->pid());
+  core->conn_->callbacks().set_limit(opts.max_callbacks);
+  core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
+  if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
   std::weak_ptr<proxy_core> weak = core;
   core->conn_->on_disconnect = [weak](std::exception_ptr cause) -> std::exception_ptr {
     auto c = weak.lock();
@@ -483,6 +496,7 @@ void proxy_core::terminate() {
     else
       dispatch_.join();
   }
+  conn_->callbacks().clear();  // none of the proxy's callbacks runs again
 }
 
 }  // namespace procxy::detail

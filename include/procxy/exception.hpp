@@ -71,6 +71,7 @@ std::uint64_t register_exception(Getter) {
       "E(std::string what, members...) to rebuild the exception in the parent");
   exception_entry entry;
   entry.type = &typeid(E);
+  entry.rebuilt_type = &typeid(remote<E>);
   entry.encode = [](const std::exception& ex, encoder& enc) {
     std::apply([&](const auto&... f) { (enc(f), ...); }, Getter{}(static_cast<const E&>(ex)));
   };

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <exception>
 #include <functional>
 #include <map>
 #include <string>
@@ -100,6 +101,16 @@ struct spawn_options {
   // child's stderr then goes through a pipe and is copied to the parent's stderr as it arrives,
   // by one extra thread per proxy. 0: the child inherits the parent's stderr directly.
   std::size_t capture_stderr = 0;
+
+  // Callbacks (std::function / procxy::notify arguments and results; docs/design.md
+  // "Callbacks"). Each side lends at most this many functions the other side still holds; a call
+  // that would lend more fails with serialization_error and lends nothing.
+  std::size_t max_callbacks = 100'000;
+  // Timeout of a two-way callback invocation, both ways (negative: call_timeout; 0: none).
+  std::chrono::milliseconds callback_timeout{-1};
+  // Receives the exceptions of one-way callbacks (procxy::notify) run in this process, on the
+  // dispatch thread. Default: printed to stderr.
+  std::function<void(std::exception_ptr)> on_callback_error{};
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;

@@ -77,6 +77,14 @@ struct connection_stats {
   std::size_t pending_calls = 0;
   std::uint64_t calls_timed_out = 0;  // failed with timeout_error
   std::uint64_t calls_retried = 0;    // idempotent calls sent again after a timeout
+  // Callbacks (docs/design.md "Callbacks"): functions this side lent that the peer still holds,
+  // functions of the peer this side holds, invocations run here / sent, release messages.
+  std::size_t callbacks_lent = 0;
+  std::int64_t callbacks_held = 0;
+  std::uint64_t callback_invocations_in = 0;
+  std::uint64_t callback_invocations_out = 0;
+  std::uint64_t callback_releases_in = 0;
+  std::uint64_t callback_releases_out = 0;
 };
 
 class connection final : public driver, public std::enable_shared_from_this<connection> {
@@ -141,6 +149,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void shutdown_write() noexcept;
 
   std::size_t max_message_size() const noexcept { return max_message_size_; }
+  // The callback registry of this connection (detail/callback.hpp).
+  codec_context& callbacks() noexcept { return *callbacks_; }
   // The process at the other end (for error reports); set once before traffic.
   void set_peer_pid(int pid) noexcept { peer_pid_ = pid; }
   int peer_pid() const noexcept { return peer_pid_; }
@@ -210,6 +220,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   const bool trace_;
   request_handler* handler_ = nullptr;
   int peer_pid_ = -1;
+  std::unique_ptr<codec_context> callbacks_;
   std::atomic<std::thread::id> e_thread_{};
 
   // --- write side
@@ -248,11 +259,13 @@ class connection final : public driver, public std::enable_shared_from_this<conn
 };
 
 // Builds a frame in `out`: header (id 0, filled by call()) followed by whatever `body` encodes.
+// `ctx`: the connection's callback registry, for bodies that may carry functions.
 template <class F>
-void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body) {
+void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body,
+                 codec_context* ctx = nullptr) {
   out.clear();
   out.extend(header_size);
-  encoder enc(out);
+  encoder enc(out, ctx);
   body(enc);
   frame_header h;
   h.kind = kind;

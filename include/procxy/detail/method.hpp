@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "procxy/detail/callback.hpp"
 #include "procxy/detail/connection.hpp"
 #include "procxy/detail/core.hpp"
 #include "procxy/detail/print.hpp"
@@ -171,8 +172,10 @@ struct reply_sink {
   template <class R>
   void value(const R& v) const {
     byte_buffer& buf = scratch_buffer();
-    build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); });
+    registration_scope scope(&conn->callbacks());  // a function in the result is lent only if sent
+    build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); }, &conn->callbacks());
     conn->check_size(buf, what);  // too large: the caller's catch sends an error reply instead
+    scope.commit();
     if (conn->tracing()) {
       std::string t = "send reply #" + std::to_string(id) + " " + what + " = ";
       print_value(t, v);
@@ -365,11 +368,16 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
   const std::uint64_t id = method_id<MP>;
   byte_buffer& buf = scratch_buffer();
   try {
-    build_frame(buf, message_kind::call, 0, [&](encoder& e) {
-      e.raw(id);
-      (e(a), ...);
-    });
+    registration_scope scope(&conn.callbacks());  // functions among the arguments: lent if sent
+    build_frame(
+        buf, message_kind::call, 0,
+        [&](encoder& e) {
+          e.raw(id);
+          (e(a), ...);
+        },
+        &conn.callbacks());
     conn.check_size(buf, member_name<MP>());
+    scope.commit();
   } catch (...) {
     st->fail(std::current_exception());
     return result;
@@ -380,6 +388,70 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
   conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, core->deadline_for(b->timeout),
             member_name<MP>(), false, b->retries, b->timeout);
   return result;
+}
+
+// ---- callbacks (declared in callback.hpp) -----------------------------------------------------
+
+template <class R, class... A, std::size_t... I>
+void run_local_with(const std::function<R(A...)>& fn, decoder& d, const reply_sink* reply,
+                    std::index_sequence<I...>) {
+  std::tuple<wire_t<A>...> args;
+  (d(std::get<I>(args)), ...);
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after callback arguments");
+  if (reply == nullptr) {  // one-way: the caller (codec_context::handle) reports exceptions
+    fn(pass_arg<A>(std::get<I>(args))...);
+    return;
+  }
+  try {
+    if constexpr (std::is_void_v<R>) {
+      fn(pass_arg<A>(std::get<I>(args))...);
+      reply->value();
+    } else {
+      reply->value(fn(pass_arg<A>(std::get<I>(args))...));
+    }
+  } catch (...) {
+    reply->current_exception();
+  }
+}
+
+template <class R, class... A>
+void run_local(const std::function<R(A...)>& fn, decoder& d, const reply_sink* reply) {
+  run_local_with(fn, d, reply, std::index_sequence_for<A...>{});
+}
+
+template <class R, class... A>
+R call_remote(const remote_callback& ref, bool one_way, const A&... a) {
+  auto conn = lock_callback_connection(ref);  // throws the reason if the other side is gone
+  auto& ctx = conn->callbacks();
+  byte_buffer& buf = scratch_buffer();
+  {
+    registration_scope scope(&ctx);  // functions among the arguments (higher-order callbacks)
+    build_frame(
+        buf, one_way ? message_kind::notify : message_kind::invoke, 0,
+        [&](encoder& e) {
+          e.raw(ref.id);
+          (e(a), ...);
+        },
+        &ctx);
+    conn->check_size(buf, "callback");
+    scope.commit();
+  }
+  ctx.invocations_out.fetch_add(1, std::memory_order_relaxed);
+  if (conn->tracing())
+    conn->trace(std::string("send ") + (one_way ? "notify" : "invoke") + " of callback #" +
+                std::to_string(ref.id));
+  if constexpr (std::is_void_v<R>) {
+    if (one_way) {
+      conn->send(buf.view(), /*defer=*/true);
+      return;
+    }
+  }
+  state_ptr<state<R>> st(new state<R>());
+  auto result = make_future(st);
+  auto t = ctx.invoke_timeout();
+  conn->call(buf, state_ptr<state_base>(st), &decode_reply<R>,
+             t.count() > 0 ? clock::now() + t : no_deadline, "callback");
+  return result.get();
 }
 
 }  // namespace procxy::detail

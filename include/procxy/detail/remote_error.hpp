@@ -31,6 +31,7 @@ std::string demangle(const char* mangled);
 // A type registered with PROCXY_EXCEPTION (procxy/exception.hpp).
 struct exception_entry {
   const std::type_info* type = nullptr;
+  const std::type_info* rebuilt_type = nullptr;  // remote<E>: passed on as E
   void (*encode)(const std::exception& ex, encoder& e) = nullptr;
   std::exception_ptr (*decode)(decoder& d, remote_info&& info, std::string&& what) = nullptr;
 };

@@ -14,6 +14,10 @@
 //   reply_value      the result value (nothing for void)           child → parent
 //   reply_error      error_payload (errors.hpp)                    child → parent
 //   shutdown         empty                                         parent → child
+//   invoke           u64 callback id, arguments                    either way; answered by a reply
+//   notify           u64 callback id, arguments                    either way; one-way, no reply
+//   release          u32 n, n × u64 callback ids                   either way; the sender dropped
+//                                                                  its last copy of each
 #pragma once
 
 #include <cstddef>
@@ -29,8 +33,15 @@ enum class message_kind : std::uint8_t {
   reply_value = 3,
   reply_error = 4,
   shutdown = 5,
+  invoke = 6,
+  notify = 7,
+  release = 8,
 };
-inline constexpr std::uint8_t max_message_kind = 5;
+inline constexpr std::uint8_t max_message_kind = 8;
+
+inline bool is_callback_message(message_kind k) noexcept {
+  return k == message_kind::invoke || k == message_kind::notify || k == message_kind::release;
+}
 
 const char* to_string(message_kind k) noexcept;
 
