@@ -411,7 +411,6 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   }
   reading_ = false;
   cv_.notify_all();  // hand the reading role over to whoever waits for it
-  if (e_waits_for_reader_ && !e) e_cv_.notify_all();
   return got;
 }
 
@@ -488,16 +487,17 @@ void connection::run_dispatch_loop() {
         auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
         wake = std::min(wake, last + background_linger);
       } else {
-        // A caller reads now; the linger starts when it lets go of the role, and it wakes us
-        // then (else a child that dies right after that read would go unnoticed while idle).
-        e_waits_for_reader_ = true;
+        // A caller reads now. Look again after one linger: it may let go of the role without
+        // anybody else waiting, and then only this thread would notice a child that dies while
+        // idle. (Waking the dispatch thread each time a caller lets go costs a context switch
+        // per call: 1.22x instead of 1.08x the raw ping-pong on one CPU.)
+        wake = std::min(wake, clock::now() + background_linger);
       }
     }
     if (wake == no_deadline)
       e_cv_.wait(lk);
     else
       e_cv_.wait_until(lk, wake);
-    e_waits_for_reader_ = false;
   }
   // Whatever is still queued will never run: complete replies, drop requests and tasks.
   while (!queue_.empty()) queue_.pop_front();

@@ -243,7 +243,6 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_busy_ = false;     // E is running queued items
   bool stopping_ = false;
   bool want_read_ = false;
-  bool e_waits_for_reader_ = false;  // E sleeps until the current reader lets go of the role
   int waiters_ = 0;
   std::deque<item> queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;
