@@ -76,6 +76,20 @@ class Calculator {
 };
 PROCXY_CLASS(Calculator, add, divide, whoami);
 
+// Calls the parent back: `n` two-way int(int) callbacks, or `n` one-way notifications.
+class Pump {
+ public:
+  long long pump(int n, std::function<int(int)> f) {
+    long long sum = 0;
+    for (int i = 0; i < n; ++i) sum += f(i);
+    return sum;
+  }
+  void stream(int n, procxy::notify<void(int)> tick) {
+    for (int i = 0; i < n; ++i) tick(i);
+  }
+};
+PROCXY_CLASS(Pump, pump, stream);
+
 namespace {
 
 [[noreturn]] void die(const char* what) {
@@ -199,6 +213,32 @@ void throwing_calls(benchmark::State& state, const procxy::spawn_options& opts) 
 void BM_ProxyDivideThrows(benchmark::State& state) { throwing_calls(state, {}); }
 void BM_ProxyDivideThrows_Backtrace(benchmark::State& state) {
   throwing_calls(state, {.backtrace = true});
+}
+
+// ---- 2c. callbacks: the child calls the parent ---------------------------------------------------
+
+constexpr int callbacks_per_call = 1000;
+
+// Per item: one callback round trip (child → parent's int(int) on the dispatch thread → child).
+void BM_CallbackRoundTrip(benchmark::State& state) {
+  auto p = procxy::spawn<Pump>();
+  p.started().get();
+  std::function<int(int)> twice = [](int x) { return 2 * x; };
+  p.pump(100, twice).get();
+  for (auto _ : state) benchmark::DoNotOptimize(p.pump(callbacks_per_call, twice).get());
+  state.SetItemsProcessed(state.iterations() * callbacks_per_call);
+}
+
+// Per item: one one-way notification (coalesced), all delivered before the call returns.
+void BM_NotifyStream(benchmark::State& state) {
+  auto p = procxy::spawn<Pump>();
+  p.started().get();
+  long long seen = 0;
+  procxy::notify<void(int)> tick = [&](int) { ++seen; };
+  constexpr int n = 100'000;
+  for (auto _ : state) p.stream(n, tick).get();
+  if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost notifications");
+  state.SetItemsProcessed(state.iterations() * n);
 }
 
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
@@ -483,6 +523,8 @@ BENCHMARK(bench::BM_ProxyAddSequential)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential_Timeout)->UseRealTime();
 BENCHMARK(bench::BM_ProxyDivideThrows)->UseRealTime();
 BENCHMARK(bench::BM_ProxyDivideThrows_Backtrace)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_CallbackRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_NotifyStream)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);

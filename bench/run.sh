@@ -107,6 +107,23 @@ for r in runs:
         fmt(us(r, "ProxyAddInFlight1000")), cvp(r, "ProxyAddInFlight1000"),
         "n/a" if ips is None else "{:,.0f}".format(ips), verdict(None if ips is None else ips >= 500000))
 print("| ProxyAddInFlight1000 | — | ≥ 500,000 calls/s |%s" % cells)
+cells = ""
+for r in runs:
+    b = r["med"].get("CallbackRoundTrip")
+    ips = b.get("items_per_second") if b else None
+    base = us(r, "RawPingPong")
+    per = None if not ips else 1e6 / ips
+    rr = None if per is None or base is None else per / base
+    cells += " %s per callback | %s %s |" % (fmt(per), "n/a" if rr is None else "%.2f" % rr,
+                                             verdict(None if rr is None else rr <= 1.15))
+print("| CallbackRoundTrip (child calls a parent int(int)) | RawPingPong | ≤ 1.15× |%s" % cells)
+cells = ""
+for r in runs:
+    b = r["med"].get("NotifyStream")
+    ips = b.get("items_per_second") if b else None
+    cells += " — | %s notifications/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips),
+                                               verdict(None if ips is None else ips >= 1000000))
+print("| NotifyStream (one-way, coalesced) | — | ≥ 1,000,000/s |%s" % cells)
 
 phases = ("PosixSpawnReplyOnce", "PosixSpawnSelfReplyOnce", "SpawnToFirstResult", "SpawnToFirstResult_Fork")
 print()
