@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <span>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -229,3 +230,95 @@ TEST_F(ConnectionHostilePeer, CleanEofBetweenFramesIsNotAProtocolError) {
 }
 
 }  // namespace
+
+namespace {
+
+// Reads one whole frame from a raw fd (test helper; blocks).
+bool read_raw(int fd, frame_header& h, std::string& body) {
+  std::size_t got = 0;
+  char hb[sizeof h];
+  while (got < sizeof h) {
+    auto n = ::read(fd, hb + got, sizeof h - got);
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  std::memcpy(&h, hb, sizeof h);
+  body.assign(h.size, '\0');
+  for (got = 0; got < h.size;) {
+    auto n = ::read(fd, body.data() + got, h.size - got);
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string u64_bytes(std::uint64_t v) {
+  std::string s(sizeof v, '\0');
+  std::memcpy(s.data(), &v, sizeof v);
+  return s;
+}
+
+}  // namespace
+
+// Security of callbacks: a peer can only invoke what this side lent it on this connection.
+TEST_F(ConnectionHostilePeer, InvokeOfAnUnknownCallbackIdGetsAnErrorNotACall) {
+  frame_header h{};
+  h.kind = message_kind::invoke;
+  h.id = 77;
+  std::string body = u64_bytes(424242);
+  h.size = static_cast<std::uint32_t>(body.size());
+  write_raw(raw, h, body);
+  frame_header r{};
+  std::string rbody;
+  ASSERT_TRUE(read_raw(raw, r, rbody));
+  EXPECT_EQ(r.kind, message_kind::reply_error);
+  EXPECT_EQ(r.id, 77u);
+  byte_reader rr(std::as_bytes(std::span(rbody.data(), rbody.size())));
+  decoder d(rr);
+  auto e = procxy::detail::decode_remote_error(d, "callback");
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::logic_error& ex) {
+    EXPECT_NE(std::string(ex.what()).find("no callback #424242"), std::string::npos) << ex.what();
+  }
+  EXPECT_FALSE(client->conn->broken());
+  EXPECT_EQ(client->conn->callbacks().unknown_invocations.load(), 1u);
+}
+
+TEST_F(ConnectionHostilePeer, NotifyAndReleaseOfUnknownIdsAreHarmless) {
+  frame_header h{};
+  h.kind = message_kind::notify;
+  std::string body = u64_bytes(5);
+  h.size = static_cast<std::uint32_t>(body.size());
+  write_raw(raw, h, body);
+  h.kind = message_kind::release;
+  body = std::string("\x01\x00\x00\x00", 4) + u64_bytes(6);
+  h.size = static_cast<std::uint32_t>(body.size());
+  write_raw(raw, h, body);
+  // A call afterwards still works: nothing broke.
+  auto f = pending();
+  frame_header q{};
+  std::string qbody;
+  ASSERT_TRUE(read_raw(raw, q, qbody));
+  EXPECT_EQ(q.kind, message_kind::call);
+  frame_header reply{};
+  reply.kind = message_kind::reply_value;
+  reply.id = q.id;
+  std::string rb(4, '\0');
+  reply.size = 4;
+  write_raw(raw, reply, rb);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get(), "");
+  EXPECT_EQ(client->conn->callbacks().unknown_invocations.load(), 1u);
+  EXPECT_FALSE(client->conn->broken());
+}
+
+TEST_F(ConnectionHostilePeer, MalformedReleaseIsAProtocolError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::release;
+  std::string body("\x05\x00\x00\x00", 4);  // claims 5 ids, carries none
+  h.size = static_cast<std::uint32_t>(body.size());
+  write_raw(raw, h, body);
+  expect_protocol_error(std::move(f));
+}
