@@ -3,6 +3,7 @@
 #include <procxy/procxy.hpp>
 
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -40,9 +41,10 @@ class Service {
   std::optional<std::map<std::string, int>> map(std::vector<std::string>) { return {}; }
   int scale(int x) { return x; }
   double scale(double x) { return x; }
+  int visit(std::function<int(const std::string&)> f) { return f("x"); }
 };
 PROCXY_CLASS(Service, by_value, by_cref, view, cstr, sum, money, map,
-             (scale, (int(int)), (double(double))));
+             (scale, (int(int)), (double(double))), visit);
 
 class valid_error : public std::runtime_error {
  public:
@@ -65,5 +67,6 @@ PROCXY_EXCEPTION(valid_error, code);
   (void)s.call<&Service::by_value>(2);
   (void)s.with_timeout(std::chrono::milliseconds(5)).by_value(1);
   (void)s.idempotent(2).call<&Service::by_value>(2);
+  (void)s.visit([](const std::string&) { return 1; });
 }
 }  // namespace cf

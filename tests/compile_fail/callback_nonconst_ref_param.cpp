@@ -1,0 +1,15 @@
+// expect: procxy: a callback parameter is a non-const lvalue reference
+#include <procxy/procxy.hpp>
+
+#include <functional>
+#include <string>
+
+struct Svc {
+  void visit(std::function<void(std::string&)> f) {
+    std::string s;
+    f(s);
+  }
+};
+PROCXY_CLASS(Svc, visit);
+
+void use(procxy::proxy<Svc>& s) { (void)s.visit([](std::string&) {}); }
