@@ -319,11 +319,16 @@ TEST(Callbacks, ChildCrashesWhileTheParentRunsItsCallback) {
 TEST(Callbacks, ParentCallbackDestroysTheProxy) {
   std::optional<procxy::proxy<Worker>> w;
   w.emplace(procxy::spawn<Worker>());
+  std::promise<void> destroyed;
   auto f = w->transform({1, 2}, [&](int x) {
     w.reset();  // legal: terminate from the dispatch thread
+    destroyed.set_value();
     return x;
   });
   EXPECT_THROW(f.get(), procxy::terminated);
+  // `w` lives in this frame: the dispatch thread is still inside w.reset() (terminate waits for
+  // the child) when f fails, so leave only after it is done with it.
+  destroyed.get_future().wait();
 }
 
 }  // namespace callback_test
