@@ -401,8 +401,17 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   e_polling_ = false;
   // Route while still holding the role: a waiter whose reply is in this batch must not find the
   // role free, take it, and block in read() for a reply that was already read.
-  bool replies = false;
-  for (auto& f : batch) replies = replies || is_reply(f.header.kind);
+  bool replies = false, requests = false;
+  for (auto& f : batch) (is_reply(f.header.kind) ? replies : requests) = true;
+  if (side_ == side::parent) {
+    // While the child sends requests (callbacks), the dispatch thread that runs them reads too,
+    // so each runs where it was read: no hop from a caller's thread. A batch of replies alone
+    // hands reading back to the callers.
+    if (requests)
+      e_reads_requests_ = true;
+    else if (e && replies)
+      e_reads_requests_ = false;
+  }
   if (!batch.empty()) route(batch, lk);
   if (replies) {  // the peer finished something: send it what we held back (ack clocking)
     lk.unlock();
@@ -410,7 +419,10 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
     lk.lock();
   }
   reading_ = false;
-  cv_.notify_all();  // hand the reading role over to whoever waits for it
+  // Hand the reading role over to whoever waits for it, and wake whoever's reply was routed. The
+  // dispatch thread reading for deferring callers wakes them only for a reply (a wake-up per
+  // callback would cost a context switch each).
+  if (!e || replies || role_waiters_ > 0) cv_.notify_all();
   return got;
 }
 
@@ -431,31 +443,44 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       drain_queue(lk);  // nested: a request that arrived while E waits runs here
       continue;
     }
-    if (!reading_ && !disconnected_) {
+    if (!reading_ && !disconnected_ && !defer_to_dispatch(e)) {
       lead_read(lk, until);
       continue;
     }
     lk.unlock();
     flush();
     lk.lock();
-    // Re-check all three: while unlocked, the reader may have queued work for E (a nested
-    // request, or E's own reply behind one) and let go of the role and taken it again; its
-    // notify came before this wait.
-    if (st.is_ready() || !reading_ || (e && !queue_.empty())) continue;
+    // Re-check: while unlocked, the reader may have queued work for E (a nested request, or E's
+    // own reply behind one) and let go of the role and taken it again; its notify came before
+    // this wait.
+    if (st.is_ready() || (e && !queue_.empty())) continue;
+    const bool defer = defer_to_dispatch(e);
+    if (!reading_ && !disconnected_) {
+      if (!defer) continue;  // take the role
+      want_read_ = true;     // the dispatch thread reads for us (callbacks are flowing)
+      wake_dispatch_thread();
+    }
+    if (!defer) ++role_waiters_;
     if (until == no_deadline)
       cv_.wait(lk);
     else
       cv_.wait_until(lk, until);
+    if (!defer) --role_waiters_;
   }
   --waiters_;
   if (waiters_ == 0 && background_read_wanted() && !reading_) wake_dispatch_thread();
   return st.is_ready();
 }
 
+bool connection::defer_to_dispatch(bool e) const {
+  return !e && side_ == side::parent && e_reads_requests_ && !e_busy_ && !stopping_;
+}
+
 bool connection::background_read_wanted() const {
   if (disconnected_ || stopping_) return false;
   if (side_ == side::child) return true;
   if (want_read_) return true;     // a blocked writer or a continuation needs a reader now
+  if (e_reads_requests_) return true;  // callbacks are flowing: run each where it is read
   if (waiters_ > 0) return false;  // a waiter reads
   // Otherwise read once the callers have left the socket alone for a while: this notices EOF
   // of an idle child and completes discarded futures, without racing callers in a busy loop.
@@ -543,6 +568,7 @@ void connection::run_item(item& it) {
     complete(it.f);
     std::lock_guard lk(mu_);
     if (reading_) wake_dispatch_thread();  // the reader may be the thread waiting for this reply
+    cv_.notify_all();                      // or a caller that left reading to this thread
     return;
   }
   if (!handler_) {

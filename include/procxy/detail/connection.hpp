@@ -210,6 +210,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Takes the reading role, reads once, routes. lk held on entry and exit.
   bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
   bool background_read_wanted() const;
+  // Whether a waiting caller leaves reading to the dispatch thread (callbacks are flowing).
+  bool defer_to_dispatch(bool on_e) const;
   // Asks the dispatch thread to read now (a blocked writer, or a continuation was attached).
   void request_read();
 
@@ -243,6 +245,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_busy_ = false;     // E is running queued items
   bool stopping_ = false;
   bool want_read_ = false;
+  bool e_reads_requests_ = false;  // parent: the peer is sending requests; E reads (see lead_read)
+  int role_waiters_ = 0;           // waiters asleep until the reading role is free
   int waiters_ = 0;
   std::deque<item> queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;
