@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
+#include <vector>
 
 #include "procxy/detail/callback.hpp"
 #include "procxy/detail/method.hpp"
@@ -27,19 +28,25 @@ void registration_scope::note(std::uint64_t id) {
   if (t_scope != nullptr) t_scope->ids_.push_back(id);
 }
 
-std::uint64_t codec_context::add_local(local_fn f) {
+std::uint64_t codec_context::add_local(local_entry e) {
   std::lock_guard lk(mu_);
   if (local_.size() >= limit_)
     throw serialization_error("procxy: this side already lends " + std::to_string(local_.size()) +
                               " callbacks to the other process, the limit (spawn_options::"
                               "max_callbacks); the call was not sent");
   auto id = next_id_++;
-  local_.emplace(id, std::move(f));
+  local_.emplace(id, std::move(e));
   return id;
 }
 
+codec_context::local_entry codec_context::find_local(std::uint64_t id) const {
+  std::lock_guard lk(mu_);
+  auto it = local_.find(id);
+  return it == local_.end() ? local_entry{} : it->second;
+}
+
 void codec_context::release_local(std::uint64_t id) {
-  local_fn dropped;  // destroyed outside the lock: it may hold handles of the peer's functions
+  local_entry dropped;  // destroyed outside the lock: it may hold handles of the peer's functions
   std::lock_guard lk(mu_);
   auto it = local_.find(id);
   if (it == local_.end()) return;  // released twice, or never lent: nothing to do
@@ -48,7 +55,7 @@ void codec_context::release_local(std::uint64_t id) {
 }
 
 std::size_t codec_context::clear() {
-  std::unordered_map<std::uint64_t, local_fn> dropped;
+  std::unordered_map<std::uint64_t, local_entry> dropped;
   {
     std::lock_guard lk(mu_);
     dropped.swap(local_);
@@ -63,6 +70,22 @@ std::size_t codec_context::local_live() const {
 
 void codec_context::release_remote(std::uint64_t id) noexcept {
   if (conn_.broken()) return;  // the peer's registry is gone with it
+  if (conn_.on_dispatch_thread()) {
+    send_release(id);
+    return;
+  }
+  // The dispatch thread may be holding back (corked) a frame that hands this very function
+  // back to its owner (tag 3); a release written now from here would overtake it. Queued on
+  // the dispatch thread, it goes out after whatever that thread sends first.
+  try {
+    conn_.post([this, id] { send_release(id); }, false);
+  } catch (...) {
+    // Out of memory: the peer keeps the function until the connection ends.
+  }
+}
+
+void codec_context::send_release(std::uint64_t id) noexcept {
+  if (conn_.broken()) return;
   try {
     byte_buffer buf;
     build_frame(buf, message_kind::release, 0, [&](encoder& e) {
@@ -77,26 +100,42 @@ void codec_context::release_remote(std::uint64_t id) noexcept {
   }
 }
 
+void codec_context::report_one_way_error(std::exception_ptr e) const noexcept {
+  try {
+    if (on_error_) {
+      on_error_(e);
+      return;
+    }
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "procxy: a one-way callback threw: %s\n", ex.what());
+  } catch (...) {
+    std::fprintf(stderr, "procxy: a one-way callback threw a non-standard exception\n");
+  }
+}
+
 void codec_context::handle(frame& f) {
   byte_reader r(f.body.view());
   decoder d(r, this);
   if (f.header.kind == message_kind::release) {
     auto n = d.count(sizeof(std::uint64_t));
-    for (std::size_t i = 0; i < n; ++i) {
-      release_local(d.raw<std::uint64_t>());
-      releases_in.fetch_add(1, std::memory_order_relaxed);
-    }
+    std::vector<std::uint64_t> ids(n);
+    for (auto& id : ids) id = d.raw<std::uint64_t>();
     expect_end(d);
+    releases_in.fetch_add(n, std::memory_order_relaxed);
+    // Behind the executor's backlog: a deferred reply before it may hand one of these back.
+    if (has_executor() && backlog()) {
+      post_task([this, ids = std::move(ids)](bool) {
+        for (auto id : ids) release_local(id);
+      }, true);
+      return;
+    }
+    for (auto id : ids) release_local(id);
     return;
   }
   const bool two_way = f.header.kind == message_kind::invoke;
   auto id = d.raw<std::uint64_t>();
-  local_fn fn;
-  {
-    std::lock_guard lk(mu_);
-    auto it = local_.find(id);
-    if (it != local_.end()) fn = it->second;
-  }
+  local_entry fn = find_local(id);
   if (conn_.tracing())
     conn_.trace(std::string("recv ") + (two_way ? "invoke" : "notify") + " of callback #" +
                 std::to_string(id));
@@ -116,27 +155,120 @@ void codec_context::handle(frame& f) {
   invocations_in.fetch_add(1, std::memory_order_relaxed);
   if (two_way) {
     reply_sink reply{conn_.shared_from_this(), f.header.id, "callback"};
-    fn(d, &reply);  // replies with the result or the exception
-    return;
+    fn.run(fn.fn, d, &reply);  // replies with the result or the exception
+  } else {
+    fn.run(fn.fn, d, nullptr);  // exceptions go to report_one_way_error
   }
+}
+
+// ---- the user's executor -----------------------------------------------------------------------
+
+namespace {
+// The contexts whose tasks the calling thread is running (innermost last).
+thread_local std::vector<const codec_context*> t_tasks;
+}  // namespace
+
+bool codec_context::in_task() const noexcept {
+  for (auto* c : t_tasks)
+    if (c == this) return true;
+  return false;
+}
+
+void codec_context::post_task(std::function<void(bool)> task, bool ordered) {
+  if (ordered) backlog_.fetch_add(1, std::memory_order_acq_rel);
+  auto cell = std::make_shared<task_cell>(task_cell{std::move(task), ordered});
+  {
+    std::lock_guard lk(task_mu_);
+    unstarted_.push_back(cell);
+  }
+  // The task keeps the connection (and so this registry) alive until it has run.
+  auto keep = conn_.shared_from_this();
   try {
-    fn(d, nullptr);
-  } catch (const protocol_error&) {
-    throw;
+    executor_([this, keep = std::move(keep), cell] {
+      if (claim(*cell)) run_task(cell->fn, cell->ordered);
+    });
   } catch (...) {
-    auto e = std::current_exception();
-    if (on_error_) {
-      on_error_(e);
-    } else {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        std::fprintf(stderr, "procxy: a one-way callback threw: %s\n", ex.what());
-      } catch (...) {
-        std::fprintf(stderr, "procxy: a one-way callback threw a non-standard exception\n");
-      }
-    }
+    if (claim(*cell) && ordered) backlog_.fetch_sub(1, std::memory_order_acq_rel);
+    throw;
   }
+  conn_.wake_waiters();  // a thread waiting inside a task may have to run this one
+}
+
+bool codec_context::claim(task_cell& t) {
+  std::lock_guard lk(task_mu_);
+  if (t.claimed) return false;
+  t.claimed = true;
+  for (auto it = unstarted_.begin(); it != unstarted_.end(); ++it)
+    if (it->get() == &t) {
+      unstarted_.erase(it);
+      break;
+    }
+  return true;
+}
+
+bool codec_context::has_unstarted() const {
+  std::lock_guard lk(task_mu_);
+  return !unstarted_.empty();
+}
+
+bool codec_context::run_unstarted() {
+  bool ran = false;
+  for (;;) {
+    std::shared_ptr<task_cell> t;
+    {
+      std::lock_guard lk(task_mu_);
+      if (unstarted_.empty()) return ran;
+      t = std::move(unstarted_.front());
+      unstarted_.pop_front();
+      t->claimed = true;
+    }
+    run_task(t->fn, t->ordered);
+    ran = true;
+  }
+}
+
+void codec_context::run_task(const std::function<void(bool)>& task, bool ordered) {
+  bool closed;
+  {
+    std::lock_guard lk(task_mu_);
+    closed = closed_;
+    if (!closed) ++running_tasks_;
+  }
+  if (closed) {
+    try {
+      task(true);
+    } catch (...) {
+    }
+  } else {
+    t_tasks.push_back(this);
+    try {
+      task(false);
+    } catch (...) {
+      report_one_way_error(std::current_exception());
+    }
+    t_tasks.pop_back();
+    std::lock_guard lk(task_mu_);
+    --running_tasks_;
+    task_cv_.notify_all();
+  }
+  if (ordered) backlog_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void codec_context::close() {
+  int own = 0;
+  for (auto* c : t_tasks) own += c == this ? 1 : 0;
+  std::deque<std::shared_ptr<task_cell>> never;
+  {
+    std::unique_lock lk(task_mu_);
+    closed_ = true;
+    never.swap(unstarted_);
+    for (auto& t : never) t->claimed = true;  // the executor will find them taken
+  }
+  // Tasks the executor has not started never run: each only fails what waits on it (a deferred
+  // reply's future), here and now rather than whenever the executor gets to it.
+  for (auto& t : never) run_task(t->fn, t->ordered);
+  std::unique_lock lk(task_mu_);
+  task_cv_.wait(lk, [&] { return running_tasks_ <= own; });
 }
 
 remote_callback::~remote_callback() {

@@ -196,7 +196,8 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     st->driver_ = shared_from_this();
     st->call_id = id;
     st->call_deadline = deadline;
-    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again)});
+    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
+                                      callbacks_->has_executor() && callbacks_->in_task()});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
     // (a waiter, a batch of replies, 64 KiB, a continuation, or the dispatch thread's linger).
     defer = pending_.size() > defer_after_in_flight;
@@ -359,6 +360,29 @@ void connection::complete(frame& f) {
         "procxy: reply to request #" + std::to_string(f.header.id) + " that is not pending")));
     return;
   }
+  // With a user executor, one-way callbacks the child sent before this reply may still be
+  // queued there: the reply completes behind them (ordering rule 3 of docs/design.md
+  // "Callbacks"). Not for a call made from one of those tasks: it would wait for itself.
+  if (!pc.in_task && callbacks_->has_executor() && callbacks_->backlog()) {
+    auto self = shared_from_this();
+    auto cell = std::make_shared<std::pair<pending_call, frame>>(std::move(pc), std::move(f));
+    callbacks_->post_task(
+        [self, cell](bool closed) {
+          if (closed)
+            cell->first.st->fail(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
+          else
+            self->finish(cell->first, cell->second);
+          self->wake_waiters();
+        },
+        true);
+    // finish() completes the state on the executor: wake_waiters() (from post_task) made sure
+    // waiters poll with the wake-up fd; the task wakes them again when done (below).
+    return;
+  }
+  finish(pc, f);
+}
+
+void connection::finish(pending_call& pc, frame& f) {
   byte_reader r(f.body.view());
   try {
     decoder d(r, callbacks_.get());
@@ -381,7 +405,9 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   // A plain blocking read() is the fast path. Poll with the wake-up eventfd whenever another
   // thread may complete what this reader waits for: E with queued replies, a timer, a stop.
   // (The child's own outgoing calls may get continuations posted to its object thread.)
+  // With a user executor, replies and callbacks also complete on the executor's thread.
   const bool with_wakeup = (e && side_ == side::parent) || !queue_.empty() || e_busy_ ||
+                           callbacks_->has_executor() ||
                            (side_ == side::child && !pending_.empty());
   lk.unlock();
   flush();  // held-back calls and replies go out before this thread blocks
@@ -430,8 +456,18 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
   std::unique_lock lk(mu_);
   const bool e = on_dispatch_thread();
   ++waiters_;
+  // A callback running on the user's executor that waits here: the executor is blocked in it,
+  // so the callbacks the child invokes meanwhile run here, as the child's object thread runs
+  // nested calls while it waits (docs/design.md "Callbacks: threads").
+  const bool runs_tasks = callbacks_->has_executor() && callbacks_->in_task();
   for (;;) {
     if (st.is_ready()) break;
+    if (runs_tasks && callbacks_->has_unstarted()) {
+      lk.unlock();
+      callbacks_->run_unstarted();
+      lk.lock();
+      continue;
+    }
     auto now = clock::now();
     if (st.call_deadline <= now) {
       expire_deadlines(lk);
@@ -470,6 +506,12 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
   --waiters_;
   if (waiters_ == 0 && background_read_wanted() && !reading_) wake_dispatch_thread();
   return st.is_ready();
+}
+
+void connection::wake_waiters() {
+  std::lock_guard lk(mu_);
+  wake_dispatch_thread();  // and the reader, if it polls
+  cv_.notify_all();
 }
 
 bool connection::defer_to_dispatch(bool e) const {

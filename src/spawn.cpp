@@ -370,6 +370,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   core->conn_->callbacks().set_limit(opts.max_callbacks);
   core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
   if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
+  if (opts.callback_executor) core->conn_->callbacks().set_executor(opts.callback_executor);
   std::weak_ptr<proxy_core> weak = core;
   core->conn_->on_disconnect = [weak](std::exception_ptr cause) -> std::exception_ptr {
     auto c = weak.lock();
@@ -469,6 +470,9 @@ void proxy_core::terminate() {
   mark_exit(true);
   terminating_.store(true, std::memory_order_release);
   conn_->break_with(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
+  // No callback starts on the user's executor from now on; those running finish first (their
+  // calls of this proxy have just failed).
+  conn_->callbacks().close();
   if (child_->alive()) {
     try {
       byte_buffer buf;

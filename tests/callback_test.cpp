@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -83,13 +85,27 @@ class Worker {
   int child_pid() const { return static_cast<int>(::getpid()); }
   void hold(std::function<void()> f) { held_.push_back(std::move(f)); }
   void drop_all() { held_.clear(); }
+  // Hands a function back to where it came from.
+  std::function<int(int)> echo_fn(std::function<int(int)> f) { return f; }
+  // Calls the function on another thread of the child (an async method).
+  std::future<int> async_apply(std::function<int(int)> f, int x) {
+    return std::async(std::launch::async, [f = std::move(f), x] { return f(x) + f(x + 1); });
+  }
+  // A callback with several parameters of several types.
+  std::string describe(std::function<std::string(int, const std::string&, std::vector<double>, Tick)> f) {
+    return f(7, "seven", {0.5, 1.5}, Tick{3, 2.5});
+  }
+  std::function<int(int)> make_thrower() {
+    return [](int x) -> int { throw std::invalid_argument("child refuses " + std::to_string(x)); };
+  }
 
  private:
   std::function<void(Tick)> listener_;
   std::vector<std::function<void()>> held_;
 };
 PROCXY_CLASS(Worker, process, transform, make_scaler, subscribe, publish, unsubscribe, run_job,
-             call_twice, with_helper, stream, add, nest, child_pid, hold, drop_all);
+             call_twice, with_helper, stream, add, nest, child_pid, hold, drop_all, echo_fn,
+             async_apply, describe, make_thrower);
 
 // The parent's registry settles when the child's release messages have been handled; they are
 // sent before the reply of any later call, so one more round trip is enough.
@@ -208,6 +224,18 @@ TEST(Callbacks, ExceptionFromAParentCallbackReachesTheCaller) {
 }
 
 TEST(Callbacks, ExceptionFromAChildFunctionIsRethrownInTheParent) {
+  auto w = procxy::spawn<Worker>();
+  auto thrower = w.make_thrower().get();
+  try {
+    thrower(4);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "child refuses 4");
+    EXPECT_EQ(procxy::remote_info_of(e)->pid(), w.pid());
+  }
+}
+
+TEST(Callbacks, ChildFunctionAsTheArgumentOfAParentFunction) {
   auto w = procxy::spawn<Worker>();
   auto helper_user = [](std::function<int(int)> helper) { return helper(1); };
   EXPECT_EQ(w.with_helper(helper_user).get(), 1001);  // higher order: a child function as argument
@@ -328,6 +356,179 @@ TEST(Callbacks, ParentCallbackDestroysTheProxy) {
   EXPECT_THROW(f.get(), procxy::terminated);
   // `w` lives in this frame: the dispatch thread is still inside w.reset() (terminate waits for
   // the child) when f fails, so leave only after it is done with it.
+  destroyed.get_future().wait();
+}
+
+TEST(Callbacks, InvokedFromAnAsyncMethodOnAnotherChildThread) {
+  auto w = procxy::spawn<Worker>();
+  int parent_pid = ::getpid();
+  auto r = w.async_apply([&](int x) {
+              EXPECT_EQ(::getpid(), parent_pid);
+              return x * 10;
+            }, 4).get();
+  EXPECT_EQ(r, 40 + 50);
+}
+
+TEST(Callbacks, SeveralParametersOfSeveralTypes) {
+  auto w = procxy::spawn<Worker>();
+  auto r = w.describe([](int n, const std::string& s, std::vector<double> v, Tick t) {
+              return std::to_string(n) + s + std::to_string(v.size()) + std::to_string(t.seq) +
+                     (t.value == 2.5 && v[1] == 1.5 ? "ok" : "bad");
+            }).get();
+  EXPECT_EQ(r, "7seven23ok");
+}
+
+// A named function type, so the test can ask a std::function what it holds.
+struct AddOne {
+  int operator()(int x) const { return x + 1; }
+};
+
+TEST(Callbacks, AParentFunctionHandedBackIsTheParentsOwn) {
+  auto w = procxy::spawn<Worker>();
+  std::function<int(int)> back = w.echo_fn(AddOne{}).get();
+  ASSERT_NE(back.target<AddOne>(), nullptr);  // not a proxy of a proxy
+  auto before = w.stats().callback_invocations_out;
+  EXPECT_EQ(back(1), 2);
+  EXPECT_EQ(w.stats().callback_invocations_out, before);  // ran here, no message
+  settle(w);
+  EXPECT_EQ(w.stats().callbacks_lent, 0u);  // the child kept no copy
+  EXPECT_EQ(w.stats().callbacks_held, 0);
+}
+
+TEST(Callbacks, AChildFunctionHandedBackIsTheChildsOwn) {
+  auto w = procxy::spawn<Worker>();
+  auto scale = w.make_scaler(3).get();
+  // call_twice receives the child's own function: it runs there without a hop to the parent.
+  EXPECT_EQ(w.call_twice(scale, 2).get(), 18);
+  EXPECT_EQ(w.stats().callback_invocations_in, 0u);
+  EXPECT_EQ(w.stats().callbacks_lent, 0u);
+  // And back again, many times, with a release racing each hand-back.
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(w.call_twice(scale, i).get(), 9 * i);
+  EXPECT_EQ(w.stats().callbacks_held, 1);
+}
+
+// A serial executor: one thread running tasks in order; `hold` keeps it from starting any.
+class serial_executor {
+ public:
+  serial_executor() : thread_([this] { loop(); }) {}
+  ~serial_executor() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+      held_ = false;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  std::function<void(std::function<void()>)> post() {
+    return [this](std::function<void()> task) {
+      std::lock_guard lk(mu_);
+      tasks_.push_back(std::move(task));
+      cv_.notify_all();
+    };
+  }
+  void hold(bool h) {
+    std::lock_guard lk(mu_);
+    held_ = h;
+    cv_.notify_all();
+  }
+  std::thread::id id() const { return thread_.get_id(); }
+  std::size_t queued() {
+    std::lock_guard lk(mu_);
+    return tasks_.size();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || (!held_ && !tasks_.empty()); });
+      if (tasks_.empty() || held_) return;
+      auto t = std::move(tasks_.front());
+      tasks_.pop_front();
+      lk.unlock();
+      t();
+      lk.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool held_ = false, stop_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+TEST(CallbackExecutor, CallbacksRunOnTheUsersExecutor) {
+  serial_executor ex;
+  auto w = procxy::spawn<Worker>({.callback_executor = ex.post()});
+  std::vector<std::thread::id> where;
+  auto out = w.transform({1, 2, 3}, [&](int x) {
+                where.push_back(std::this_thread::get_id());
+                return x * 2;
+              }).get();
+  EXPECT_EQ(out, (std::vector<int>{2, 4, 6}));
+  ASSERT_EQ(where.size(), 3u);
+  for (auto id : where) EXPECT_EQ(id, ex.id());
+}
+
+TEST(CallbackExecutor, OneWayCallbacksCompleteBeforeTheReply) {
+  serial_executor ex;
+  auto w = procxy::spawn<Worker>({.callback_executor = ex.post()});
+  std::atomic<int> seen{0};
+  std::atomic<bool> in_order{true};
+  ex.hold(true);  // nothing runs yet: the reply must wait behind the notifications
+  auto f = w.stream(1000, [&](int i) {
+    if (seen.load() != i) in_order = false;
+    ++seen;
+  });
+  EXPECT_EQ(f.wait_for(200ms), std::future_status::timeout);
+  ex.hold(false);
+  f.get();
+  EXPECT_EQ(seen.load(), 1000);
+  EXPECT_TRUE(in_order.load());
+}
+
+TEST(CallbackExecutor, ACallbackOnTheExecutorMayCallTheProxyAndWait) {
+  serial_executor ex;
+  auto w = procxy::spawn<Worker>({.callback_executor = ex.post()});
+  std::function<int(int)> parent_side = [&](int depth) -> int { return w.nest(depth, parent_side).get(); };
+  EXPECT_EQ(w.nest(3, parent_side).get(), 3);
+  // One-way callbacks queued behind a callback that waits run while it waits (nested, as on the
+  // dispatch thread); a call made from a callback is not held behind them.
+  std::atomic<int> sum{0};
+  w.stream(3, [&](int i) { sum += w.add(i, 100).get(); }).get();
+  for (int i = 0; i < 5000 && sum.load() != 303; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(sum.load(), 303);
+}
+
+TEST(CallbackExecutor, NoCallbackRunsAfterTheProxyIsDestroyed) {
+  serial_executor ex;
+  std::atomic<int> ran{0};
+  {
+    auto w = procxy::spawn<Worker>({.callback_executor = ex.post()});
+    ex.hold(true);
+    auto f = w.stream(50, [&](int) { ++ran; });
+    for (int i = 0; i < 5000 && ex.queued() < 51; ++i) std::this_thread::sleep_for(1ms);
+    EXPECT_GE(ex.queued(), 51u);  // 50 notifications + the reply behind them (+ a release)
+    w.terminate();
+    EXPECT_THROW(f.get(), procxy::terminated);
+  }
+  ex.hold(false);
+  while (ex.queued() > 0) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(ran.load(), 0);
+}
+
+TEST(CallbackExecutor, ACallbackMayDestroyTheProxy) {
+  serial_executor ex;
+  std::optional<procxy::proxy<Worker>> w;
+  w.emplace(procxy::spawn<Worker>({.callback_executor = ex.post()}));
+  std::promise<void> destroyed;
+  auto f = w->transform({1, 2}, [&](int x) {
+    w.reset();
+    destroyed.set_value();
+    return x;
+  });
+  EXPECT_THROW(f.get(), procxy::terminated);
   destroyed.get_future().wait();
 }
 

@@ -111,6 +111,15 @@ struct spawn_options {
   // Receives the exceptions of one-way callbacks (procxy::notify) run in this process, on the
   // dispatch thread. Default: printed to stderr.
   std::function<void(std::exception_ptr)> on_callback_error{};
+  // Where the callbacks the child invokes in this process run. Default (empty): the proxy's
+  // dispatch thread. Set, each invocation is handed to this function as a task to run later —
+  // one at a time and in the order given (a serial executor: a GUI event loop's post, an Asio
+  // strand, a single worker thread). The child's calls to the parent then wait for that
+  // executor, and so does the completion of a call behind one-way callbacks sent before its
+  // reply. A thread that runs the executor must not block on a call of this proxy that makes
+  // the child invoke a callback: it would wait for itself (up to callback_timeout).
+  // docs/design.md "Callbacks: threads".
+  std::function<void(std::function<void()>)> callback_executor{};
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;

@@ -157,6 +157,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
 
+  // Wakes every thread waiting for a reply or reading (a state completed, or work arrived,
+  // outside the reading path: the user's callback executor).
+  void wake_waiters();
+
   connection_stats stats() const;
   bool tracing() const noexcept { return trace_; }
   // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".
@@ -183,6 +187,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
       std::chrono::milliseconds timeout;
     };
     std::shared_ptr<retry> again;  // idempotent calls only
+    bool in_task = false;          // made from a callback running on the user's executor
   };
   struct item {  // one unit of work for the dispatch thread
     frame f;
@@ -197,6 +202,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // else goes through E's queue. Caller does not hold the reading role. Takes mu_.
   void route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk);
   void complete(frame& f);
+  // Decodes the reply `f` into `pc`'s state (complete() finds `pc`, or defers this behind the
+  // executor's backlog).
+  void finish(pending_call& pc, frame& f);
   void run_item(item& it);
   // Runs queued items on E until the queue is empty. lk held on entry and exit.
   void drain_queue(std::unique_lock<std::mutex>& lk);

@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <future>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -392,14 +394,16 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
 
 // ---- callbacks (declared in callback.hpp) -----------------------------------------------------
 
-template <class R, class... A, std::size_t... I>
-void run_local_with(const std::function<R(A...)>& fn, decoder& d, const reply_sink* reply,
-                    std::index_sequence<I...>) {
-  std::tuple<wire_t<A>...> args;
-  (d(std::get<I>(args)), ...);
-  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after callback arguments");
-  if (reply == nullptr) {  // one-way: the caller (codec_context::handle) reports exceptions
-    fn(pass_arg<A>(std::get<I>(args))...);
+// Runs `fn` with decoded arguments; replies (two-way) or reports its exception (one-way).
+template <class R, class... A, class Args, std::size_t... I>
+void invoke_local(const std::function<R(A...)>& fn, Args& args, const reply_sink* reply,
+                  const codec_context& ctx, std::index_sequence<I...>) {
+  if (reply == nullptr) {
+    try {
+      fn(pass_arg<A>(std::get<I>(args))...);
+    } catch (...) {
+      ctx.report_one_way_error(std::current_exception());
+    }
     return;
   }
   try {
@@ -410,13 +414,39 @@ void run_local_with(const std::function<R(A...)>& fn, decoder& d, const reply_si
       reply->value(fn(pass_arg<A>(std::get<I>(args))...));
     }
   } catch (...) {
-    reply->current_exception();
+    try {
+      reply->current_exception();
+    } catch (...) {
+      // Not even an error reply could be sent: the peer is gone (or the proxy was destroyed
+      // from inside this callback) and nothing waits for it.
+    }
   }
 }
 
 template <class R, class... A>
-void run_local(const std::function<R(A...)>& fn, decoder& d, const reply_sink* reply) {
-  run_local_with(fn, d, reply, std::index_sequence_for<A...>{});
+void run_local(const std::shared_ptr<const void>& fn, decoder& d, const reply_sink* reply) {
+  using fn_t = std::function<R(A...)>;
+  using args_t = std::tuple<wire_t<A>...>;
+  constexpr auto seq = std::index_sequence_for<A...>{};
+  // Decoded here, on the thread that read the frame, in frame order (a release after it cannot
+  // overtake a function among the arguments).
+  args_t args;
+  std::apply([&](auto&... a) { (d(a), ...); }, args);
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after callback arguments");
+  codec_context& ctx = *d.context();
+  if (!ctx.has_executor()) {
+    invoke_local(*static_cast<const fn_t*>(fn.get()), args, reply, ctx, seq);
+    return;
+  }
+  auto boxed = std::make_shared<args_t>(std::move(args));
+  std::optional<reply_sink> r;
+  if (reply != nullptr) r = *reply;
+  ctx.post_task(
+      [fn, boxed, r, &ctx, seq](bool closed) {
+        if (closed) return;  // the proxy is going away; the child sees the channel close
+        invoke_local(*static_cast<const fn_t*>(fn.get()), *boxed, r ? &*r : nullptr, ctx, seq);
+      },
+      /*ordered=*/reply == nullptr);
 }
 
 template <class R, class... A>

@@ -1,0 +1,14 @@
+// expect: procxy: a callback cannot return a reference
+#include <procxy/procxy.hpp>
+
+#include <functional>
+
+struct Svc {
+  int read(std::function<const int&()> f) { return f(); }
+};
+PROCXY_CLASS(Svc, read);
+
+void use(procxy::proxy<Svc>& s) {
+  static int v = 1;
+  (void)s.read([]() -> const int& { return v; });
+}
