@@ -69,7 +69,7 @@ outcome reference(const std::byte* in, std::size_t n, std::size_t max) {
     fh.reserved = static_cast<std::uint16_t>(little_endian(h + 6, 2));
     fh.id = little_endian(h + 8, 8);
     const auto kind = static_cast<unsigned>(h[4]);
-    if (kind < 1 || kind > 8 || fh.flags != 0 || fh.reserved != 0 || fh.size > max) {
+    if (kind < 1 || kind > 12 || fh.flags != 0 || fh.reserved != 0 || fh.size > max) {
       o.failed = true;
       return o;
     }

@@ -311,7 +311,7 @@ void make_frame_corpus(corpus_dir& dir) {
     dir.write("bad-" + name, control(l, 9), r);
   };
   bad("kind-0", limit_default, 0, 0, 0, 0);
-  bad("kind-9", limit_default, 0, 9, 0, 0);
+  bad("kind-13", limit_default, 0, 13, 0, 0);
   bad("flags", limit_default, 0, 2, 1, 0);
   bad("reserved", limit_default, 0, 2, 0, 0x100);
   bad("size-over-64", limit_64, 65, 3, 0, 0);
@@ -321,7 +321,7 @@ void make_frame_corpus(corpus_dir& dir) {
 
   raw good_then_bad;
   frame(good_then_bad, K::call, 1, call_body);
-  good_then_bad.u32(0).u8(9).u8(0).u16(0).u64(2);
+  good_then_bad.u32(0).u8(13).u8(0).u16(0).u64(2);
   dir.write("bad-after-good", control(limit_default, 2), good_then_bad);
 }
 

@@ -174,9 +174,22 @@ bool codec_context::in_task() const noexcept {
   return false;
 }
 
-void codec_context::post_task(std::function<void(bool)> task, bool ordered) {
+std::shared_ptr<void> codec_context::take_oldest_event() {
+  std::lock_guard lk(task_mu_);
+  for (auto it = unstarted_.begin(); it != unstarted_.end(); ++it)
+    if ((*it)->event) {
+      auto t = std::move(*it);
+      unstarted_.erase(it);
+      t->claimed = true;
+      if (t->ordered) backlog_.fetch_sub(1, std::memory_order_acq_rel);
+      return t;
+    }
+  return nullptr;
+}
+
+void codec_context::post_task(std::function<void(bool)> task, bool ordered, bool event) {
   if (ordered) backlog_.fetch_add(1, std::memory_order_acq_rel);
-  auto cell = std::make_shared<task_cell>(task_cell{std::move(task), ordered});
+  auto cell = std::make_shared<task_cell>(task_cell{std::move(task), ordered, event});
   {
     std::lock_guard lk(task_mu_);
     unstarted_.push_back(cell);

@@ -8,9 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "procxy/detail/method.hpp"
+#include "procxy/event.hpp"
 #include "procxy/detail/serve.hpp"
 #include "procxy/init.hpp"
 
@@ -63,6 +68,7 @@ std::uint64_t register_ctor(std::uint64_t id, ctor_entry e) {
 }
 
 void reply_sink::current_exception() const {
+  before();
   byte_buffer& buf = scratch_buffer();
   build_frame(buf, message_kind::reply_error, id, [](encoder& e) { encode_current_exception(e); });
   if (conn->tracing()) conn->trace("send error #" + std::to_string(id) + " " + what);
@@ -79,6 +85,7 @@ class child_server final : public request_handler {
     switch (f.header.kind) {
       case message_kind::construct: return construct(f);
       case message_kind::call: return call(f);
+      case message_kind::subscribe: return subscribe(f);
       case message_kind::shutdown:
         if (conn_->tracing()) conn_->trace("recv shutdown");
         destroy_object();
@@ -92,8 +99,9 @@ class child_server final : public request_handler {
 
   void destroy_object() {
     if (obj_.obj) {
-      void* p = std::exchange(obj_.obj, nullptr);
-      obj_.destroy(p);
+      conn_->before_reply = nullptr;
+      void* p = std::exchange(obj_.obj, nullptr);  // no property snapshot of a dying object
+      obj_.destroy(p);  // its destructor may still emit (the links outlive it)
     }
   }
 
@@ -114,7 +122,8 @@ class child_server final : public request_handler {
       reply.what = it->second.name;
       obj_ = it->second.make(d);
       obj_.class_name = it->second.name;
-      reply.value();
+      attach_members();
+      reply.value();  // after the first property snapshot (before_reply)
       conn_->flush();  // "constructed" is never held back behind a batch of calls
     } catch (const protocol_error&) {
       throw;
@@ -145,9 +154,78 @@ class child_server final : public request_handler {
     it->second.invoke(obj_.obj, d, reply);
   }
 
+  // Events: each listed event member gets a link (its id, whether the parent listens). Properties:
+  // the last value sent of each, compared after every call and before every event.
+  void attach_members() {
+    if (obj_.members == nullptr) return;
+    for (const auto& e : obj_.members->events) {
+      auto link = std::make_unique<event_link>();
+      link->id = e.id;
+      link->name = e.name;
+      link->conn = conn_.get();
+      if (!obj_.members->properties.empty()) link->before_emit = [this] { snapshot(); };
+      e.link(obj_.obj) = link.get();
+      links_[e.id] = std::move(link);
+    }
+    props_.resize(obj_.members->properties.size());
+    if (!props_.empty()) conn_->before_reply = [this] { snapshot(); };
+  }
+
+  // Sends the properties whose encoded value changed since the last snapshot (one frame).
+  void snapshot() {
+    if (!obj_.obj) return;
+    const auto& table = obj_.members->properties;
+    std::vector<std::size_t> changed;
+    for (std::size_t i = 0; i < table.size(); ++i) {
+      snap_.clear();
+      encoder e(snap_);
+      table[i].encode(obj_.obj, e);
+      auto& last = props_[i];
+      if (last.sent && last.bytes.size() == snap_.size() &&
+          std::memcmp(last.bytes.data(), snap_.data(), snap_.size()) == 0)
+        continue;
+      last.bytes.clear();
+      last.bytes.append(snap_.data(), snap_.size());
+      last.sent = true;
+      changed.push_back(i);
+    }
+    if (changed.empty()) return;
+    byte_buffer buf;
+    build_frame(buf, message_kind::properties, 0, [&](encoder& e) {
+      e.raw(static_cast<std::uint32_t>(changed.size()));
+      for (auto i : changed) {
+        e.raw(table[i].id);
+        e.raw(static_cast<std::uint32_t>(props_[i].bytes.size()));
+        buf.append(props_[i].bytes.data(), props_[i].bytes.size());
+      }
+    });
+    if (conn_->tracing()) conn_->trace("send properties (" + std::to_string(changed.size()) + " changed)");
+    conn_->send(buf.view());
+  }
+
+  void subscribe(frame& f) {
+    byte_reader r(f.body.view());
+    decoder d(r);
+    auto id = d.raw<std::uint64_t>();
+    auto on = d.raw<std::uint8_t>();
+    if (!r.at_end() || on > 1) throw protocol_error("procxy: malformed subscribe message");
+    auto it = links_.find(id);
+    if (it == links_.end()) return;  // an event this build does not have: nothing to forward
+    if (conn_->tracing()) conn_->trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
+    it->second->listened.store(on == 1, std::memory_order_release);
+  }
+
+  struct property_state {
+    byte_buffer bytes;
+    bool sent = false;
+  };
+
   std::shared_ptr<connection> conn_;
   served_object obj_;
   bool constructed_ = false;
+  std::unordered_map<std::uint64_t, std::unique_ptr<event_link>> links_;
+  std::vector<property_state> props_;
+  byte_buffer snap_;
 };
 
 namespace {
@@ -186,6 +264,11 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
   child_server server(conn);
   conn->set_handler(&server);
+  set_child_connection(conn.get());
+  // Writes one-way frames (events, notifications) that would otherwise wait for the object
+  // thread's next flush. Detached: the process ends with _exit, and the thread keeps the
+  // connection alive.
+  std::thread([conn] { conn->run_flusher(); }).detach();
   conn->set_dispatch_thread(std::this_thread::get_id());
   conn->run_dispatch_loop();
   server.destroy_object();

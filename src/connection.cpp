@@ -47,6 +47,10 @@ const char* to_string(message_kind k) noexcept {
     case message_kind::invoke: return "invoke";
     case message_kind::notify: return "notify";
     case message_kind::release: return "release";
+    case message_kind::event: return "event";
+    case message_kind::subscribe: return "subscribe";
+    case message_kind::properties: return "properties";
+    case message_kind::dispose: return "dispose";
   }
   return "unknown";
 }
@@ -134,6 +138,54 @@ void connection::send(std::span<const std::byte> f, bool defer) {
   drain_writes(lk);
 }
 
+void connection::send_one_way(std::span<const std::byte> f) {
+  const bool e = on_dispatch_thread() && e_corked_;
+  std::unique_lock lk(wmu_);
+  if (!flusher_running_) {
+    lk.unlock();
+    send(f, /*defer=*/true);
+    return;
+  }
+  frames_sent_.fetch_add(1, std::memory_order_relaxed);
+  bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
+  if (e && !corked_.empty()) {  // the dispatch thread's held-back frames go first, in order
+    wpending_.append(corked_.data(), corked_.size());
+    corked_.clear();
+  }
+  wpending_.append(f.data(), f.size());
+  if (writing_) return;  // the writing thread sends these bytes next
+  if (wpending_.size() >= read_chunk) {
+    drain_writes(lk);
+    return;
+  }
+  if (deferred_since_ == no_deadline) {
+    deferred_since_ = clock::now();
+    flush_cv_.notify_one();
+  }
+}
+
+void connection::run_flusher() {
+  std::unique_lock lk(wmu_);
+  flusher_running_ = true;
+  while (!flusher_stop_) {
+    if (wpending_.empty() || writing_ || deferred_since_ == no_deadline) {
+      flush_cv_.wait(lk);
+      continue;
+    }
+    auto due = deferred_since_ + std::chrono::microseconds(500);
+    if (clock::now() < due) {
+      flush_cv_.wait_until(lk, due);
+      continue;
+    }
+    try {
+      drain_writes(lk);
+    } catch (...) {
+      break;  // the peer is gone
+    }
+  }
+  flusher_running_ = false;
+}
+
 void connection::flush() {
   if (on_dispatch_thread()) flush_corked();
   std::unique_lock lk(wmu_);
@@ -152,6 +204,7 @@ void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
       lk.lock();
     }
     writing_ = false;
+    deferred_since_ = no_deadline;
   } catch (...) {
     if (!lk.owns_lock()) lk.lock();
     writing_ = false;
@@ -328,18 +381,61 @@ void connection::disconnect(std::exception_ptr cause) {
 
 void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk) {
   bool queued = false;
+  std::vector<frame> dropped_frames;
+  std::vector<std::shared_ptr<void>> dropped_tasks;
   for (auto& f : batch) {
     if (is_reply(f.header.kind) && queue_.empty() && !e_busy_) {
       lk.unlock();
       complete(f);
       lk.lock();
     } else {
+      const bool ev = f.header.kind == message_kind::event;
       queue_.push_back(item{std::move(f), {}});
       queued = true;
+      if (ev && ++events_pending_ > max_events_ && max_events_ > 0 && drop_oldest_ &&
+          drop_oldest_event(dropped_frames, dropped_tasks)) {
+        --events_pending_;
+        events_dropped_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   }
   batch.clear();
   if (queued && !on_dispatch_thread()) wake_dispatch_thread();
+  if (!dropped_frames.empty() || !dropped_tasks.empty()) {
+    lk.unlock();
+    dropped_tasks.clear();  // the arguments of dropped events: may release callbacks
+    for (auto& f : dropped_frames) {
+      try {
+        if (handler_) handler_->discard(f, *this);
+      } catch (const protocol_error&) {
+        disconnect(std::current_exception());
+      }
+    }
+    lk.lock();
+  }
+}
+
+bool connection::drop_oldest_event(std::vector<frame>& frames, std::vector<std::shared_ptr<void>>& tasks) {
+  if (auto t = callbacks_->take_oldest_event()) {  // handed to the executor, not started
+    tasks.push_back(std::move(t));
+    return true;
+  }
+  for (auto it = queue_.begin(); it != queue_.end(); ++it)
+    if (!it->task && it->f.header.kind == message_kind::event) {
+      frames.push_back(std::move(it->f));
+      queue_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+void connection::event_done() {
+  std::lock_guard lk(mu_);
+  if (events_pending_ > 0) --events_pending_;
+  if (max_events_ > 0 && events_pending_ + 1 >= max_events_) {  // reading may resume
+    cv_.notify_all();
+    e_cv_.notify_all();
+  }
 }
 
 void connection::complete(frame& f) {
@@ -460,6 +556,14 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
   // so the callbacks the child invokes meanwhile run here, as the child's object thread runs
   // nested calls while it waits (docs/design.md "Callbacks: threads").
   const bool runs_tasks = callbacks_->has_executor() && callbacks_->in_task();
+  // E waits for a request it made (a callback it invokes in the child, a call from a listener):
+  // that request goes out now, before E runs anything nested that could let later requests of
+  // other threads overtake it.
+  if (e && side_ == side::parent) {
+    lk.unlock();
+    flush();
+    lk.lock();
+  }
   for (;;) {
     if (st.is_ready()) break;
     if (runs_tasks && callbacks_->has_unstarted()) {
@@ -479,7 +583,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       drain_queue(lk);  // nested: a request that arrived while E waits runs here
       continue;
     }
-    if (!reading_ && !disconnected_ && !defer_to_dispatch(e)) {
+    if (!reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
       lead_read(lk, until);
       continue;
     }
@@ -491,7 +595,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     // this wait.
     if (st.is_ready() || (e && !queue_.empty())) continue;
     const bool defer = defer_to_dispatch(e);
-    if (!reading_ && !disconnected_) {
+    if (!reading_ && !disconnected_ && !events_full()) {
       if (!defer) continue;  // take the role
       want_read_ = true;     // the dispatch thread reads for us (callbacks are flowing)
       wake_dispatch_thread();
@@ -539,7 +643,7 @@ void connection::run_dispatch_loop() {
       continue;
     }
     expire_deadlines(lk);
-    if (!reading_ && background_read_wanted()) {
+    if (!reading_ && background_read_wanted() && !events_full()) {
       want_read_ = false;
       try {
         lead_read(lk, next_deadline_);
@@ -645,10 +749,15 @@ void connection::wake_dispatch_thread() {  // mu_ held
 }
 
 void connection::stop() {
-  std::lock_guard lk(mu_);
-  stopping_ = true;
-  cv_.notify_all();
-  wake_dispatch_thread();
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+    wake_dispatch_thread();
+  }
+  std::lock_guard wl(wmu_);
+  flusher_stop_ = true;
+  flush_cv_.notify_all();
 }
 
 void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
@@ -756,6 +865,10 @@ connection_stats connection::stats() const {
   s.callback_invocations_out = callbacks_->invocations_out.load();
   s.callback_releases_in = callbacks_->releases_in.load();
   s.callback_releases_out = callbacks_->releases_out.load();
+  s.events_received = events_received.load();
+  s.events_dropped = events_dropped_.load();
+  s.event_subscriptions_sent = event_subscriptions_sent.load();
+  s.property_updates = property_updates.load();
   std::lock_guard lk(mu_);
   s.pending_calls = pending_.size();
   return s;

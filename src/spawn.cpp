@@ -342,6 +342,66 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
 
 }  // namespace
 
+// Requests the child sends the parent: events, property updates, dispose.
+class parent_handler final : public request_handler {
+ public:
+  explicit parent_handler(std::weak_ptr<proxy_core> core) : core_(std::move(core)) {}
+
+  void handle(frame&& f, connection& c) override {
+    auto core = core_.lock();
+    switch (f.header.kind) {
+      case message_kind::event: {
+        bool posted = false;
+        try {
+          if (core) posted = deliver(*core, f, c, false);
+        } catch (...) {
+          c.event_done();
+          throw;
+        }
+        if (!posted) c.event_done();
+        return;
+      }
+      case message_kind::properties: {
+        byte_reader r(f.body.view());
+        decoder d(r);
+        if (core) core->events().set_properties(d);
+        c.property_updates.fetch_add(1, std::memory_order_relaxed);
+        if (c.tracing()) c.trace("recv properties");
+        return;
+      }
+      case message_kind::dispose:
+        if (c.tracing()) c.trace("recv dispose");
+        if (!f.body.empty()) throw protocol_error("procxy: dispose message with a body");
+        if (core) core->on_dispose();
+        return;
+      default:
+        throw protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) + " message");
+    }
+  }
+
+  void discard(frame& f, connection& c) override {
+    if (auto core = core_.lock()) deliver(*core, f, c, true);
+  }
+
+ private:
+  static bool deliver(proxy_core& core, frame& f, connection& c, bool drop) {
+    byte_reader r(f.body.view());
+    decoder d(r, &c.callbacks());
+    auto id = d.raw<std::uint64_t>();
+    auto ch = core.events().find(id);
+    if (!ch)
+      throw protocol_error("procxy: the child sent event #" + std::to_string(id) +
+                           ", which the parent never listened to");
+    if (c.tracing()) c.trace(std::string(drop ? "drop event " : "recv event ") + ch->name());
+    if (drop) {
+      ch->discard(d);
+      return false;
+    }
+    return ch->deliver(d);
+  }
+  std::weak_ptr<proxy_core> core_;
+};
+
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
                                               const char* class_name) {
   std::shared_ptr<proxy_core> core(new proxy_core());
@@ -371,7 +431,11 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
   if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
   if (opts.callback_executor) core->conn_->callbacks().set_executor(opts.callback_executor);
+  core->conn_->set_event_limit(opts.max_queued_events,
+                               opts.on_event_overflow == event_overflow::drop_oldest);
   std::weak_ptr<proxy_core> weak = core;
+  core->handler_ = std::make_shared<parent_handler>(weak);
+  core->conn_->set_handler(core->handler_.get());
   core->conn_->on_disconnect = [weak](std::exception_ptr cause) -> std::exception_ptr {
     auto c = weak.lock();
     if (!c) return std::make_exception_ptr(terminated("procxy: the proxy was destroyed"));
@@ -390,7 +454,9 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       exit_info info;
       info.pid = child->pid();
       info.description = child->describe(info.exit_code, info.signal);
-      info.requested = requested->load(std::memory_order_acquire) == 1;
+      const int who = requested->load(std::memory_order_acquire);
+      info.requested = who == 1 || who == 3;
+      info.disposed = who == 3;
       try {
         handler(info);
       } catch (const std::exception& e) {
@@ -400,7 +466,9 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       }
     };
   }
-  core->dispatch_ = std::thread([conn = core->conn_] { conn->run_dispatch_loop(); });
+  // The thread keeps the handler alive: after terminate() from inside a callback it is detached
+  // and may outlive the core by the rest of that callback.
+  core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
   core->conn_->set_dispatch_thread(core->dispatch_.get_id());
 
   core->started_ = state_ptr<state<void>>(new state<void>());
@@ -460,7 +528,13 @@ void proxy_core::kill_after_timeout(const char* what) {
   child_->kill(SIGKILL);  // the reader sees EOF; on_disconnect reaps
 }
 
-void proxy_core::terminate() {
+void proxy_core::on_dispose() {
+  int expected = 0;
+  exit_requested_->compare_exchange_strong(expected, 3, std::memory_order_acq_rel);
+  terminate("procxy: the object asked to be disposed of (this_child().dispose())");
+}
+
+void proxy_core::terminate(const char* reason) {
   // From the dispatch thread while another thread terminates (e.g. the on_exit handler, run on
   // the dispatch thread that terminate() is joining): that thread finishes the job.
   if (terminating_.load(std::memory_order_acquire) && conn_ && conn_->on_dispatch_thread()) return;
@@ -469,10 +543,11 @@ void proxy_core::terminate() {
   terminated_ = true;
   mark_exit(true);
   terminating_.store(true, std::memory_order_release);
-  conn_->break_with(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
+  conn_->break_with(std::make_exception_ptr(terminated(reason ? reason : "procxy: the proxy was terminated")));
   // No callback starts on the user's executor from now on; those running finish first (their
-  // calls of this proxy have just failed).
+  // calls of this proxy have just failed). No event listener runs again.
   conn_->callbacks().close();
+  events_.clear();
   if (child_->alive()) {
     try {
       byte_buffer buf;

@@ -3,7 +3,8 @@
 //
 //   PROCXY_CLASS(Calculator, add, divide, histogram, summarize, reset);
 //
-// Each entry is a method name, or for an overloaded name a parenthesized list of the name and
+// Each entry is a method name, an event member (procxy::event<...>), a data member (a property,
+// read-only in the parent), or for an overloaded name a parenthesized list of the name and
 // each signature to expose, every signature in its own parentheses:
 //
 //   PROCXY_CLASS(Shape, (scale, (void(double)), (void(double, double))), area);
@@ -24,6 +25,7 @@
 #include <boost/preprocessor/tuple/size.hpp>
 #include <boost/preprocessor/variadic/to_seq.hpp>
 
+#include "procxy/event.hpp"
 #include "procxy/proxy.hpp"
 
 // -- internals: one entry is `name` or `(name, (sig), (sig)...)`
@@ -41,7 +43,7 @@
 #define PROCXY_DETAIL_FN_TYPE(C, entry)                                                    \
   BOOST_PP_IIF(BOOST_PP_IS_BEGIN_PARENS(entry), PROCXY_DETAIL_FN_TYPE_T, PROCXY_DETAIL_FN_TYPE_S) \
   (C, entry)
-#define PROCXY_DETAIL_FN_TYPE_S(C, entry) ::procxy::detail::method_fn<&C::entry>
+#define PROCXY_DETAIL_FN_TYPE_S(C, entry) ::procxy::detail::member_face_t<&C::entry>
 #define PROCXY_DETAIL_FN_TYPE_T(C, entry)                                            \
   ::procxy::detail::overload_set<BOOST_PP_ENUM(                                      \
       BOOST_PP_TUPLE_SIZE(BOOST_PP_TUPLE_POP_FRONT(entry)), PROCXY_DETAIL_OVERLOAD_MP, \

@@ -48,6 +48,15 @@ enum class timeout_policy {
 };
 
 // How a child ended; passed to spawn_options::on_exit.
+// What happens when a child emits events faster than the parent's listeners consume them.
+enum class event_overflow {
+  // The parent stops reading the channel until its listeners caught up; the child's emit()
+  // blocks once the socket buffer is full. Nothing is lost.
+  block_emitter,
+  // The oldest events not yet started are dropped (stats().events_dropped counts them).
+  drop_oldest,
+};
+
 struct exit_info {
   int pid = -1;
   int exit_code = -1;  // >= 0 when the child exited (exit, _exit, return from main)
@@ -55,6 +64,9 @@ struct exit_info {
   // The proxy ended it: terminate(), the proxy's destruction, timeout_policy::kill_child, or a
   // protocol error. False when the child died or exited on its own.
   bool requested = false;
+  // The object asked to be disposed of (procxy::this_child().dispose()); the proxy then ended
+  // the child as terminate() does (requested is true as well).
+  bool disposed = false;
   std::string description;  // "exited with code 3", "was killed by signal 11 (SIGSEGV)"
 };
 
@@ -120,6 +132,11 @@ struct spawn_options {
   // the child invoke a callback: it would wait for itself (up to callback_timeout).
   // docs/design.md "Callbacks: threads".
   std::function<void(std::function<void()>)> callback_executor{};
+
+  // Events (procxy::event members; docs/design.md "Events: backpressure"): at most this many
+  // received events wait for their listeners (0: no bound). Past it, event_overflow decides.
+  std::size_t max_queued_events = 10'000;
+  event_overflow on_event_overflow = event_overflow::block_emitter;
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;

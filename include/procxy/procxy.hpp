@@ -3,6 +3,7 @@
 
 #include "procxy/describe.hpp"
 #include "procxy/error.hpp"
+#include "procxy/event.hpp"
 #include "procxy/exception.hpp"
 #include "procxy/future.hpp"
 #include "procxy/init.hpp"

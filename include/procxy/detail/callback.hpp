@@ -106,7 +106,10 @@ class codec_context {
   // Hands `task` to the executor. `task(false)` runs it; `task(true)` is called instead once the
   // proxy is closed (a task must then only fail what waits on it). `ordered`: counted in the
   // backlog that replies wait behind (one-way callbacks, deferred replies and releases).
-  void post_task(std::function<void(bool closed)> task, bool ordered);
+  void post_task(std::function<void(bool closed)> task, bool ordered, bool event = false);
+  // Backpressure (drop_oldest): takes the oldest event task not started yet, or null. Destroy the
+  // result outside the connection's lock.
+  std::shared_ptr<void> take_oldest_event();
   // One-way callbacks (or deferred replies) handed to the executor and not finished yet.
   bool backlog() const noexcept { return backlog_.load(std::memory_order_acquire) > 0; }
   // Whether the calling thread is running a task of this context.
@@ -130,6 +133,7 @@ class codec_context {
   struct task_cell {
     std::function<void(bool)> fn;
     bool ordered;
+    bool event = false;
     bool claimed = false;  // under task_mu_: started by the executor or by run_unstarted
   };
   bool claim(task_cell& t);

@@ -49,6 +49,8 @@ class request_handler {
  public:
   virtual ~request_handler() = default;
   virtual void handle(frame&& f, connection& c) = 0;
+  // An event frame dropped by backpressure (drop_oldest): decode and discard its arguments.
+  virtual void discard(frame& /*f*/, connection& /*c*/) {}
 };
 
 // Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
@@ -85,6 +87,13 @@ struct connection_stats {
   std::uint64_t callback_invocations_out = 0;
   std::uint64_t callback_releases_in = 0;
   std::uint64_t callback_releases_out = 0;
+  // Events (docs/design.md "Events"): delivered to the listeners, dropped by drop_oldest
+  // backpressure (never delivered), subscribe /
+  // unsubscribe messages sent; property update messages received.
+  std::uint64_t events_received = 0;
+  std::uint64_t events_dropped = 0;
+  std::uint64_t event_subscriptions_sent = 0;
+  std::uint64_t property_updates = 0;
 };
 
 class connection final : public driver, public std::enable_shared_from_this<connection> {
@@ -126,6 +135,12 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void send(std::span<const std::byte> frame);
   // `defer`: may be held for the next flush trigger instead of written now.
   void send(std::span<const std::byte> frame, bool defer);
+  // One-way frames (events, notifications): after everything this thread sent before (the
+  // dispatch thread's held-back output included), coalesced, and written within about half a
+  // millisecond by run_flusher() even if the sender sends nothing more.
+  void send_one_way(std::span<const std::byte> frame);
+  // The child's flusher thread: writes one-way frames that have waited; returns after stop().
+  void run_flusher();
   // Writes out everything held back (deferred calls; E's coalesced replies when called on E).
   void flush();
 
@@ -133,6 +148,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // stop() or a disconnect. `background_reads`: whether this loop also reads the socket when no
   // caller is waiting (parent) — the child's object thread always reads when it is idle.
   void run_dispatch_loop();
+  // The child: run (on the object thread) before each reply is built — the property snapshot.
+  std::function<void()> before_reply;
   // Run by run_dispatch_loop on the dispatch thread as its very last step (set before the loop).
   std::function<void()> on_dispatch_exit;
   // Makes run_dispatch_loop return after the item it is running. Thread-safe, idempotent.
@@ -156,6 +173,16 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   int peer_pid() const noexcept { return peer_pid_; }
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
+
+  // Events (parent): at most `max` received events queued or running (0: no bound). Past it,
+  // `drop_oldest` drops the oldest not yet started (counted), else nobody reads the socket until
+  // listeners caught up, so the child's emit blocks (docs/design.md "Events: backpressure").
+  void set_event_limit(std::size_t max, bool drop_oldest) noexcept {
+    max_events_ = max;
+    drop_oldest_ = drop_oldest;
+  }
+  // An event counted on arrival has been handled (its listeners ran, or it was discarded).
+  void event_done();
 
   // Wakes every thread waiting for a reply or reading (a state completed, or work arrived,
   // outside the reading path: the user's callback executor).
@@ -218,6 +245,12 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Takes the reading role, reads once, routes. lk held on entry and exit.
   bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
   bool background_read_wanted() const;
+  bool events_full() const noexcept {  // mu_ held
+    return max_events_ > 0 && !drop_oldest_ && events_pending_ >= max_events_;
+  }
+  // drop_oldest: takes the oldest event not started yet (mu_ held); it is destroyed by the caller
+  // after unlocking (destroying its arguments may release callbacks).
+  bool drop_oldest_event(std::vector<frame>& dropped_frames, std::vector<std::shared_ptr<void>>& dropped_tasks);
   // Whether a waiting caller leaves reading to the dispatch thread (callbacks are flowing).
   bool defer_to_dispatch(bool on_e) const;
   // Asks the dispatch thread to read now (a blocked writer, or a continuation was attached).
@@ -237,6 +270,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::mutex wmu_;
   bool writing_ = false;
   byte_buffer wpending_, wspare_;
+  std::condition_variable flush_cv_;  // the flusher: one-way frames are waiting
+  clock::time_point deferred_since_ = no_deadline;  // under wmu_
+  bool flusher_stop_ = false;                       // under wmu_
+  bool flusher_running_ = false;                    // under wmu_
   byte_buffer corked_;   // E's own output while it works through a batch
   bool e_corked_ = false;  // touched by E only
 
@@ -264,6 +301,15 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::atomic<clock::rep> last_activity_{0};
   std::exception_ptr broken_;
   bool disconnected_ = false;
+  std::size_t events_pending_ = 0;  // event frames routed and not yet done
+  std::size_t max_events_ = 0;
+  bool drop_oldest_ = false;
+  std::atomic<std::uint64_t> events_dropped_{0};
+
+ public:
+  std::atomic<std::uint64_t> events_received{0}, event_subscriptions_sent{0}, property_updates{0};
+
+ private:
 
   std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
       bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "procxy/detail/connection.hpp"
+#include "procxy/detail/event_hub.hpp"
 #include "procxy/options.hpp"
 
 namespace procxy::detail {
@@ -28,13 +29,16 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   proxy_core& operator=(const proxy_core&) = delete;
 
   connection& conn() noexcept { return *conn_; }
+  event_hub& events() noexcept { return events_; }
   const spawn_options& options() const noexcept { return opts_; }
   const char* class_name() const noexcept { return class_name_; }
   int pid() const noexcept;
   bool running() const;
-  // Idempotent and thread-safe. See proxy<T>::terminate.
-  void terminate();
+  // Idempotent and thread-safe. See proxy<T>::terminate. `reason`: what later calls fail with.
+  void terminate(const char* reason = nullptr);
   future<void> started();
+  // The child sent `dispose`: ends it as terminate() does (on the dispatch thread).
+  void on_dispose();
 
   clock::time_point deadline_for(std::chrono::milliseconds timeout) const {
     return timeout.count() > 0 ? clock::now() + timeout : no_deadline;
@@ -56,6 +60,9 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   std::shared_ptr<stderr_capture> stderr_;
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
+  event_hub events_;
+  std::shared_ptr<request_handler> handler_;
+  std::atomic<bool> disposed_{false};
   std::thread dispatch_;
   state_ptr<state<void>> started_;
   std::mutex terminate_mu_;

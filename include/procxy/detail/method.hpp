@@ -28,6 +28,7 @@
 #include "procxy/detail/callback.hpp"
 #include "procxy/detail/connection.hpp"
 #include "procxy/detail/core.hpp"
+#include "procxy/detail/event_hub.hpp"
 #include "procxy/detail/print.hpp"
 #include "procxy/detail/remote_error.hpp"
 #include "procxy/future.hpp"
@@ -171,8 +172,13 @@ struct reply_sink {
   std::uint64_t id;
   const char* what;
 
+  // The child's property snapshot goes out before the reply it belongs to (object thread).
+  void before() const {
+    if (conn->before_reply && conn->on_dispatch_thread()) conn->before_reply();
+  }
   template <class R>
   void value(const R& v) const {
+    before();
     byte_buffer& buf = scratch_buffer();
     registration_scope scope(&conn->callbacks());  // a function in the result is lent only if sent
     build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); }, &conn->callbacks());
@@ -186,6 +192,7 @@ struct reply_sink {
     conn->send(buf.view());
   }
   void value() const {
+    before();
     byte_buffer& buf = scratch_buffer();
     build_frame(buf, message_kind::reply_value, id, [](encoder&) {});
     if (conn->tracing()) conn->trace("send reply #" + std::to_string(id) + " " + what + " = void");
@@ -214,6 +221,7 @@ struct served_object {
   void* obj = nullptr;
   void (*destroy)(void*) = nullptr;
   const method_table* methods = nullptr;
+  const member_tables* members = nullptr;  // events and properties
   const char* class_name = "";
 };
 using ctor_fn = served_object (*)(decoder& args);
@@ -310,6 +318,7 @@ served_object construct_with(decoder& d, std::index_sequence<I...>) {
   s.obj = new C(pass_arg<A>(std::get<I>(args))...);
   s.destroy = [](void* p) { delete static_cast<C*>(p); };
   s.methods = &methods_of<C>();
+  s.members = &members_of<C>();
   return s;
 }
 

@@ -18,6 +18,10 @@
 //   notify           u64 callback id, arguments                    either way; one-way, no reply
 //   release          u32 n, n × u64 callback ids                   either way; the sender dropped
 //                                                                  its last copy of each
+//   event            u64 event id, arguments                       child → parent; one-way
+//   subscribe        u64 event id, u8 on (1) / off (0)             parent → child
+//   properties       u32 n, n × (u64 property id, u32 len, value)  child → parent; changed values
+//   dispose          empty                                         child → parent; "end me"
 #pragma once
 
 #include <cstddef>
@@ -36,8 +40,12 @@ enum class message_kind : std::uint8_t {
   invoke = 6,
   notify = 7,
   release = 8,
+  event = 9,
+  subscribe = 10,
+  properties = 11,
+  dispose = 12,
 };
-inline constexpr std::uint8_t max_message_kind = 8;
+inline constexpr std::uint8_t max_message_kind = 12;
 
 inline bool is_callback_message(message_kind k) noexcept {
   return k == message_kind::invoke || k == message_kind::notify || k == message_kind::release;

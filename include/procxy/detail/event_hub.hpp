@@ -1,0 +1,120 @@
+// procxy/detail/event_hub.hpp — the parent's side of events and properties: one channel per
+// event (its listeners, subscribe/unsubscribe messages) and the last property values the child
+// sent. Type-erased; the typed faces are in procxy/event.hpp. See docs/design.md "Events".
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "procxy/detail/connection.hpp"
+
+namespace procxy::detail {
+
+class event_channel;
+
+// One listener. `fn` receives a pointer to the decoded argument tuple of its event.
+struct listener_cell {
+  std::function<void(const void* args)> fn;
+  bool once = false;
+  std::recursive_mutex run_mu;  // held while fn runs: removal from another thread waits for it
+  bool active = true;           // under run_mu
+  std::weak_ptr<event_channel> channel;
+};
+
+class event_channel : public std::enable_shared_from_this<event_channel> {
+ public:
+  // Decodes one emission's arguments into a heap tuple.
+  using decode_fn = std::shared_ptr<void> (*)(decoder& d);
+
+  event_channel(std::uint64_t id, const char* name, std::weak_ptr<connection> conn, decode_fn dec)
+      : id_(id), name_(name), conn_(std::move(conn)), decode_(dec) {}
+
+  // Adds a listener; the first one subscribes (a message to the child). Thread-safe.
+  std::shared_ptr<listener_cell> add(std::function<void(const void*)> fn, bool once);
+  // Removes it: after return it never runs again (if it is running on another thread, waits
+  // for it; from inside itself, returns at once). The last one unsubscribes. Idempotent.
+  void remove(listener_cell& c);
+  std::size_t listeners() const;
+
+  // On the dispatch thread: decodes one emission and runs the listeners in order, or hands them
+  // to the user's executor; returns true if handed (the task reports event_done itself).
+  bool deliver(decoder& d);
+  // Backpressure: decodes and drops one emission (releasing any callbacks among its arguments).
+  void discard(decoder& d) { (void)decode_(d); }
+  // The proxy is gone: no listener runs again.
+  void clear();
+  const char* name() const noexcept { return name_; }
+
+ private:
+  void run(const void* args);
+  void send_subscribe(bool on);  // mu_ held: on/off messages stay in order
+
+  const std::uint64_t id_;
+  const char* name_;
+  std::weak_ptr<connection> conn_;
+  decode_fn decode_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<listener_cell>> cells_;  // in the order they were added
+  bool cleared_ = false;
+};
+
+class event_hub {
+ public:
+  // The channel of event `id`, created on first use. Never removed until clear().
+  std::shared_ptr<event_channel> channel(std::uint64_t id, const char* name,
+                                         event_channel::decode_fn dec, std::weak_ptr<connection> c);
+  std::shared_ptr<event_channel> find(std::uint64_t id) const;
+  // Stores the values of a `properties` frame.
+  void set_properties(decoder& d);
+  // The encoded value of property `id` as last sent, or null if none arrived yet.
+  std::shared_ptr<const std::vector<std::byte>> property(std::uint64_t id) const;
+  // The proxy is gone: no listener runs again.
+  void clear();
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<event_channel>> channels_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const std::vector<std::byte>>> props_;
+};
+
+// ---- the child's side --------------------------------------------------------------------------
+
+// Where one event member of the served object sends. Owned by the child's server.
+struct event_link {
+  std::uint64_t id = 0;
+  const char* name = "";
+  std::atomic<bool> listened{false};  // the parent has at least one listener
+  connection* conn = nullptr;
+  std::function<void()> before_emit;  // property snapshot (object thread only)
+};
+// Sends a built event frame (after the property snapshot, on the object thread).
+void send_event(event_link& l, byte_buffer& frame);
+
+// The child's events and properties of class C, registered by PROCXY_CLASS.
+struct member_tables {
+  struct event_entry {
+    std::uint64_t id;
+    const char* name;
+    event_link*& (*link)(void* obj);  // the member's link pointer
+  };
+  struct property_entry {
+    std::uint64_t id;
+    const char* name;
+    void (*encode)(const void* obj, encoder& e);
+  };
+  std::vector<event_entry> events;
+  std::vector<property_entry> properties;
+};
+template <class C>
+member_tables& members_of() {
+  static member_tables& t = *new member_tables;  // never destroyed (see methods_of)
+  return t;
+}
+
+}  // namespace procxy::detail

@@ -1,0 +1,223 @@
+// Events and properties: the parent's channels and property store, the child's event sends.
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "procxy/detail/callback.hpp"
+#include "procxy/detail/event_hub.hpp"
+#include "procxy/detail/method.hpp"
+#include "procxy/event.hpp"
+
+namespace procxy::detail {
+
+// ---- parent: channels --------------------------------------------------------------------------
+
+std::shared_ptr<listener_cell> event_channel::add(std::function<void(const void*)> fn, bool once) {
+  auto cell = std::make_shared<listener_cell>();
+  cell->fn = std::move(fn);
+  cell->once = once;
+  cell->channel = weak_from_this();
+  std::lock_guard lk(mu_);
+  if (cleared_) {
+    cell->active = false;  // the proxy is gone: it would never run
+    return cell;
+  }
+  cells_.push_back(cell);
+  if (cells_.size() == 1) send_subscribe(true);
+  return cell;
+}
+
+void event_channel::remove(listener_cell& c) {
+  {
+    std::lock_guard rl(c.run_mu);  // waits while it runs on another thread (recursive: not itself)
+    c.active = false;
+  }
+  std::shared_ptr<listener_cell> keep;  // destroyed after the lock (its function may hold callbacks)
+  std::lock_guard lk(mu_);
+  auto it = std::find_if(cells_.begin(), cells_.end(), [&](const auto& p) { return p.get() == &c; });
+  if (it == cells_.end()) return;
+  keep = std::move(*it);
+  cells_.erase(it);
+  if (cells_.empty() && !cleared_) send_subscribe(false);
+}
+
+std::size_t event_channel::listeners() const {
+  std::lock_guard lk(mu_);
+  return cells_.size();
+}
+
+void event_channel::send_subscribe(bool on) {
+  auto c = conn_.lock();
+  if (!c || c->broken()) return;
+  try {
+    byte_buffer buf;
+    build_frame(buf, message_kind::subscribe, 0, [&](encoder& e) {
+      e.raw(id_);
+      e.raw(static_cast<std::uint8_t>(on ? 1 : 0));
+    });
+    if (c->tracing()) c->trace(std::string("send ") + (on ? "subscribe " : "unsubscribe ") + name_);
+    c->send(buf.view());
+    c->event_subscriptions_sent.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    // The child is gone; nothing to subscribe to.
+  }
+}
+
+bool event_channel::deliver(decoder& d) {
+  auto args = decode_(d);
+  expect_end(d);
+  auto c = conn_.lock();
+  if (!c) return false;
+  c->events_received.fetch_add(1, std::memory_order_relaxed);
+  auto& ctx = c->callbacks();
+  if (!ctx.has_executor()) {
+    run(args.get());
+    return false;
+  }
+  connection* conn = c.get();  // kept alive by the task (post_task)
+  ctx.post_task(
+      [self = shared_from_this(), args = std::move(args), conn](bool closed) {
+        if (closed) return;
+        self->run(args.get());
+        conn->event_done();
+      },
+      /*ordered=*/true, /*event=*/true);
+  return true;
+}
+
+void event_channel::run(const void* args) {
+  std::vector<std::shared_ptr<listener_cell>> cells;
+  {
+    std::lock_guard lk(mu_);
+    if (cleared_) return;
+    cells = cells_;
+  }
+  auto c = conn_.lock();
+  for (auto& cell : cells) {
+    std::unique_lock rl(cell->run_mu);
+    if (!cell->active) continue;
+    if (cell->once) cell->active = false;
+    try {
+      cell->fn(args);
+    } catch (...) {
+      if (c) c->callbacks().report_one_way_error(std::current_exception());
+    }
+    rl.unlock();
+    if (cell->once) remove(*cell);
+  }
+}
+
+void event_channel::clear() {
+  std::vector<std::shared_ptr<listener_cell>> cells;
+  {
+    std::lock_guard lk(mu_);
+    cleared_ = true;
+    cells.swap(cells_);
+  }
+  for (auto& cell : cells) {
+    std::lock_guard rl(cell->run_mu);
+    cell->active = false;
+  }
+}
+
+std::shared_ptr<event_channel> event_hub::channel(std::uint64_t id, const char* name,
+                                                  event_channel::decode_fn dec,
+                                                  std::weak_ptr<connection> c) {
+  std::lock_guard lk(mu_);
+  auto& ch = channels_[id];
+  if (!ch) ch = std::make_shared<event_channel>(id, name, std::move(c), dec);
+  return ch;
+}
+
+std::shared_ptr<event_channel> event_hub::find(std::uint64_t id) const {
+  std::lock_guard lk(mu_);
+  auto it = channels_.find(id);
+  return it == channels_.end() ? nullptr : it->second;
+}
+
+void event_hub::set_properties(decoder& d) {
+  auto n = d.count(sizeof(std::uint64_t) + sizeof(std::uint32_t));
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::vector<std::byte>>>> values;
+  values.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto id = d.raw<std::uint64_t>();
+    auto len = d.count(1);
+    const std::byte* bytes = d.reader().take(len);
+    values.emplace_back(id, std::make_shared<const std::vector<std::byte>>(bytes, bytes + len));
+  }
+  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after properties");
+  std::lock_guard lk(mu_);
+  for (auto& [id, v] : values) props_[id] = std::move(v);
+}
+
+std::shared_ptr<const std::vector<std::byte>> event_hub::property(std::uint64_t id) const {
+  std::lock_guard lk(mu_);
+  auto it = props_.find(id);
+  return it == props_.end() ? nullptr : it->second;
+}
+
+void event_hub::clear() {
+  std::unordered_map<std::uint64_t, std::shared_ptr<event_channel>> channels;
+  {
+    std::lock_guard lk(mu_);
+    channels = channels_;  // kept: late event frames still decode (and drop) through them
+  }
+  for (auto& [id, ch] : channels) ch->clear();
+}
+
+// ---- child -------------------------------------------------------------------------------------
+
+void send_event(event_link& l, byte_buffer& frame) {
+  if (l.before_emit && l.conn->on_dispatch_thread()) {
+    byte_buffer copy;  // the snapshot builds its own frame in the scratch buffer
+    copy.append(frame.data(), frame.size());
+    l.before_emit();
+    if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
+    l.conn->send_one_way(copy.view());
+    return;
+  }
+  if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
+  l.conn->send_one_way(frame.view());
+}
+
+namespace {
+std::atomic<connection*> g_child_conn{nullptr};
+}  // namespace
+
+void set_child_connection(connection* c) noexcept { g_child_conn.store(c, std::memory_order_release); }
+
+}  // namespace procxy::detail
+
+namespace procxy {
+
+void child_handle::dispose() {
+  auto* c = detail::g_child_conn.load(std::memory_order_acquire);
+  if (c == nullptr)
+    throw std::logic_error("procxy: this_child().dispose() outside a procxy child process");
+  // Queued on the object thread: sent after the reply of the call that asked (which completes
+  // normally), before anything later.
+  c->post(
+      [c] {
+        detail::byte_buffer buf;
+        detail::build_frame(buf, detail::message_kind::dispose, 0, [](detail::encoder&) {});
+        if (c->tracing()) c->trace("send dispose");
+        try {
+          c->send(buf.view());
+          c->flush();
+        } catch (...) {
+          // The parent is gone already.
+        }
+      },
+      false);
+}
+
+bool child_handle::in_child() const noexcept {
+  return detail::g_child_conn.load(std::memory_order_acquire) != nullptr;
+}
+
+child_handle& this_child() noexcept {
+  static child_handle h;
+  return h;
+}
+
+}  // namespace procxy
