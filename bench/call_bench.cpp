@@ -90,6 +90,23 @@ class Pump {
 };
 PROCXY_CLASS(Pump, pump, stream);
 
+// Emits events: `n` in one call (throughput), or one stamped with the child's steady clock
+// (latency: CLOCK_MONOTONIC is the same clock in both processes).
+class Emitter {
+ public:
+  procxy::event<int> tick;
+  procxy::event<long long> stamped;
+  void run(int n) {
+    for (int i = 0; i < n; ++i) tick.emit(i);
+  }
+  void stamp() {
+    stamped.emit(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count());
+  }
+};
+PROCXY_CLASS(Emitter, run, stamp, tick, stamped);
+
 namespace {
 
 [[noreturn]] void die(const char* what) {
@@ -239,6 +256,35 @@ void BM_NotifyStream(benchmark::State& state) {
   for (auto _ : state) p.stream(n, tick).get();
   if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost notifications");
   state.SetItemsProcessed(state.iterations() * n);
+}
+
+// Events per second, child → parent, one listener; emitted inside one call, coalesced.
+void BM_EventStream(benchmark::State& state) {
+  auto p = procxy::spawn<Emitter>();
+  p.started().get();
+  long long seen = 0;
+  auto sub = p.tick().on([&](int) { ++seen; });
+  constexpr int n = 100'000;
+  for (auto _ : state) p.run(n).get();
+  if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost events");
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+// One event: emit (in the child) → listener (in the parent), measured with the shared monotonic
+// clock; the iteration is a call that emits one event and returns.
+void BM_EventLatency(benchmark::State& state) {
+  auto p = procxy::spawn<Emitter>();
+  p.started().get();
+  long long total_ns = 0, count = 0;
+  auto sub = p.stamped().on([&](long long t0) {
+    auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
+    total_ns += now - t0;
+    ++count;
+  });
+  for (auto _ : state) p.stamp().get();
+  state.counters["emit_to_listener_us"] = count ? static_cast<double>(total_ns) / count / 1000.0 : 0.0;
 }
 
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
@@ -525,6 +571,8 @@ BENCHMARK(bench::BM_ProxyDivideThrows)->UseRealTime();
 BENCHMARK(bench::BM_ProxyDivideThrows_Backtrace)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_CallbackRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_NotifyStream)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_EventStream)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_EventLatency)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);

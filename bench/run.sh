@@ -124,6 +124,21 @@ for r in runs:
     cells += " — | %s notifications/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips),
                                                verdict(None if ips is None else ips >= 1000000))
 print("| NotifyStream (one-way, coalesced) | — | ≥ 1,000,000/s |%s" % cells)
+cells = ""
+for r in runs:
+    b = r["med"].get("EventStream")
+    ips = b.get("items_per_second") if b else None
+    cells += " — | %s events/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips),
+                                        verdict(None if ips is None else ips >= 1000000))
+print("| EventStream (child → parent, one listener, coalesced) | — | ≥ 1,000,000/s |%s" % cells)
+cells = ""
+for r in runs:
+    b = r["med"].get("EventLatency")
+    lat = b.get("emit_to_listener_us") if b else None
+    base = us(r, "RawPingPong")
+    rr = None if lat is None or base is None else lat / base
+    cells += " %s emit → listener | %s |" % (fmt(lat), "n/a" if rr is None else "%.2f× RawPingPong" % rr)
+print("| EventLatency (one event, inside a call) | RawPingPong | (info) |%s" % cells)
 
 phases = ("PosixSpawnReplyOnce", "PosixSpawnSelfReplyOnce", "SpawnToFirstResult", "SpawnToFirstResult_Fork")
 print()

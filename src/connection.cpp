@@ -154,7 +154,9 @@ void connection::send_one_way(std::span<const std::byte> f) {
   }
   wpending_.append(f.data(), f.size());
   if (writing_) return;  // the writing thread sends these bytes next
-  if (wpending_.size() >= read_chunk) {
+  // Inside a method (the object thread working through a batch) frames are coalesced until the
+  // reply, 64 KiB or the flusher's half millisecond; a lone emit from elsewhere goes out now.
+  if (!e || wpending_.size() >= read_chunk) {
     drain_writes(lk);
     return;
   }
