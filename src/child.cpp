@@ -268,6 +268,7 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   // Writes one-way frames (events, notifications) that would otherwise wait for the object
   // thread's next flush. Detached: the process ends with _exit, and the thread keeps the
   // connection alive.
+  conn->enable_flusher();
   std::thread([conn] { conn->run_flusher(); }).detach();
   conn->set_dispatch_thread(std::this_thread::get_id());
   conn->run_dispatch_loop();

@@ -166,6 +166,11 @@ void connection::send_one_way(std::span<const std::byte> f) {
   }
 }
 
+void connection::enable_flusher() {
+  std::lock_guard lk(wmu_);
+  flusher_running_ = true;
+}
+
 void connection::run_flusher() {
   std::unique_lock lk(wmu_);
   flusher_running_ = true;
@@ -394,6 +399,7 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
       const bool ev = f.header.kind == message_kind::event;
       queue_.push_back(item{std::move(f), {}});
       queued = true;
+      if (ev) events_peak_ = std::max(events_peak_, events_pending_ + 1);
       if (ev && ++events_pending_ > max_events_ && max_events_ > 0 && drop_oldest_ &&
           drop_oldest_event(dropped_frames, dropped_tasks)) {
         --events_pending_;
@@ -869,6 +875,10 @@ connection_stats connection::stats() const {
   s.callback_releases_out = callbacks_->releases_out.load();
   s.events_received = events_received.load();
   s.events_dropped = events_dropped_.load();
+  {
+    std::lock_guard lk(mu_);
+    s.events_queued_peak = events_peak_;
+  }
   s.event_subscriptions_sent = event_subscriptions_sent.load();
   s.property_updates = property_updates.load();
   std::lock_guard lk(mu_);

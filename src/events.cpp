@@ -156,6 +156,11 @@ std::shared_ptr<const std::vector<std::byte>> event_hub::property(std::uint64_t 
   return it == props_.end() ? nullptr : it->second;
 }
 
+void event_hub::count_listeners(std::map<std::string, std::size_t>& out) const {
+  std::lock_guard lk(mu_);
+  for (const auto& [id, ch] : channels_) out[ch->name()] = ch->listeners();
+}
+
 void event_hub::clear() {
   std::unordered_map<std::uint64_t, std::shared_ptr<event_channel>> channels;
   {

@@ -167,6 +167,30 @@ TEST(Events, ListenersAddedAndRemovedFromAnyThreadDuringCalls) {
   EXPECT_EQ(job.progress().listeners(), 0u);
 }
 
+TEST(Events, ConcurrentMethodCallsWhileEventsFlow) {
+  auto job = procxy::spawn<Job>();
+  std::atomic<int> events{0};
+  auto s = job.progress().on([&](int, int) { ++events; });
+  std::atomic<int> ok{0};
+  std::thread other([&] {
+    for (int i = 0; i < 200; ++i) ok += job.noop().get();
+  });
+  for (int i = 0; i < 20; ++i) job.run(500).get();
+  other.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(events.load(), 20 * 500);
+}
+
+TEST(Events, ListenerCountsInTheStats) {
+  auto job = procxy::spawn<Job>();
+  auto a = job.progress().on([](int, int) {});
+  auto b = job.progress().on([](int, int) {});
+  auto c = job.finished().on([] {});
+  auto st = job.stats();
+  EXPECT_EQ(st.event_listeners["event_test::Job::progress"], 2u);
+  EXPECT_EQ(st.event_listeners["event_test::Job::finished"], 1u);
+}
+
 TEST(Events, TheSeedsCaseAnEventCarryingACallback) {
   auto job = procxy::spawn<Job>();
   job.need_input().once([](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
@@ -223,7 +247,11 @@ TEST(Events, BlockingBackpressureLosesNothing) {
   });
   job.run(20'000).get();
   EXPECT_EQ(n.load(), 20'000);
-  EXPECT_EQ(job.stats().events_dropped, 0u);
+  auto st = job.stats();
+  EXPECT_EQ(st.events_dropped, 0u);
+  // Bounded: 16 plus what one 64 KiB read can hold (~2,700 of these events). Without the bound
+  // a caller waiting in run().get() reads and queues all 20,000 behind the slow listener.
+  EXPECT_LT(st.events_queued_peak, 16u + 65536u / 24u + 1u);
 }
 
 TEST(Events, DropOldestBackpressureCountsWhatItDrops) {

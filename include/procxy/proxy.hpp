@@ -174,7 +174,13 @@ class proxy : public call_api<T, proxy<T>> {
     if (core_) core_->terminate();
   }
   // Connection counters (frames and bytes each way, write syscalls, pending calls, timeouts).
-  detail::connection_stats stats() const { return core_ ? core_->conn().stats() : detail::connection_stats{}; }
+  // Events: delivered, dropped, subscribe messages, property updates, listeners per event.
+  detail::connection_stats stats() const {
+    if (!core_) return {};
+    auto s = core_->conn().stats();
+    core_->events().count_listeners(s.event_listeners);
+    return s;
+  }
 
  private:
   template <class U, class... A>

@@ -18,6 +18,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -92,6 +93,9 @@ struct connection_stats {
   // unsubscribe messages sent; property update messages received.
   std::uint64_t events_received = 0;
   std::uint64_t events_dropped = 0;
+  std::size_t events_queued_peak = 0;  // most events waiting for listeners at once
+  // Listeners per event ("Job::progress" → count), for the events the parent has looked at.
+  std::map<std::string, std::size_t> event_listeners;
   std::uint64_t event_subscriptions_sent = 0;
   std::uint64_t property_updates = 0;
 };
@@ -140,6 +144,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // millisecond by run_flusher() even if the sender sends nothing more.
   void send_one_way(std::span<const std::byte> frame);
   // The child's flusher thread: writes one-way frames that have waited; returns after stop().
+  // enable_flusher() first, on the thread that starts it (frames sent before the thread runs
+  // wait for it rather than for the next flush).
+  void enable_flusher();
   void run_flusher();
   // Writes out everything held back (deferred calls; E's coalesced replies when called on E).
   void flush();
@@ -302,6 +309,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::exception_ptr broken_;
   bool disconnected_ = false;
   std::size_t events_pending_ = 0;  // event frames routed and not yet done
+  std::size_t events_peak_ = 0;
   std::size_t max_events_ = 0;
   bool drop_oldest_ = false;
   std::atomic<std::uint64_t> events_dropped_{0};

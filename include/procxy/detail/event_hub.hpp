@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -76,6 +78,8 @@ class event_hub {
   std::shared_ptr<const std::vector<std::byte>> property(std::uint64_t id) const;
   // The proxy is gone: no listener runs again.
   void clear();
+  // Listener counts by event name, into `out`.
+  void count_listeners(std::map<std::string, std::size_t>& out) const;
 
  private:
   mutable std::mutex mu_;
