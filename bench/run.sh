@@ -117,20 +117,16 @@ for r in runs:
     cells += " %s per callback | %s %s |" % (fmt(per), "n/a" if rr is None else "%.2f" % rr,
                                              verdict(None if rr is None else rr <= 1.15))
 print("| CallbackRoundTrip (child calls a parent int(int)) | RawPingPong | ≤ 1.15× |%s" % cells)
-cells = ""
-for r in runs:
-    b = r["med"].get("NotifyStream")
-    ips = b.get("items_per_second") if b else None
-    cells += " — | %s notifications/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips),
-                                               verdict(None if ips is None else ips >= 1000000))
-print("| NotifyStream (one-way, coalesced) | — | ≥ 1,000,000/s |%s" % cells)
-cells = ""
-for r in runs:
-    b = r["med"].get("EventStream")
-    ips = b.get("items_per_second") if b else None
-    cells += " — | %s events/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips),
-                                        verdict(None if ips is None else ips >= 1000000))
-print("| EventStream (child → parent, one listener, coalesced) | — | ≥ 1,000,000/s |%s" % cells)
+def rate_row(name, label, unit, floor):
+    cells = ""
+    for r in runs:
+        b = r["med"].get(name)
+        ips = b.get("items_per_second") if b else None
+        cells += " — | %s %s/s %s |" % ("n/a" if ips is None else "{:,.0f}".format(ips), unit,
+                                        verdict(None if ips is None else ips >= floor))
+    print("| %s | — | ≥ {:,}/s |%s".format(floor) % (label, cells))
+rate_row("NotifyStream", "NotifyStream (one-way, coalesced)", "notifications", 1000000)
+rate_row("EventStream", "EventStream (child → parent, one listener, coalesced)", "events", 1000000)
 cells = ""
 for r in runs:
     b = r["med"].get("EventLatency")

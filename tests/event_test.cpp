@@ -1,5 +1,6 @@
 // Events forwarded child → parent, properties mirrored read-only, child-initiated dispose.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -268,6 +269,20 @@ TEST(Events, DropOldestBackpressureCountsWhatItDrops) {
   EXPECT_GT(st.events_dropped, 0u);
   EXPECT_EQ(static_cast<std::uint64_t>(n.load()) + fin, st.events_received);  // delivered
   EXPECT_EQ(st.events_received + st.events_dropped, 20'001u);              // nothing else lost
+}
+
+TEST(Events, AfterTheChildCrashedListenersComeAndGoWithoutHangingAndNeverRun) {
+  auto job = procxy::spawn<Job>();
+  int n = 0;
+  auto s = job.progress().on([&](int, int) { ++n; });
+  job.run(1).get();
+  ::kill(job.pid(), SIGKILL);
+  EXPECT_THROW(job.run(1).get(), procxy::child_crashed);
+  auto t = job.progress().on([&](int, int) { ++n; });  // no child: no subscribe, no error
+  s.off();
+  t.off();
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(job.processed(), 1);  // the last values stay readable after the child ended
 }
 
 // ---- properties --------------------------------------------------------------------------------

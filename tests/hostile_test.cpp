@@ -153,7 +153,8 @@ TEST_P(HostileReplyToCall, PendingCallsFailWithProtocolErrorAndTheChildIsKilled)
 INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToCall,
                          testing::Values("garbage", "truncated", "oversize", "unknown_kind",
                                          "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
-                                         "trailing_bytes", "bad_error_payload", "wrong_kind"),
+                                         "trailing_bytes", "bad_error_payload", "wrong_kind",
+                                         "unknown_event", "bad_properties", "dispose_body"),
                          [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 // ---- misbehaviour in reply to the construct frame -----------------------------------------------
@@ -179,7 +180,8 @@ TEST_P(HostileReplyToConstruct, StartedAndPendingCallsFailWithProtocolErrorAndTh
 INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToConstruct,
                          testing::Values("garbage", "truncated", "oversize", "unknown_kind",
                                          "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
-                                         "trailing_bytes", "bad_error_payload", "wrong_kind"),
+                                         "trailing_bytes", "bad_error_payload", "wrong_kind",
+                                         "unknown_event", "bad_properties", "dispose_body"),
                          [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 // ---- the cases that differ ----------------------------------------------------------------------

@@ -22,6 +22,9 @@
 //   trailing_bytes     reply_value with a double and 3 more bytes
 //   bad_error_payload  reply_error with exception code 200 (unknown), well-formed otherwise
 //   wrong_kind         a `construct` frame sent to the parent
+//   unknown_event      an `event` frame for an event id the parent never listened to
+//   bad_properties     a `properties` frame whose value length runs past the body
+//   dispose_body       a `dispose` frame with a body
 //
 // After misbehaving it stays alive, reading and discarding until EOF (so the parent has to kill
 // it), except `truncated`. alarm(60) bounds its life if a broken parent never does.
@@ -175,6 +178,22 @@ double sum_of(const frame& call) {
     put_string(body, "from the hostile child");  // what
     put_string(body, "");                        // backtrace
     append_frame(out, message_kind::reply_error, id, body);
+  } else if (mode == "unknown_event") {
+    std::vector<char> body;
+    put(body, std::uint64_t{0xfeedface});  // an event id
+    put(body, std::int32_t{1});
+    append_frame(out, message_kind::event, 0, body);
+  } else if (mode == "bad_properties") {
+    std::vector<char> body;
+    put(body, std::uint32_t{1});           // one property
+    put(body, std::uint64_t{0x42});        // its id
+    put(body, std::uint32_t{1000});        // 1,000 bytes of value promised, 4 present
+    put(body, std::int32_t{7});
+    append_frame(out, message_kind::properties, 0, body);
+  } else if (mode == "dispose_body") {
+    std::vector<char> body;
+    put(body, std::int32_t{7});
+    append_frame(out, message_kind::dispose, 0, body);
   } else if (mode == "wrong_kind") {
     std::vector<char> body;
     put(body, std::uint64_t{0x1234});  // a "constructor id"
