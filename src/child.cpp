@@ -265,11 +265,9 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   child_server server(conn);
   conn->set_handler(&server);
   set_child_connection(conn.get());
-  // Writes one-way frames (events, notifications) that would otherwise wait for the object
-  // thread's next flush. Detached: the process ends with _exit, and the thread keeps the
-  // connection alive.
+  // One-way frames (events, notifications) emitted inside a method are written by a flusher
+  // thread rather than waiting for the method's reply (started when first needed).
   conn->enable_flusher();
-  std::thread([conn] { conn->run_flusher(); }).detach();
   conn->set_dispatch_thread(std::this_thread::get_id());
   conn->run_dispatch_loop();
   server.destroy_object();

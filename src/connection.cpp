@@ -164,6 +164,11 @@ void connection::send_one_way(std::span<const std::byte> f) {
     deferred_since_ = clock::now();
     flush_cv_.notify_one();
   }
+  if (!flusher_started_) {  // started on first need: most children never defer a frame
+    flusher_started_ = true;
+    lk.unlock();
+    std::thread([self = shared_from_this()] { self->run_flusher(); }).detach();
+  }
 }
 
 void connection::enable_flusher() {
@@ -173,7 +178,6 @@ void connection::enable_flusher() {
 
 void connection::run_flusher() {
   std::unique_lock lk(wmu_);
-  flusher_running_ = true;
   while (!flusher_stop_) {
     if (wpending_.empty() || writing_ || deferred_since_ == no_deadline) {
       flush_cv_.wait(lk);
@@ -190,7 +194,6 @@ void connection::run_flusher() {
       break;  // the peer is gone
     }
   }
-  flusher_running_ = false;
 }
 
 void connection::flush() {

@@ -143,11 +143,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // dispatch thread's held-back output included), coalesced, and written within about half a
   // millisecond by run_flusher() even if the sender sends nothing more.
   void send_one_way(std::span<const std::byte> frame);
-  // The child's flusher thread: writes one-way frames that have waited; returns after stop().
-  // enable_flusher() first, on the thread that starts it (frames sent before the thread runs
-  // wait for it rather than for the next flush).
+  // The child: one-way frames deferred inside a method are written by a flusher thread (started
+  // on the first such frame, detached; it keeps the connection alive and ends after stop()).
   void enable_flusher();
-  void run_flusher();
   // Writes out everything held back (deferred calls; E's coalesced replies when called on E).
   void flush();
 
@@ -280,7 +278,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::condition_variable flush_cv_;  // the flusher: one-way frames are waiting
   clock::time_point deferred_since_ = no_deadline;  // under wmu_
   bool flusher_stop_ = false;                       // under wmu_
-  bool flusher_running_ = false;                    // under wmu_
+  bool flusher_running_ = false;                    // under wmu_: enabled (the child)
+  bool flusher_started_ = false;                    // under wmu_
+  void run_flusher();
   byte_buffer corked_;   // E's own output while it works through a batch
   bool e_corked_ = false;  // touched by E only
 
