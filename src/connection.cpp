@@ -162,7 +162,9 @@ void connection::send_one_way(std::span<const std::byte> f) {
   }
   if (deferred_since_ == no_deadline) {
     deferred_since_ = clock::now();
-    flush_cv_.notify_one();
+    // A flusher already in a timed wait finds this when it wakes (within half a millisecond);
+    // waking it for every call that emits would cost a context switch per call.
+    if (flusher_asleep_) flush_cv_.notify_one();
   }
   if (!flusher_started_) {  // started on first need: most children never defer a frame
     flusher_started_ = true;
@@ -180,7 +182,9 @@ void connection::run_flusher() {
   std::unique_lock lk(wmu_);
   while (!flusher_stop_) {
     if (wpending_.empty() || writing_ || deferred_since_ == no_deadline) {
+      flusher_asleep_ = true;
       flush_cv_.wait(lk);
+      flusher_asleep_ = false;
       continue;
     }
     auto due = deferred_since_ + std::chrono::microseconds(500);

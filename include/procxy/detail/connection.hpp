@@ -280,6 +280,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool flusher_stop_ = false;                       // under wmu_
   bool flusher_running_ = false;                    // under wmu_: enabled (the child)
   bool flusher_started_ = false;                    // under wmu_
+  bool flusher_asleep_ = true;                      // under wmu_: in its untimed wait
   void run_flusher();
   byte_buffer corked_;   // E's own output while it works through a batch
   bool e_corked_ = false;  // touched by E only
