@@ -68,16 +68,17 @@ bool event_channel::deliver(decoder& d) {
   expect_end(d);
   auto c = conn_.lock();
   if (!c) return false;
-  c->events_received.fetch_add(1, std::memory_order_relaxed);
   auto& ctx = c->callbacks();
   if (!ctx.has_executor()) {
+    c->events_received.fetch_add(1, std::memory_order_relaxed);
     run(args.get());
     return false;
   }
   connection* conn = c.get();  // kept alive by the task (post_task)
   ctx.post_task(
       [self = shared_from_this(), args = std::move(args), conn](bool closed) {
-        if (closed) return;
+        if (closed) return;  // dropped by backpressure, or the proxy is gone: not delivered
+        conn->events_received.fetch_add(1, std::memory_order_relaxed);
         self->run(args.get());
         conn->event_done();
       },

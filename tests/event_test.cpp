@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#include "serial_executor.hpp"
 
 using namespace std::chrono_literals;
 
@@ -197,8 +198,11 @@ TEST(Events, TheSeedsCaseAnEventCarryingACallback) {
   job.need_input().once([](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
   job.ask().get();
   EXPECT_EQ(job.input().get(), 0.5);
+  // The parent's copy goes when the listener has returned on the dispatch thread, which may be
+  // just after input() completed (the listener waited for reply(0.5) there).
+  for (int i = 0; i < 2000 && job.stats().callbacks_held != 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(job.stats().callbacks_held, 0);  // released
   job.noop().get();
-  EXPECT_EQ(job.stats().callbacks_held, 0);  // the parent dropped its copy: released
 }
 
 TEST(Events, DeliveredWhileTheMethodIsStillRunning) {
@@ -283,6 +287,64 @@ TEST(Events, AfterTheChildCrashedListenersComeAndGoWithoutHangingAndNeverRun) {
   t.off();
   EXPECT_EQ(n, 1);
   EXPECT_EQ(job.processed(), 1);  // the last values stay readable after the child ended
+}
+
+// ---- events on the user's executor ---------------------------------------------------------
+
+using procxy_test::serial_executor;
+
+TEST(EventsOnAnExecutor, ListenersRunThereInOrderBeforeTheReply) {
+  serial_executor ex;
+  auto job = procxy::spawn<Job>({.callback_executor = ex.post()});
+  std::vector<int> seen;
+  bool on_executor = true;
+  auto s = job.progress().on([&](int done, int) {
+    seen.push_back(done);
+    on_executor = on_executor && std::this_thread::get_id() == ex.id();
+  });
+  ex.hold(true);
+  auto f = job.run(200);
+  EXPECT_EQ(f.wait_for(200ms), std::future_status::timeout);  // the reply waits behind the events
+  ex.hold(false);
+  f.get();
+  ASSERT_EQ(seen.size(), 200u);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i + 1);
+  EXPECT_TRUE(on_executor);
+}
+
+TEST(EventsOnAnExecutor, BlockingBackpressureWhileTheExecutorIsHeld) {
+  serial_executor ex;
+  auto job = procxy::spawn<Job>({.callback_executor = ex.post(), .max_queued_events = 16});
+  std::atomic<int> n{0};
+  auto s = job.progress().on([&](int, int) { ++n; });
+  ex.hold(true);
+  auto f = job.run(20'000);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_LT(ex.queued(), 16u + 65536u / 24u + 2u);  // the parent stopped reading
+  ex.hold(false);
+  f.get();
+  EXPECT_EQ(n.load(), 20'000);
+  EXPECT_EQ(job.stats().events_dropped, 0u);
+}
+
+TEST(EventsOnAnExecutor, DropOldestDropsTasksNotStarted) {
+  serial_executor ex;
+  auto job = procxy::spawn<Job>({.callback_executor = ex.post(),
+                                 .max_queued_events = 16,
+                                 .on_event_overflow = procxy::event_overflow::drop_oldest});
+  std::vector<int> seen;
+  auto s = job.progress().on([&](int done, int) { seen.push_back(done); });
+  ex.hold(true);
+  auto f = job.run(1000);
+  std::this_thread::sleep_for(300ms);
+  ex.hold(false);
+  f.get();
+  auto st = job.stats();
+  EXPECT_GT(st.events_dropped, 0u);
+  EXPECT_EQ(st.events_received + st.events_dropped, 1000u);  // (finished has no listener: not sent)
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back(), 1000);  // the newest survive
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_LT(seen[i - 1], seen[i]);
 }
 
 // ---- properties --------------------------------------------------------------------------------
