@@ -204,7 +204,8 @@ void codec_context::post_task(std::function<void(bool)> task, bool ordered, bool
     if (claim(*cell) && ordered) backlog_.fetch_sub(1, std::memory_order_acq_rel);
     throw;
   }
-  conn_.wake_waiters();  // a thread waiting inside a task may have to run this one
+  // A thread waiting inside a task may have to run this one (the executor is blocked in it).
+  if (task_waiters_.load() > 0) conn_.wake_waiters();  // seq_cst: after the push above
 }
 
 bool codec_context::claim(task_cell& t) {

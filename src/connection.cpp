@@ -141,7 +141,7 @@ void connection::send(std::span<const std::byte> f, bool defer) {
 void connection::send_one_way(std::span<const std::byte> f) {
   const bool e = on_dispatch_thread() && e_corked_;
   std::unique_lock lk(wmu_);
-  if (!flusher_running_) {
+  if (!flusher_enabled_) {  // the parent: no flusher thread, the usual flush triggers
     lk.unlock();
     send(f, /*defer=*/true);
     return;
@@ -175,7 +175,7 @@ void connection::send_one_way(std::span<const std::byte> f) {
 
 void connection::enable_flusher() {
   std::lock_guard lk(wmu_);
-  flusher_running_ = true;
+  flusher_enabled_ = true;
 }
 
 void connection::run_flusher() {
@@ -406,11 +406,13 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
       const bool ev = f.header.kind == message_kind::event;
       queue_.push_back(item{std::move(f), {}});
       queued = true;
-      if (ev) events_peak_ = std::max(events_peak_, events_pending_ + 1);
-      if (ev && ++events_pending_ > max_events_ && max_events_ > 0 && drop_oldest_ &&
-          drop_oldest_event(dropped_frames, dropped_tasks)) {
-        --events_pending_;
-        events_dropped_.fetch_add(1, std::memory_order_relaxed);
+      if (ev) {
+        events_peak_ = std::max(events_peak_, ++events_pending_);
+        if (drop_oldest_ && max_events_ > 0 && events_pending_ > max_events_ &&
+            drop_oldest_event(dropped_frames, dropped_tasks)) {
+          --events_pending_;
+          events_dropped_.fetch_add(1, std::memory_order_relaxed);
+        }
       }
     }
   }
@@ -486,8 +488,8 @@ void connection::complete(frame& f) {
           self->wake_waiters();
         },
         true);
-    // finish() completes the state on the executor: wake_waiters() (from post_task) made sure
-    // waiters poll with the wake-up fd; the task wakes them again when done (below).
+    // The state completes on the executor's thread; readers poll the wake-up fd whenever an
+    // executor is set (lead_read), and the task wakes them when done.
     return;
   }
   finish(pc, f);
@@ -571,6 +573,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
   // so the callbacks the child invokes meanwhile run here, as the child's object thread runs
   // nested calls while it waits (docs/design.md "Callbacks: threads").
   const bool runs_tasks = callbacks_->has_executor() && callbacks_->in_task();
+  codec_context::task_waiter tw(*callbacks_, runs_tasks);
   // E waits for a request it made (a callback it invokes in the child, a call from a listener):
   // that request goes out now, before E runs anything nested that could let later requests of
   // other threads overtake it.

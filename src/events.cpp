@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "procxy/detail/callback.hpp"
 #include "procxy/detail/event_hub.hpp"
@@ -22,8 +23,10 @@ std::shared_ptr<listener_cell> event_channel::add(std::function<void(const void*
     cell->active = false;  // the proxy is gone: it would never run
     return cell;
   }
-  cells_.push_back(cell);
-  if (cells_.size() == 1) send_subscribe(true);
+  auto next = std::make_shared<cell_list>(*cells_);
+  next->push_back(cell);
+  cells_ = std::move(next);
+  if (cells_->size() == 1) send_subscribe(true);
   return cell;
 }
 
@@ -32,18 +35,21 @@ void event_channel::remove(listener_cell& c) {
     std::lock_guard rl(c.run_mu);  // waits while it runs on another thread (recursive: not itself)
     c.active = false;
   }
-  std::shared_ptr<listener_cell> keep;  // destroyed after the lock (its function may hold callbacks)
+  std::shared_ptr<const cell_list> old;  // destroyed after the lock (its functions may hold callbacks)
   std::lock_guard lk(mu_);
-  auto it = std::find_if(cells_.begin(), cells_.end(), [&](const auto& p) { return p.get() == &c; });
-  if (it == cells_.end()) return;
-  keep = std::move(*it);
-  cells_.erase(it);
-  if (cells_.empty() && !cleared_) send_subscribe(false);
+  auto it = std::find_if(cells_->begin(), cells_->end(), [&](const auto& p) { return p.get() == &c; });
+  if (it == cells_->end()) return;
+  auto next = std::make_shared<cell_list>();
+  next->reserve(cells_->size() - 1);
+  for (const auto& p : *cells_)
+    if (p.get() != &c) next->push_back(p);
+  old = std::exchange(cells_, std::move(next));
+  if (cells_->empty() && !cleared_) send_subscribe(false);
 }
 
 std::size_t event_channel::listeners() const {
   std::lock_guard lk(mu_);
-  return cells_.size();
+  return cells_->size();
 }
 
 void event_channel::send_subscribe(bool on) {
@@ -63,45 +69,33 @@ void event_channel::send_subscribe(bool on) {
   }
 }
 
-bool event_channel::deliver(decoder& d) {
-  auto args = decode_(d);
-  expect_end(d);
-  auto c = conn_.lock();
-  if (!c) return false;
-  auto& ctx = c->callbacks();
-  if (!ctx.has_executor()) {
-    c->events_received.fetch_add(1, std::memory_order_relaxed);
-    run(args.get());
-    return false;
-  }
-  connection* conn = c.get();  // kept alive by the task (post_task)
-  ctx.post_task(
+void event_channel::post(std::shared_ptr<void> args, connection& c) {
+  connection* conn = &c;  // kept alive by the task (post_task)
+  c.callbacks().post_task(
       [self = shared_from_this(), args = std::move(args), conn](bool closed) {
         if (closed) return;  // dropped by backpressure, or the proxy is gone: not delivered
         conn->events_received.fetch_add(1, std::memory_order_relaxed);
-        self->run(args.get());
+        self->run(args.get(), *conn);
         conn->event_done();
       },
       /*ordered=*/true, /*event=*/true);
-  return true;
 }
 
-void event_channel::run(const void* args) {
-  std::vector<std::shared_ptr<listener_cell>> cells;
+void event_channel::run(const void* args, connection& c) {
+  std::shared_ptr<const cell_list> cells;
   {
     std::lock_guard lk(mu_);
     if (cleared_) return;
     cells = cells_;
   }
-  auto c = conn_.lock();
-  for (auto& cell : cells) {
+  for (const auto& cell : *cells) {
     std::unique_lock rl(cell->run_mu);
     if (!cell->active) continue;
     if (cell->once) cell->active = false;
     try {
       cell->fn(args);
     } catch (...) {
-      if (c) c->callbacks().report_one_way_error(std::current_exception());
+      c.callbacks().report_one_way_error(std::current_exception());
     }
     rl.unlock();
     if (cell->once) remove(*cell);
@@ -109,24 +103,24 @@ void event_channel::run(const void* args) {
 }
 
 void event_channel::clear() {
-  std::vector<std::shared_ptr<listener_cell>> cells;
+  std::shared_ptr<const cell_list> cells;
   {
     std::lock_guard lk(mu_);
     cleared_ = true;
-    cells.swap(cells_);
+    cells = std::exchange(cells_, std::make_shared<const cell_list>());
   }
-  for (auto& cell : cells) {
+  for (const auto& cell : *cells) {
     std::lock_guard rl(cell->run_mu);
     cell->active = false;
   }
 }
 
 std::shared_ptr<event_channel> event_hub::channel(std::uint64_t id, const char* name,
-                                                  event_channel::decode_fn dec,
+                                                  event_channel::deliver_fn fn,
                                                   std::weak_ptr<connection> c) {
   std::lock_guard lk(mu_);
   auto& ch = channels_[id];
-  if (!ch) ch = std::make_shared<event_channel>(id, name, std::move(c), dec);
+  if (!ch) ch = std::make_shared<event_channel>(id, name, std::move(c), fn);
   return ch;
 }
 

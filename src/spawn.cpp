@@ -394,10 +394,10 @@ class parent_handler final : public request_handler {
                            ", which the parent never listened to");
     if (c.tracing()) c.trace(std::string(drop ? "drop event " : "recv event ") + ch->name());
     if (drop) {
-      ch->discard(d);
+      ch->discard(d, c);
       return false;
     }
-    return ch->deliver(d);
+    return ch->deliver(d, c);
   }
   std::weak_ptr<proxy_core> core_;
 };
@@ -455,8 +455,8 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       info.pid = child->pid();
       info.description = child->describe(info.exit_code, info.signal);
       const int who = requested->load(std::memory_order_acquire);
-      info.requested = who == 1 || who == 3;
-      info.disposed = who == 3;
+      info.requested = who == by_proxy || who == disposed;
+      info.disposed = who == disposed;
       try {
         handler(info);
       } catch (const std::exception& e) {
@@ -529,8 +529,7 @@ void proxy_core::kill_after_timeout(const char* what) {
 }
 
 void proxy_core::on_dispose() {
-  int expected = 0;
-  exit_requested_->compare_exchange_strong(expected, 3, std::memory_order_acq_rel);
+  mark_exit(disposed);
   terminate("procxy: the object asked to be disposed of (this_child().dispose())");
 }
 

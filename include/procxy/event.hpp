@@ -171,11 +171,22 @@ struct member_object<MP> {
   using type = T;
 };
 
+// event_channel::deliver_fn of event<A...>: the arguments are decoded on the stack and only
+// boxed when they have to wait for the user's executor.
 template <class... A>
-std::shared_ptr<void> decode_event_args(decoder& d) {
-  auto t = std::make_shared<std::tuple<wire_t<A>...>>();
-  std::apply([&](auto&... x) { (d(x), ...); }, *t);
-  return t;
+bool deliver_event(event_channel& ch, decoder& d, connection& c, bool drop) {
+  using args_t = std::tuple<wire_t<A>...>;
+  args_t args;
+  std::apply([&](auto&... x) { (d(x), ...); }, args);
+  expect_end(d);
+  if (drop) return false;
+  if (!c.callbacks().has_executor()) {
+    c.events_received.fetch_add(1, std::memory_order_relaxed);
+    ch.run(&args, c);
+    return false;
+  }
+  ch.post(std::make_shared<args_t>(std::move(args)), c);
+  return true;
 }
 
 template <class T>
@@ -192,7 +203,7 @@ struct event_face<MP, event<A...>> {
     proxy_core* core = binding_ ? binding_->core : nullptr;
     if (core == nullptr) throw terminated("procxy: events of a moved-from proxy");
     return event_source<A...>(core->events().channel(tag_id<method_tag<MP>>(), member_name<MP>(),
-                                                     &decode_event_args<A...>,
+                                                     &deliver_event<A...>,
                                                      core->conn().weak_from_this()));
   }
   const binding* binding_ = nullptr;

@@ -120,6 +120,22 @@ class codec_context {
   // Returns whether it ran any.
   bool run_unstarted();
   bool has_unstarted() const;
+  // Marks, for its lifetime, a thread that waits inside a task (connection::wait): only then
+  // does post_task have to wake the waiters.
+  class task_waiter {
+   public:
+    task_waiter(codec_context& c, bool active) noexcept : c_(active ? &c : nullptr) {
+      if (c_) c_->task_waiters_.fetch_add(1);  // seq_cst: pairs with post_task's load
+    }
+    ~task_waiter() {
+      if (c_) c_->task_waiters_.fetch_sub(1);
+    }
+    task_waiter(const task_waiter&) = delete;
+    task_waiter& operator=(const task_waiter&) = delete;
+
+   private:
+    codec_context* c_;
+  };
   // No task starts after this; waits for those running (but not for the caller's own).
   void close();
 
@@ -150,6 +166,7 @@ class codec_context {
 
   executor_fn executor_;
   std::atomic<int> backlog_{0};
+  std::atomic<int> task_waiters_{0};
   mutable std::mutex task_mu_;
   std::deque<std::shared_ptr<task_cell>> unstarted_;  // under task_mu_, in posting order
   std::condition_variable task_cv_;

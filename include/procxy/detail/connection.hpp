@@ -89,8 +89,8 @@ struct connection_stats {
   std::uint64_t callback_releases_in = 0;
   std::uint64_t callback_releases_out = 0;
   // Events (docs/design.md "Events"): delivered to the listeners, dropped by drop_oldest
-  // backpressure (never delivered), subscribe /
-  // unsubscribe messages sent; property update messages received.
+  // backpressure (never delivered), subscribe/unsubscribe messages sent, property updates
+  // received.
   std::uint64_t events_received = 0;
   std::uint64_t events_dropped = 0;
   std::size_t events_queued_peak = 0;  // most events waiting for listeners at once
@@ -189,6 +189,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // An event counted on arrival has been handled (its listeners ran, or it was discarded).
   void event_done();
 
+  // Counted by the event layer (event_hub.hpp, parent_handler), reported by stats().
+  std::atomic<std::uint64_t> events_received{0}, event_subscriptions_sent{0}, property_updates{0};
+
   // Wakes every thread waiting for a reply or reading (a state completed, or work arrived,
   // outside the reading path: the user's callback executor).
   void wake_waiters();
@@ -278,7 +281,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::condition_variable flush_cv_;  // the flusher: one-way frames are waiting
   clock::time_point deferred_since_ = no_deadline;  // under wmu_
   bool flusher_stop_ = false;                       // under wmu_
-  bool flusher_running_ = false;                    // under wmu_: enabled (the child)
+  bool flusher_enabled_ = false;                    // under wmu_: the child
   bool flusher_started_ = false;                    // under wmu_
   bool flusher_asleep_ = true;                      // under wmu_: in its untimed wait
   void run_flusher();
@@ -314,11 +317,6 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::size_t max_events_ = 0;
   bool drop_oldest_ = false;
   std::atomic<std::uint64_t> events_dropped_{0};
-
- public:
-  std::atomic<std::uint64_t> events_received{0}, event_subscriptions_sent{0}, property_updates{0};
-
- private:
 
   std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
       bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};

@@ -48,11 +48,13 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   proxy_core() = default;
   std::exception_ptr on_disconnect(std::exception_ptr cause);
   void kill_after_timeout(const char* what);
-  // Records who ended the child (first call wins): the proxy (true) or the child itself.
-  void mark_exit(bool requested) noexcept {
-    int expected = 0;
-    exit_requested_->compare_exchange_strong(expected, requested ? 1 : 2, std::memory_order_acq_rel);
+  // Who ended the child (exit_info::requested / disposed), recorded once: the first wins.
+  enum exit_cause : int { unknown = 0, by_proxy = 1, by_itself = 2, disposed = 3 };
+  void mark_exit(exit_cause why) noexcept {
+    int expected = unknown;
+    exit_requested_->compare_exchange_strong(expected, why, std::memory_order_acq_rel);
   }
+  void mark_exit(bool requested) noexcept { mark_exit(requested ? by_proxy : by_itself); }
 
   spawn_options opts_;
   const char* class_name_ = "";

@@ -31,11 +31,13 @@ struct listener_cell {
 
 class event_channel : public std::enable_shared_from_this<event_channel> {
  public:
-  // Decodes one emission's arguments into a heap tuple.
-  using decode_fn = std::shared_ptr<void> (*)(decoder& d);
+  // Decodes one emission from `d` (typed: deliver_event<A...> in procxy/event.hpp) and delivers
+  // it — runs the listeners, or hands them to the executor and returns true — or, `drop`,
+  // destroys it (backpressure; callbacks among the arguments are released).
+  using deliver_fn = bool (*)(event_channel& ch, decoder& d, connection& c, bool drop);
 
-  event_channel(std::uint64_t id, const char* name, std::weak_ptr<connection> conn, decode_fn dec)
-      : id_(id), name_(name), conn_(std::move(conn)), decode_(dec) {}
+  event_channel(std::uint64_t id, const char* name, std::weak_ptr<connection> conn, deliver_fn fn)
+      : id_(id), name_(name), conn_(std::move(conn)), deliver_(fn) {}
 
   // Adds a listener; the first one subscribes (a message to the child). Thread-safe.
   std::shared_ptr<listener_cell> add(std::function<void(const void*)> fn, bool once);
@@ -44,25 +46,29 @@ class event_channel : public std::enable_shared_from_this<event_channel> {
   void remove(listener_cell& c);
   std::size_t listeners() const;
 
-  // On the dispatch thread: decodes one emission and runs the listeners in order, or hands them
-  // to the user's executor; returns true if handed (the task reports event_done itself).
-  bool deliver(decoder& d);
-  // Backpressure: decodes and drops one emission (releasing any callbacks among its arguments).
-  void discard(decoder& d) { (void)decode_(d); }
+  // On the dispatch thread, for an event frame of `c` positioned after the event id.
+  bool deliver(decoder& d, connection& c) { return deliver_(*this, d, c, false); }
+  void discard(decoder& d, connection& c) { deliver_(*this, d, c, true); }
+  // Runs the listeners, in the order they were added, with the decoded arguments `args`.
+  void run(const void* args, connection& c);
+  // Hands the decoded arguments to the user's executor; the task runs the listeners.
+  void post(std::shared_ptr<void> args, connection& c);
   // The proxy is gone: no listener runs again.
   void clear();
   const char* name() const noexcept { return name_; }
 
  private:
-  void run(const void* args);
+  using cell_list = std::vector<std::shared_ptr<listener_cell>>;
   void send_subscribe(bool on);  // mu_ held: on/off messages stay in order
 
   const std::uint64_t id_;
   const char* name_;
   std::weak_ptr<connection> conn_;
-  decode_fn decode_;
+  deliver_fn deliver_;
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<listener_cell>> cells_;  // in the order they were added
+  // In the order they were added. Copy-on-write: add/remove replace the list, so run() takes a
+  // snapshot under the lock with one reference count, not a copy per event.
+  std::shared_ptr<const cell_list> cells_ = std::make_shared<const cell_list>();
   bool cleared_ = false;
 };
 
@@ -70,7 +76,7 @@ class event_hub {
  public:
   // The channel of event `id`, created on first use. Never removed until clear().
   std::shared_ptr<event_channel> channel(std::uint64_t id, const char* name,
-                                         event_channel::decode_fn dec, std::weak_ptr<connection> c);
+                                         event_channel::deliver_fn fn, std::weak_ptr<connection> c);
   std::shared_ptr<event_channel> find(std::uint64_t id) const;
   // Stores the values of a `properties` frame.
   void set_properties(decoder& d);
