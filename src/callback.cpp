@@ -191,7 +191,15 @@ void codec_context::post_task(std::function<void(bool)> task, bool ordered, bool
   if (ordered) backlog_.fetch_add(1, std::memory_order_acq_rel);
   auto cell = std::make_shared<task_cell>(task_cell{std::move(task), ordered, event});
   {
-    std::lock_guard lk(task_mu_);
+    std::unique_lock lk(task_mu_);
+    if (closed_) {
+      // close() has run (the proxy is going): the task must never start, but whatever waits on
+      // it (a deferred reply's future) must still fail now, not when the executor gets to it.
+      cell->claimed = true;
+      lk.unlock();
+      run_task(cell->fn, cell->ordered);
+      return;
+    }
     unstarted_.push_back(cell);
   }
   // The task keeps the connection (and so this registry) alive until it has run.
