@@ -70,18 +70,10 @@ std::size_t codec_context::local_live() const {
 
 void codec_context::release_remote(std::uint64_t id) noexcept {
   if (conn_.broken()) return;  // the peer's registry is gone with it
-  if (conn_.on_dispatch_thread()) {
-    send_release(id);
-    return;
-  }
-  // The dispatch thread may be holding back (corked) a frame that hands this very function
-  // back to its owner (tag 3); a release written now from here would overtake it. Queued on
-  // the dispatch thread, it goes out after whatever that thread sends first.
-  try {
-    conn_.post([this, id] { send_release(id); }, false);
-  } catch (...) {
-    // Out of memory: the peer keeps the function until the connection ends.
-  }
+  // Frames are queued in the order they were sent, and nothing is held back out of that order
+  // (docs/design.md "Liveness"): a frame that hands this function back to its owner (tag 3),
+  // sent before this release, is written before it.
+  send_release(id);
 }
 
 void codec_context::send_release(std::uint64_t id) noexcept {

@@ -76,18 +76,18 @@ void reply_sink::current_exception() const {
 }
 
 // Serves one object over one connection, on the object thread.
-class child_server final : public request_handler {
+class child_server final : public endpoint {
  public:
-  explicit child_server(std::shared_ptr<connection> c) : conn_(std::move(c)) {}
+  child_server() = default;
   ~child_server() override { destroy_object(); }
 
   void handle(frame&& f, connection& c) override {
     switch (f.header.kind) {
-      case message_kind::construct: return construct(f);
+      case message_kind::construct: return construct(f, c);
       case message_kind::call: return call(f);
-      case message_kind::subscribe: return subscribe(f);
+      case message_kind::subscribe: return subscribe(f, c);
       case message_kind::shutdown:
-        if (conn_->tracing()) conn_->trace("recv shutdown");
+        if (c.tracing()) c.trace("recv shutdown");
         destroy_object();
         c.stop();
         return;
@@ -97,22 +97,28 @@ class child_server final : public request_handler {
     }
   }
 
+  // The property snapshot, before each reply and event of the object thread.
+  void before_reply() override {
+    if (!props_.empty()) snapshot();
+  }
+
   void destroy_object() {
     if (obj_.obj) {
-      conn_->before_reply = nullptr;
+      props_.clear();
       void* p = std::exchange(obj_.obj, nullptr);  // no property snapshot of a dying object
       obj_.destroy(p);  // its destructor may still emit (the links outlive it)
     }
   }
 
  private:
-  void construct(frame& f) {
+  void construct(frame& f, connection& c) {
     if (constructed_) throw protocol_error("procxy: second construct message");
     constructed_ = true;
+    conn_ = &c;  // the connection this object is served over, from now on
     byte_reader r(f.body.view());
     decoder d(r);
     auto id = d.raw<std::uint64_t>();
-    reply_sink reply{conn_, f.header.id, "constructor"};
+    reply_sink reply{conn_->shared_from_this(), f.header.id, "constructor"};
     auto it = ctor_table().find(id);
     try {
       if (it == ctor_table().end())
@@ -124,7 +130,6 @@ class child_server final : public request_handler {
       obj_.class_name = it->second.name;
       attach_members();
       reply.value();  // after the first property snapshot (before_reply)
-      conn_->flush();  // "constructed" is never held back behind a batch of calls
     } catch (const protocol_error&) {
       throw;
     } catch (...) {
@@ -138,7 +143,7 @@ class child_server final : public request_handler {
     byte_reader r(f.body.view());
     decoder d(r, &conn_->callbacks());
     auto id = d.raw<std::uint64_t>();
-    reply_sink reply{conn_, f.header.id, "method"};
+    reply_sink reply{conn_->shared_from_this(), f.header.id, "method"};
     auto it = obj_.methods->find(id);
     if (it == obj_.methods->end()) {
       try {
@@ -162,13 +167,12 @@ class child_server final : public request_handler {
       auto link = std::make_unique<event_link>();
       link->id = e.id;
       link->name = e.name;
-      link->conn = conn_.get();
+      link->conn = conn_;
       if (!obj_.members->properties.empty()) link->before_emit = [this] { snapshot(); };
       e.link(obj_.obj) = link.get();
       links_[e.id] = std::move(link);
     }
     props_.resize(obj_.members->properties.size());
-    if (!props_.empty()) conn_->before_reply = [this] { snapshot(); };
   }
 
   // Sends the properties whose encoded value changed since the last snapshot (one frame).
@@ -203,7 +207,7 @@ class child_server final : public request_handler {
     conn_->send(buf.view());
   }
 
-  void subscribe(frame& f) {
+  void subscribe(frame& f, connection& c) {
     byte_reader r(f.body.view());
     decoder d(r);
     auto id = d.raw<std::uint64_t>();
@@ -211,7 +215,7 @@ class child_server final : public request_handler {
     if (!r.at_end() || on > 1) throw protocol_error("procxy: malformed subscribe message");
     auto it = links_.find(id);
     if (it == links_.end()) return;  // an event this build does not have: nothing to forward
-    if (conn_->tracing()) conn_->trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
+    if (c.tracing()) c.trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
     it->second->listened.store(on == 1, std::memory_order_release);
   }
 
@@ -220,7 +224,7 @@ class child_server final : public request_handler {
     bool sent = false;
   };
 
-  std::shared_ptr<connection> conn_;
+  connection* conn_ = nullptr;  // set by construct (the connection owns this server)
   served_object obj_;
   bool constructed_ = false;
   std::unordered_map<std::uint64_t, std::unique_ptr<event_link>> links_;
@@ -252,7 +256,11 @@ void watch_parent(pid_t parent) {
 int serve(int fd, std::size_t max_message_size, pid_t parent) {
   g_is_child = true;
   watch_parent(parent);
-  auto conn = std::make_shared<connection>(fd, connection::side::child, max_message_size);
+  auto server = std::make_shared<child_server>();
+  connection::options o;
+  o.s = connection::side::child;
+  o.max_message_size = max_message_size;
+  auto conn = connection::create(make_socket_transport(fd), server, o);
   conn->set_peer_pid(parent);
   if (const char* v = std::getenv("PROCXY_MAX_CALLBACKS"))
     conn->callbacks().set_limit(static_cast<std::size_t>(std::strtoull(v, nullptr, 10)));
@@ -262,15 +270,12 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");
   if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
-  child_server server(conn);
-  conn->set_handler(&server);
   set_child_connection(conn.get());
-  // One-way frames (events, notifications) emitted inside a method are written by a flusher
-  // thread rather than waiting for the method's reply (started when first needed).
-  conn->enable_flusher();
-  conn->set_dispatch_thread(std::this_thread::get_id());
   conn->run_dispatch_loop();
-  server.destroy_object();
+  server->destroy_object();
+  // What is still queued (the last replies) goes out before the process ends.
+  conn->close(std::chrono::milliseconds(1000));
+  set_child_connection(nullptr);
   std::fflush(stdout);
   std::fflush(stderr);
   return 0;

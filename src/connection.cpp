@@ -3,39 +3,44 @@
 
 #include "procxy/detail/remote_error.hpp"
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstddef>
 #include <cstring>
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
+
+// The channel: framing, pending calls, deadlines, the reading and writing roles, the dispatch
+// queue and the I/O thread. docs/design.md "Liveness" states the rule this file implements.
 
 namespace procxy::detail {
 
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
-// How long the parent's dispatch thread leaves the socket to callers after the last activity
-// before it reads in the background again (to notice EOF of an idle child). Keeping it out of
-// poll() while calls flow is what makes a plain call cost no thread hop (docs/design.md).
-constexpr auto background_linger = std::chrono::milliseconds(2);
+// After this long without traffic the I/O thread stops re-checking, every linger, a reading role
+// held by another thread, and sleeps until woken (an idle proxy costs no CPU).
+constexpr auto active_window = std::chrono::milliseconds(100);
+// Coalesced one-way frames (events, notifications inside a request) go out within this long.
+constexpr auto oneway_delay = std::chrono::microseconds(500);
 
 bool trace_enabled() {
   const char* v = std::getenv("PROCXY_TRACE");
   return v != nullptr && v[0] != '\0' && v[0] != '0';
 }
 
-int poll_timeout_ms(clock::time_point deadline) {
-  if (deadline == no_deadline) return -1;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
-  if (left <= 0) return 0;
-  return left > 1'000'000 ? 1'000'000 : static_cast<int>(left);
-}
+// The connections whose queued items this thread is running (innermost last): while it waits
+// for anything, it keeps serving their queues (docs/design.md "Liveness: nested work").
+thread_local std::vector<connection*> t_dispatching;
+
+clock::time_point from_rep(clock::rep r) { return clock::time_point(clock::duration(r)); }
 
 }  // namespace
+
+std::exception_ptr endpoint::disconnected(std::exception_ptr cause) {
+  if (cause) return cause;
+  return std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
+}
 
 const char* to_string(message_kind k) noexcept {
   switch (k) {
@@ -55,34 +60,33 @@ const char* to_string(message_kind k) noexcept {
   return "unknown";
 }
 
-connection::connection(int fd, side s, std::size_t max_message_size)
-    : fd_(fd),
-      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      side_(s),
-      max_message_size_(max_message_size),
-      trace_(trace_enabled()) {
-  if (wake_fd_ < 0) {
-    int e = errno;
-    ::close(fd_);
-    throw std::system_error(e, std::system_category(), "procxy: eventfd");
-  }
+
+connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o)
+    : t_(std::move(t)),
+      ep_(std::move(ep)),
+      side_(o.s),
+      opts_(o),
+      trace_(trace_enabled()),
+      max_events_(o.max_events),
+      drop_oldest_(o.drop_oldest) {
   rbuf_.reserve(read_chunk);
   callbacks_ = std::make_unique<codec_context>(*this);
 }
 
+std::shared_ptr<connection> connection::create(std::unique_ptr<transport> t,
+                                               std::shared_ptr<endpoint> ep, options o) {
+  std::shared_ptr<connection> c(new connection(std::move(t), std::move(ep), o));
+  // The I/O thread keeps the connection alive until close() stops it.
+  c->io_ = std::thread([c] { c->run_io(); });
+  if (c->trace_) c->trace(std::string("transport: ") + c->t_->name());
+  return c;
+}
+
 connection::~connection() {
-  ::close(fd_);
-  ::close(wake_fd_);
+  // Only the I/O thread itself can drop the last reference while it is joinable (its keepalive,
+  // after close()): it is ending, so let it go.
+  if (io_.joinable()) io_.detach();
 }
-
-void connection::close_socket() noexcept {
-  // Shut down, never close: a reader or writer may be inside read()/send() on the descriptor,
-  // and a closed number could be reused by an unrelated open. Shutting down wakes them with
-  // EOF/EPIPE; the descriptor itself is closed by the destructor.
-  ::shutdown(fd_, SHUT_RDWR);
-}
-
-void connection::shutdown_write() noexcept { ::shutdown(fd_, SHUT_WR); }
 
 void connection::trace(const std::string& text) const {
   std::fprintf(stderr, "procxy[%s %d] %s\n", side_ == side::parent ? "parent" : "child",
@@ -91,153 +95,148 @@ void connection::trace(const std::string& text) const {
 
 // ---- sending -----------------------------------------------------------------------------------
 
-void connection::write_all(const std::byte* p, std::size_t n) {
-  while (n > 0) {
-    ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    write_syscalls_.fetch_add(1, std::memory_order_relaxed);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        // The peer is not reading because it is writing to us and nobody here reads (every
-        // caller is still sending). Make sure someone reads, then wait for room.
-        request_read();
-        pollfd pf{fd_, POLLOUT, 0};
-        ::poll(&pf, 1, -1);
-        continue;
-      }
-      // EPIPE/ECONNRESET: the peer is gone; the reader reports the disconnect with its cause.
-      throw terminated(std::string("procxy: the connection to the ") +
-                       (side_ == side::parent ? "child" : "parent") + " is closed (" +
-                       std::strerror(errno) + ")");
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-void connection::request_read() {
-  std::lock_guard lk(mu_);
-  want_read_ = true;
-  wake_dispatch_thread();
-}
-
-void connection::send(std::span<const std::byte> f) { send(f, false); }
-
 void connection::send(std::span<const std::byte> f, bool defer) {
-  frames_sent_.fetch_add(1, std::memory_order_relaxed);
-  bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
-  if (on_dispatch_thread() && e_corked_) {  // e_corked_ is E's own: test the thread first
-    corked_.append(f.data(), f.size());
-    if (corked_.size() >= read_chunk) flush_corked();
-    return;
+  bool wake = false;
+  {
+    std::unique_lock lk(wmu_);
+    if (wclosed_) throw terminated("procxy: the connection is closed");
+    frames_sent_.fetch_add(1, std::memory_order_relaxed);
+    bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
+    wpending_.append(f.data(), f.size());
+    if (writing_) return;  // the owner of the writing role sends these bytes next, in order
+    if (defer && wpending_.size() < read_chunk) {  // a flush trigger sends them (design.md)
+      if (deferred_since_.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count()) {
+        deferred_since_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        wake = io_deep_.load(std::memory_order_relaxed);
+      }
+    } else {
+      writing_ = true;
+      drain_writes(lk);
+    }
   }
-  std::unique_lock lk(wmu_);
-  wpending_.append(f.data(), f.size());
-  if (writing_) return;  // the thread that is writing sends these bytes next, in order
-  if (defer && wpending_.size() < read_chunk) return;  // a flush trigger sends them (design.md)
-  drain_writes(lk);
+  if (wake) {
+    std::lock_guard lk(mu_);
+    wake_io();
+  }
 }
 
 void connection::send_one_way(std::span<const std::byte> f) {
-  const bool e = on_dispatch_thread() && e_corked_;
-  std::unique_lock lk(wmu_);
-  if (!flusher_enabled_) {  // the parent: no flusher thread, the usual flush triggers
-    lk.unlock();
-    send(f, /*defer=*/true);
+  // Inside a request on the dispatch thread (a method that emits, a callback that notifies):
+  // coalesced, and written within oneway_delay by the I/O thread if the reply does not come
+  // first. From anywhere else: at once.
+  if (!on_dispatch_thread() || !e_busy_) {
+    send(f, false);
     return;
   }
-  frames_sent_.fetch_add(1, std::memory_order_relaxed);
-  bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
-  if (e && !corked_.empty()) {  // the dispatch thread's held-back frames go first, in order
-    wpending_.append(corked_.data(), corked_.size());
-    corked_.clear();
-  }
-  wpending_.append(f.data(), f.size());
-  if (writing_) return;  // the writing thread sends these bytes next
-  // Inside a method (the object thread working through a batch) frames are coalesced until the
-  // reply, 64 KiB or the flusher's half millisecond; a lone emit from elsewhere goes out now.
-  if (!e || wpending_.size() >= read_chunk) {
-    drain_writes(lk);
-    return;
-  }
-  if (deferred_since_ == no_deadline) {
-    deferred_since_ = clock::now();
-    // A flusher already in a timed wait finds this when it wakes (within half a millisecond);
-    // waking it for every call that emits would cost a context switch per call.
-    if (flusher_asleep_) flush_cv_.notify_one();
-  }
-  if (!flusher_started_) {  // started on first need: most children never defer a frame
-    flusher_started_ = true;
-    lk.unlock();
-    std::thread([self = shared_from_this()] { self->run_flusher(); }).detach();
-  }
-}
-
-void connection::enable_flusher() {
-  std::lock_guard lk(wmu_);
-  flusher_enabled_ = true;
-}
-
-void connection::run_flusher() {
-  std::unique_lock lk(wmu_);
-  while (!flusher_stop_) {
-    if (wpending_.empty() || writing_ || deferred_since_ == no_deadline) {
-      flusher_asleep_ = true;
-      flush_cv_.wait(lk);
-      flusher_asleep_ = false;
-      continue;
-    }
-    auto due = deferred_since_ + std::chrono::microseconds(500);
-    if (clock::now() < due) {
-      flush_cv_.wait_until(lk, due);
-      continue;
-    }
-    try {
+  bool wake = false;
+  {
+    std::unique_lock lk(wmu_);
+    if (wclosed_) throw terminated("procxy: the connection is closed");
+    frames_sent_.fetch_add(1, std::memory_order_relaxed);
+    bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
+    wpending_.append(f.data(), f.size());
+    if (writing_) return;
+    if (wpending_.size() >= read_chunk) {
+      writing_ = true;
       drain_writes(lk);
-    } catch (...) {
-      break;  // the peer is gone
+      return;
     }
+    auto now = clock::now();
+    if (deferred_since_.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count())
+      deferred_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    if (!oneway_deferred_.exchange(true, std::memory_order_relaxed)) {
+      // An I/O thread that looks again within the delay anyway picks these up; waking it for
+      // every call that emits would cost a context switch each.
+      wake = from_rep(io_wake_at_.load(std::memory_order_relaxed)) > now + oneway_delay;
+    }
+  }
+  if (wake) {
+    std::lock_guard lk(mu_);
+    wake_io();
   }
 }
 
 void connection::flush() {
-  if (on_dispatch_thread()) flush_corked();
   std::unique_lock lk(wmu_);
   if (writing_ || wpending_.empty()) return;
-  drain_writes(lk);
+  writing_ = true;
+  try {
+    drain_writes(lk);
+  } catch (const terminated&) {
+    // The peer is gone; the reader sees EOF and fails what is pending.
+  }
 }
 
 void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
-  writing_ = true;
-  try {
-    while (!wpending_.empty()) {
-      std::swap(wpending_, wspare_);
-      lk.unlock();
-      write_all(wspare_.data(), wspare_.size());
+  for (;;) {
+    if (woff_ == wspare_.size()) {
       wspare_.clear();
-      lk.lock();
+      woff_ = 0;
+      if (wpending_.empty()) break;
+      std::swap(wpending_, wspare_);
+      deferred_since_.store(no_deadline.time_since_epoch().count(), std::memory_order_relaxed);
+      oneway_deferred_.store(false, std::memory_order_relaxed);
     }
-    writing_ = false;
-    deferred_since_ = no_deadline;
+    lk.unlock();
+    std::size_t n = 0;
+    try {
+      n = t_->write_some(wspare_.data() + woff_, wspare_.size() - woff_);
+    } catch (...) {
+      lk.lock();
+      writing_ = false;
+      wclosed_ = true;
+      wpending_.clear();
+      wspare_.clear();
+      woff_ = 0;
+      wcv_.notify_all();
+      throw;
+    }
+    write_syscalls_.fetch_add(1, std::memory_order_relaxed);
+    lk.lock();
+    if (n == 0) {
+      // The transport is full: the peer reads (its I/O thread always does), but not right now.
+      // The I/O thread keeps the writing role and goes on when there is room; this thread
+      // returns at once (docs/design.md "Liveness": no user thread waits for the peer).
+      wblocked_.store(true, std::memory_order_release);
+      if (std::this_thread::get_id() != io_.get_id()) {
+        lk.unlock();
+        {
+          std::lock_guard g(mu_);
+          wake_io();
+        }
+        lk.lock();
+      }
+      return;
+    }
+    woff_ += n;
+  }
+  writing_ = false;
+  if (shut_write_) t_->shutdown_write();
+  wcv_.notify_all();
+}
+
+void connection::io_write() {
+  std::unique_lock lk(wmu_);
+  if (!wblocked_.load(std::memory_order_acquire)) return;
+  wblocked_.store(false, std::memory_order_release);
+  try {
+    drain_writes(lk);  // keeps the role: writing_ is still set
   } catch (...) {
-    if (!lk.owns_lock()) lk.lock();
-    writing_ = false;
-    wpending_.clear();
-    wspare_.clear();
-    throw;
+    // The peer is gone; the reader sees EOF.
   }
 }
 
-void connection::flush_corked() {
-  if (corked_.empty()) return;
-  try {
-    std::unique_lock lk(wmu_);
-    wpending_.append(corked_.data(), corked_.size());  // send() counted these frames already
-    if (!writing_) drain_writes(lk);
-  } catch (const terminated&) {
-    // The peer is gone; the reader will see EOF and fail what is pending.
-  }
-  corked_.clear();
+void connection::shutdown_write() noexcept {
+  std::lock_guard lk(wmu_);
+  shut_write_ = true;
+  if (!writing_ && wpending_.empty()) t_->shutdown_write();
+}
+
+clock::time_point connection::deferred_due() const {
+  auto since = deferred_since_.load(std::memory_order_relaxed);
+  if (since == no_deadline.time_since_epoch().count()) return no_deadline;
+  auto at = from_rep(since);
+  return oneway_deferred_.load(std::memory_order_relaxed) ? at + oneway_delay : at + reading_linger;
 }
 
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
@@ -266,11 +265,11 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
                                       callbacks_->has_executor() && callbacks_->in_task()});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
-    // (a waiter, a batch of replies, 64 KiB, a continuation, or the dispatch thread's linger).
+    // (a waiter, a batch of replies, 64 KiB, a continuation, or the I/O thread's linger).
     defer = pending_.size() > defer_after_in_flight;
     if (deadline < next_deadline_) {
       next_deadline_ = deadline;
-      if (e_polling_) wake_dispatch_thread();
+      if (deadline < from_rep(io_wake_at_.load(std::memory_order_relaxed))) wake_io();
     }
   }
   std::memcpy(f.data() + offsetof(frame_header, id), &id, sizeof id);
@@ -283,29 +282,16 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
 }
 
 void connection::check_size(const byte_buffer& f, const char* what) const {
-  if (f.size() - header_size > max_message_size_)
+  if (f.size() - header_size > opts_.max_message_size)
     throw serialization_error(std::string("procxy: ") + what + ": a message of " +
                               std::to_string(f.size() - header_size) +
                               " bytes exceeds max_message_size (" +
-                              std::to_string(max_message_size_) + ")");
+                              std::to_string(opts_.max_message_size) + ")");
 }
 
 // ---- reading -----------------------------------------------------------------------------------
 
-bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::vector<frame>& out) {
-  extract_frames(out);
-  if (!out.empty()) return true;
-  if (deadline != no_deadline || with_wakeup) {
-    pollfd p[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    int r = ::poll(p, with_wakeup ? 2 : 1, poll_timeout_ms(deadline));
-    if (r < 0 && errno != EINTR) throw std::system_error(errno, std::system_category(), "poll");
-    if (r <= 0) return false;
-    if (with_wakeup && (p[1].revents & POLLIN)) {
-      std::uint64_t v;
-      [[maybe_unused]] auto n = ::read(wake_fd_, &v, sizeof v);
-      if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) return true;
-    }
-  }
+bool connection::read_frames(std::vector<frame>& out) {
   // Compact: keep a partial frame at the front, make room for a chunk.
   if (rpos_ > 0) {
     rbuf_.consume_front(rpos_);
@@ -317,37 +303,36 @@ bool connection::read_batch(clock::time_point deadline, bool with_wakeup, std::v
     frame_header h;
     std::memcpy(&h, rbuf_.data(), header_size);
     std::size_t need = header_size + h.size;
-    if (h.size <= max_message_size_ && need > have + want) want = need - have;
+    if (h.size <= opts_.max_message_size && need > have + want) want = need - have;
   }
-  rbuf_.reserve(have + want);
   rbuf_.resize(have + want);
-  ssize_t n;
-  do {
-    n = ::read(fd_, rbuf_.data() + have, want);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) {
+  bool reset = false;
+  std::size_t n = 0;
+  try {
+    n = t_->read(rbuf_.data() + have, want, reset);
+  } catch (const protocol_error&) {
     rbuf_.resize(have);
-    if (n == 0 || errno == ECONNRESET || errno == EBADF || errno == ENOTCONN) {
-      // EOF in the middle of a frame: the peer sent a truncated one. (A peer that exits with
-      // our frames unread in its socket gives ECONNRESET instead of EOF: the same case.)
-      if (have > 0 && (n == 0 || errno == ECONNRESET))
-        disconnect(std::make_exception_ptr(protocol_error(
-            "procxy: the peer closed the connection in the middle of a frame (" +
-            std::to_string(have) + " bytes of an incomplete frame)")));
-      else
-        disconnect(nullptr);
-      return true;
-    }
-    disconnect(std::make_exception_ptr(
-        protocol_error(std::string("procxy: read failed: ") + std::strerror(errno))));
-    return true;
+    disconnect(std::current_exception());
+    return false;
   }
-  rbuf_.resize(have + static_cast<std::size_t>(n));
-  bytes_received_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  if (n == 0) {
+    rbuf_.resize(have);
+    // EOF in the middle of a frame: the peer sent a truncated one. (A peer that exits with our
+    // frames unread in its socket gives ECONNRESET instead of EOF: the same case.)
+    if (have > 0)
+      disconnect(std::make_exception_ptr(protocol_error(
+          "procxy: the peer closed the connection in the middle of a frame (" +
+          std::to_string(have) + " bytes of an incomplete frame)")));
+    else
+      disconnect(nullptr);
+    return false;
+  }
+  rbuf_.resize(have + n);
+  bytes_received_.fetch_add(n, std::memory_order_relaxed);
   try {
     extract_frames(out);
   } catch (const protocol_error&) {
-    disconnect(std::current_exception());
+    disconnect(std::current_exception());  // the frames before the bad one are still routed
   }
   return true;
 }
@@ -366,7 +351,7 @@ frame_header check_frame_header(const std::byte* in, std::size_t max_message_siz
 }
 
 void connection::extract_frames(std::vector<frame>& out) {
-  rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, max_message_size_,
+  rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
                          [&](const frame_header& h, const std::byte* body) {
                            frame f;
                            f.header = h;
@@ -377,20 +362,37 @@ void connection::extract_frames(std::vector<frame>& out) {
 }
 
 void connection::disconnect(std::exception_ptr cause) {
+  bool io_done = false;
   {
     std::lock_guard lk(mu_);
     if (disconnected_) return;
-    disconnected_ = true;
+    disconnected_ = true;  // nobody reads any more
+    io_done = disconnect_handled_ = io_done_;
+    disconnect_cause_ = cause;
+    wake_io();  // the I/O thread runs the policy (never a user's thread)
+    cv_.notify_all();
+    e_cv_.notify_all();
   }
-  std::exception_ptr e = cause;
-  if (on_disconnect) {
-    e = on_disconnect(cause);
-  } else if (!e) {
-    e = std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
+  if (io_done) handle_disconnect(cause);  // after close(): nobody else will
+}
+
+void connection::handle_disconnect(std::exception_ptr cause) {
+  std::exception_ptr e;
+  try {
+    e = ep_->disconnected(cause);
+  } catch (...) {
+    e = std::current_exception();
   }
+  if (!e) e = std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
   break_with(e);
+  std::vector<state_ptr<state_base>> doomed;
+  {
+    std::lock_guard lk(mu_);
+    doomed.swap(doomed_);
+    e = broken_;
+  }
+  for (auto& st : doomed) st->fail(e);
   stop();
-  callbacks_->clear();  // the peer is gone: nothing it held can be called any more
 }
 
 void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk) {
@@ -398,32 +400,44 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
   std::vector<frame> dropped_frames;
   std::vector<std::shared_ptr<void>> dropped_tasks;
   for (auto& f : batch) {
-    if (is_reply(f.header.kind) && queue_.empty() && !e_busy_) {
+    const message_kind k = f.header.kind;
+    // A reply completes where it was read, unless (parent) a one-way request the peer sent
+    // before it is still queued or running: every callback, event and property update the
+    // child sent before a reply is handled before the reply's future is ready.
+    if (is_reply(k) && (side_ == side::child || oneway_ahead_ == 0)) {
       lk.unlock();
       complete(f);
       lk.lock();
-    } else {
-      const bool ev = f.header.kind == message_kind::event;
-      queue_.push_back(item{std::move(f), {}});
-      queued = true;
-      if (ev) {
-        events_peak_ = std::max(events_peak_, ++events_pending_);
-        if (drop_oldest_ && max_events_ > 0 && events_pending_ > max_events_ &&
-            drop_oldest_event(dropped_frames, dropped_tasks)) {
-          --events_pending_;
-          events_dropped_.fetch_add(1, std::memory_order_relaxed);
-        }
+      continue;
+    }
+    const bool one_way = side_ == side::parent && !is_reply(k) && k != message_kind::invoke;
+    queue_.push_back(item{std::move(f), {}, one_way});
+    if (one_way) ++oneway_ahead_;
+    queued = true;
+    if (k == message_kind::event) {
+      events_peak_ = std::max(events_peak_, ++events_pending_);
+      if (drop_oldest_ && max_events_ > 0 && events_pending_ > max_events_ &&
+          drop_oldest_event(dropped_frames, dropped_tasks)) {
+        --events_pending_;
+        events_dropped_.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
   batch.clear();
-  if (queued && !on_dispatch_thread()) wake_dispatch_thread();
+  if (queued) {
+    wake_dispatch_thread();
+    if (e_is_elsewhere_.load(std::memory_order_acquire)) {
+      lk.unlock();
+      wake_elsewhere();
+      lk.lock();
+    }
+  }
   if (!dropped_frames.empty() || !dropped_tasks.empty()) {
     lk.unlock();
     dropped_tasks.clear();  // the arguments of dropped events: may release callbacks
     for (auto& f : dropped_frames) {
       try {
-        if (handler_) handler_->discard(f, *this);
+        ep_->discard(f, *this);
       } catch (const protocol_error&) {
         disconnect(std::current_exception());
       }
@@ -440,6 +454,7 @@ bool connection::drop_oldest_event(std::vector<frame>& frames, std::vector<std::
   for (auto it = queue_.begin(); it != queue_.end(); ++it)
     if (!it->task && it->f.header.kind == message_kind::event) {
       frames.push_back(std::move(it->f));
+      if (it->one_way) --oneway_ahead_;
       queue_.erase(it);
       return true;
     }
@@ -452,6 +467,7 @@ void connection::event_done() {
   if (max_events_ > 0 && events_pending_ + 1 >= max_events_) {  // reading may resume
     cv_.notify_all();
     e_cv_.notify_all();
+    wake_io();
   }
 }
 
@@ -502,7 +518,12 @@ void connection::finish(pending_call& pc, frame& f) {
     pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, peer_pid_});
     if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
   } catch (const protocol_error&) {
-    pc.st->fail(std::current_exception());
+    // Failed by the I/O thread once the policy ran (the child killed and reaped), like every
+    // other pending call: whoever sees the failure sees its consequences too.
+    {
+      std::lock_guard lk(mu_);
+      doomed_.push_back(pc.st);
+    }
     disconnect(std::current_exception());
   } catch (...) {
     pc.st->fail(std::current_exception());
@@ -511,69 +532,137 @@ void connection::finish(pending_call& pc, frame& f) {
 
 // ---- the reading role --------------------------------------------------------------------------
 
-bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline) {
+bool connection::e_prefers_reading() const {
+  // The child's object thread reads whenever it is idle (a call costs one read, no hop); the
+  // parent's dispatch thread reads while the child sends requests (each callback runs where it
+  // was read).
+  return side_ == side::child || e_reads_requests_;
+}
+
+void connection::note_batch(const std::vector<frame>& batch, bool by_e, bool& replies) {
+  bool requests = false;
+  replies = false;
+  for (auto& f : batch) (is_reply(f.header.kind) ? replies : requests) = true;
+  if (side_ == side::parent) {
+    if (requests)
+      e_reads_requests_ = true;
+    else if (by_e && replies)
+      e_reads_requests_ = false;  // a batch of replies alone hands reading back to the callers
+  }
+}
+
+void connection::release_role(bool replies) {
+  const bool e = on_dispatch_thread();
+  reading_ = false;
+  reader_polls_ = false;
+  reader_is_io_ = false;
+  // Wake whoever's reply was routed and whoever waits for the role. The dispatch thread reading
+  // for deferring callers wakes them only for a reply (a wake-up per callback would cost a
+  // context switch each).
+  if (!e || replies || role_waiters_ > 0) cv_.notify_all();
+  if (e_idle_ && e_prefers_reading()) e_cv_.notify_all();
+  if (io_deep_.load(std::memory_order_relaxed)) io_cv_.notify_all();
+}
+
+bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline,
+                           bool with_wakeup) {
   reading_ = true;
-  bool e = on_dispatch_thread();
-  e_polling_ = e;
-  // A plain blocking read() is the fast path. Poll with the wake-up eventfd whenever another
-  // thread may complete what this reader waits for: E with queued replies, a timer, a stop.
-  // (The child's own outgoing calls may get continuations posted to its object thread.)
-  // With a user executor, replies and callbacks also complete on the executor's thread.
-  const bool with_wakeup = (e && side_ == side::parent) || !queue_.empty() || e_busy_ ||
-                           callbacks_->has_executor() ||
-                           (side_ == side::child && !pending_.empty());
+  reader_polls_ = with_wakeup;
+  const bool e = on_dispatch_thread();
   lk.unlock();
-  flush();  // held-back calls and replies go out before this thread blocks
+  flush();  // held-back calls go out before this thread blocks
   std::vector<frame> batch;
-  bool got = false;
   try {
-    got = read_batch(deadline, with_wakeup, batch);
-  } catch (...) {
-    lk.lock();
-    reading_ = false;
-    e_polling_ = false;
-    cv_.notify_all();
-    throw;
+    extract_frames(batch);
+  } catch (const protocol_error&) {
+    disconnect(std::current_exception());
+  }
+  if (batch.empty()) {
+    bool ready = true;
+    if (with_wakeup || deadline != no_deadline) {
+      try {
+        ready = t_->wait(true, false, transport::wake_slot::reader, deadline).readable;
+      } catch (const std::exception&) {
+        disconnect(std::current_exception());
+        ready = false;
+      }
+    }
+    if (ready) read_frames(batch);
   }
   last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   lk.lock();
-  e_polling_ = false;
+  reader_polls_ = false;
   // Route while still holding the role: a waiter whose reply is in this batch must not find the
   // role free, take it, and block in read() for a reply that was already read.
-  bool replies = false, requests = false;
-  for (auto& f : batch) (is_reply(f.header.kind) ? replies : requests) = true;
-  if (side_ == side::parent) {
-    // While the child sends requests (callbacks), the dispatch thread that runs them reads too,
-    // so each runs where it was read: no hop from a caller's thread. A batch of replies alone
-    // hands reading back to the callers.
-    if (requests)
-      e_reads_requests_ = true;
-    else if (e && replies)
-      e_reads_requests_ = false;
-  }
-  if (!batch.empty()) route(batch, lk);
+  bool replies = false;
+  note_batch(batch, e, replies);
+  const bool got = !batch.empty();
+  if (got) route(batch, lk);
   if (replies) {  // the peer finished something: send it what we held back (ack clocking)
     lk.unlock();
     flush();
     lk.lock();
   }
-  reading_ = false;
-  // Hand the reading role over to whoever waits for it, and wake whoever's reply was routed. The
-  // dispatch thread reading for deferring callers wakes them only for a reply (a wake-up per
-  // callback would cost a context switch each).
-  if (!e || replies || role_waiters_ > 0) cv_.notify_all();
+  release_role(replies);
   return got;
+}
+
+bool connection::serve_other_roles() {
+  bool ran = false;
+  auto roles = t_dispatching;  // drain_queue pushes and pops on it
+  for (connection* x : roles) {
+    if (x == this) continue;
+    std::unique_lock lk(x->mu_);
+    if (x->queue_.empty()) continue;
+    x->drain_queue(lk);
+    ran = true;
+  }
+  return ran;
+}
+
+void connection::set_elsewhere(std::weak_ptr<connection> w, bool on) {
+  std::lock_guard lk(elsewhere_mu_);
+  e_elsewhere_ = std::move(w);
+  e_is_elsewhere_.store(on, std::memory_order_release);
+}
+
+void connection::wake_elsewhere() {
+  std::shared_ptr<connection> c;
+  {
+    std::lock_guard lk(elsewhere_mu_);
+    c = e_elsewhere_.lock();
+  }
+  if (c) c->wake_waiters();
 }
 
 bool connection::wait(state_base& st, clock::time_point deadline) {
   std::unique_lock lk(mu_);
   const bool e = on_dispatch_thread();
   ++waiters_;
+  if (e) ++e_nested_waits_;
   // A callback running on the user's executor that waits here: the executor is blocked in it,
   // so the callbacks the child invokes meanwhile run here, as the child's object thread runs
-  // nested calls while it waits (docs/design.md "Callbacks: threads").
+  // nested calls while it waits (docs/design.md "Callbacks").
   const bool runs_tasks = callbacks_->has_executor() && callbacks_->in_task();
   codec_context::task_waiter tw(*callbacks_, runs_tasks);
+  // This thread may be running requests of other connections (a callback of proxy A that waits
+  // for a call of proxy B): it keeps serving them while it waits here, and their new work wakes
+  // it here (docs/design.md "Liveness: nested work").
+  std::vector<std::pair<connection*, std::weak_ptr<connection>>> others;
+  for (connection* x : t_dispatching) {
+    if (x == this) continue;
+    std::weak_ptr<connection> prev;
+    {
+      std::lock_guard g(x->elsewhere_mu_);
+      prev = x->e_elsewhere_;
+    }
+    others.emplace_back(x, std::move(prev));
+  }
+  if (!others.empty()) {
+    lk.unlock();
+    for (auto& [x, prev] : others) x->set_elsewhere(weak_from_this(), true);
+    lk.lock();
+  }
   // E waits for a request it made (a callback it invokes in the child, a call from a listener):
   // that request goes out now, before E runs anything nested that could let later requests of
   // other threads overtake it.
@@ -582,6 +671,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     flush();
     lk.lock();
   }
+  clock::time_point expired_at = clock::time_point::min();
   for (;;) {
     if (st.is_ready()) break;
     if (runs_tasks && callbacks_->has_unstarted()) {
@@ -591,18 +681,32 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       continue;
     }
     auto now = clock::now();
-    if (st.call_deadline <= now) {
+    if (st.call_deadline <= now && st.call_deadline != expired_at) {
+      expired_at = st.call_deadline;  // once per deadline (a retry sets a new one)
       expire_deadlines(lk);
       continue;
     }
     if (deadline <= now) break;
-    auto until = std::min(deadline, st.call_deadline);
+    // Past its deadline and still not ready: the policy completes it (a fatal timeout).
+    auto until = st.call_deadline <= now ? deadline : std::min(deadline, st.call_deadline);
     if (e && !queue_.empty()) {
       drain_queue(lk);  // nested: a request that arrived while E waits runs here
       continue;
     }
+    if (!others.empty()) {
+      lk.unlock();
+      bool ran = serve_other_roles();
+      lk.lock();
+      if (ran) continue;
+    }
     if (!reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
-      lead_read(lk, until);
+      // A plain blocking read is the fast path. Poll with the wake-up slot whenever another
+      // thread may complete what this reader waits for, or give it work.
+      const bool with_wakeup =
+          !others.empty() || callbacks_->has_executor() ||
+          (side_ == side::parent ? (e || !queue_.empty() || e_busy_)
+                                 : (e && (!pending_.empty() || !queue_.empty())));
+      lead_read(lk, until, with_wakeup);
       continue;
     }
     lk.unlock();
@@ -626,7 +730,12 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     if (!defer) --role_waiters_;
   }
   --waiters_;
-  if (waiters_ == 0 && background_read_wanted() && !reading_) wake_dispatch_thread();
+  if (e) --e_nested_waits_;
+  if (!others.empty()) {
+    lk.unlock();
+    for (auto& [x, prev] : others) x->set_elsewhere(prev, !prev.expired());
+    lk.lock();
+  }
   return st.is_ready();
 }
 
@@ -637,82 +746,70 @@ void connection::wake_waiters() {
 }
 
 bool connection::defer_to_dispatch(bool e) const {
-  return !e && side_ == side::parent && e_reads_requests_ && !e_busy_ && !stopping_;
+  return !e && side_ == side::parent && e_reads_requests_ && !e_busy_ && !stopping_ &&
+         !disconnected_;
 }
 
-bool connection::background_read_wanted() const {
-  if (disconnected_ || stopping_) return false;
-  if (side_ == side::child) return true;
-  if (want_read_) return true;     // a blocked writer or a continuation needs a reader now
-  if (e_reads_requests_) return true;  // callbacks are flowing: run each where it is read
-  if (waiters_ > 0) return false;  // a waiter reads
-  // Otherwise read once the callers have left the socket alone for a while: this notices EOF
-  // of an idle child and completes discarded futures, without racing callers in a busy loop.
-  auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
-  return clock::now() - last >= background_linger;
+void connection::continuation_attached() {
+  flush();
+  std::lock_guard lk(mu_);
+  want_read_ = true;  // someone must read for it now, not after the linger
+  wake_io();
 }
+
+// ---- the dispatch thread -----------------------------------------------------------------------
 
 void connection::run_dispatch_loop() {
-  set_dispatch_thread(std::this_thread::get_id());
+  e_thread_.store(std::this_thread::get_id(), std::memory_order_release);
   std::unique_lock lk(mu_);
   while (!stopping_) {
     if (!queue_.empty()) {
       drain_queue(lk);
       continue;
     }
-    expire_deadlines(lk);
-    if (!reading_ && background_read_wanted() && !events_full()) {
-      want_read_ = false;
-      try {
-        lead_read(lk, next_deadline_);
-      } catch (const std::exception&) {
-        // poll/read failures disconnect; nothing else is expected here.
-      }
+    if (!reading_ && !disconnected_ && e_prefers_reading() && !events_full()) {
+      const bool with_wakeup = side_ == side::parent || !pending_.empty() || callbacks_->has_executor();
+      lead_read(lk, no_deadline, with_wakeup);
       continue;
     }
-    auto wake = next_deadline_;
-    if (side_ == side::parent) {
-      if (!reading_) {
-        auto last = clock::time_point(clock::duration(last_activity_.load(std::memory_order_relaxed)));
-        wake = std::min(wake, last + background_linger);
-      } else {
-        // A caller reads now. Look again after one linger: it may let go of the role without
-        // anybody else waiting, and then only this thread would notice a child that dies while
-        // idle. (Waking the dispatch thread each time a caller lets go costs a context switch
-        // per call: 1.22x instead of 1.08x the raw ping-pong on one CPU.)
-        wake = std::min(wake, clock::now() + background_linger);
-      }
-    }
-    if (wake == no_deadline)
-      e_cv_.wait(lk);
-    else
-      e_cv_.wait_until(lk, wake);
+    e_idle_ = true;
+    e_cv_.wait(lk);
+    e_idle_ = false;
   }
-  // Whatever is still queued will never run: complete replies, drop requests and tasks.
+  // Whatever is still queued will never run.
   while (!queue_.empty()) queue_.pop_front();
+  oneway_ahead_ = 0;
   lk.unlock();
-  flush_corked();
-  if (auto f = std::move(on_dispatch_exit)) f();
+  flush();
+  callbacks_->clear();  // the dispatch loop is over: nothing lent can run any more
+  ep_->dispatch_exit();
 }
 
 void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
-  bool outer = !e_busy_;
+  const bool outer = !e_busy_;
   e_busy_ = true;
-  e_corked_ = true;
+  t_dispatching.push_back(this);
   while (!queue_.empty() && !(stopping_ && outer)) {
     item it = std::move(queue_.front());
     queue_.pop_front();
     lk.unlock();
     run_item(it);
+    std::vector<std::function<void()>> after;
+    if (!after_item_.empty()) after.swap(after_item_);  // E's own: no lock needed
+    for (auto& f : after) f();
     lk.lock();
+    if (it.one_way && oneway_ahead_ > 0) --oneway_ahead_;
   }
-  if (outer) {
-    e_busy_ = false;
-    lk.unlock();
-    flush_corked();
-    e_corked_ = false;
-    lk.lock();
+  t_dispatching.pop_back();
+  if (outer) e_busy_ = false;
+}
+
+void connection::after_current_item(std::function<void()> f) {
+  if (on_dispatch_thread() && e_busy_) {
+    after_item_.push_back(std::move(f));
+    return;
   }
+  f();
 }
 
 void connection::run_item(item& it) {
@@ -731,17 +828,12 @@ void connection::run_item(item& it) {
   if (is_reply(it.f.header.kind)) {
     complete(it.f);
     std::lock_guard lk(mu_);
-    if (reading_) wake_dispatch_thread();  // the reader may be the thread waiting for this reply
-    cv_.notify_all();                      // or a caller that left reading to this thread
-    return;
-  }
-  if (!handler_) {
-    disconnect(std::make_exception_ptr(protocol_error(
-        std::string("procxy: unexpected ") + to_string(it.f.header.kind) + " message")));
+    if (reading_ && reader_polls_) wake_reader();  // the reader may be waiting for this reply
+    cv_.notify_all();                              // or a caller that left reading to this thread
     return;
   }
   try {
-    handler_->handle(std::move(it.f), *this);
+    ep_->handle(std::move(it.f), *this);
   } catch (const protocol_error&) {
     disconnect(std::current_exception());
   }
@@ -752,30 +844,173 @@ void connection::post(std::function<void()> f, bool allow_inline) {
     f();
     return;
   }
-  std::lock_guard lk(mu_);
-  if (stopping_) return;  // the proxy is gone: its continuations never run
-  queue_.push_back(item{frame{}, std::move(f)});
-  wake_dispatch_thread();
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return;  // the proxy is gone: its continuations never run
+    queue_.push_back(item{frame{}, std::move(f), false});
+    wake_dispatch_thread();
+  }
+  if (e_is_elsewhere_.load(std::memory_order_acquire)) wake_elsewhere();
+}
+
+void connection::wake_reader() {  // mu_ held, reading_ && reader_polls_
+  t_->wake(reader_is_io_ ? transport::wake_slot::io : transport::wake_slot::reader);
 }
 
 void connection::wake_dispatch_thread() {  // mu_ held
   e_cv_.notify_all();
-  if (reading_) {  // whoever reads may be in poll() on the eventfd
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  }
+  if (e_nested_waits_ > 0) cv_.notify_all();  // E waits for a reply in wait()
+  if (reading_ && reader_polls_) wake_reader();
+}
+
+void connection::wake_io() {  // mu_ held
+  io_cv_.notify_all();
+  if (io_polls_) t_->wake(transport::wake_slot::io);
 }
 
 void connection::stop() {
+  std::lock_guard lk(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+  wake_dispatch_thread();
+  wake_io();
+}
+
+void connection::close(std::chrono::milliseconds drain) {
+  if (drain.count() > 0) {
+    std::unique_lock wl(wmu_);
+    wcv_.wait_for(wl, drain, [&] { return wclosed_ || (!writing_ && wpending_.empty()); });
+  }
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
+    io_stop_ = true;
     cv_.notify_all();
     wake_dispatch_thread();
+    wake_io();
   }
-  std::lock_guard wl(wmu_);
-  flusher_stop_ = true;
-  flush_cv_.notify_all();
+  t_->shutdown();
+  std::lock_guard cl(close_mu_);
+  if (io_.joinable() && std::this_thread::get_id() != io_.get_id()) io_.join();
+}
+
+// ---- the I/O thread ----------------------------------------------------------------------------
+
+bool connection::io_should_read(clock::time_point now) const {
+  if (reading_ || disconnected_ || stopping_ || io_stop_ || events_full()) return false;
+  if (want_read_) return true;
+  if (e_idle_ && e_prefers_reading()) return false;  // the dispatch thread is about to read
+  if (role_waiters_ > 0) return false;                // a waiter takes it
+  return now - from_rep(last_activity_.load(std::memory_order_relaxed)) >= reading_linger;
+}
+
+void connection::run_io() {
+  std::unique_lock lk(mu_);
+  bool keep = false;  // the I/O thread read the last batch and nobody else wants the role
+  while (!io_stop_) {
+    expire_deadlines(lk);  // first: an expiry may disconnect (a fatal timeout)
+    if (disconnected_ && !disconnect_handled_) {
+      disconnect_handled_ = true;
+      auto cause = disconnect_cause_;
+      lk.unlock();
+      handle_disconnect(cause);
+      lk.lock();
+      continue;
+    }
+    if (!timed_out_.empty()) {
+      auto names = std::move(timed_out_);
+      timed_out_.clear();
+      lk.unlock();
+      for (const char* w : names) ep_->call_timed_out(w);
+      lk.lock();
+      continue;
+    }
+    auto now = clock::now();
+    const auto flush_due = deferred_due();
+    if (flush_due <= now) {
+      lk.unlock();
+      flush();
+      lk.lock();
+      continue;
+    }
+    const bool want_write = wblocked_.load(std::memory_order_acquire);
+    bool read = false;
+    if (!reading_ && (keep ? !(disconnected_ || stopping_ || events_full() || role_waiters_ > 0 ||
+                               waiters_ > 0 || (e_idle_ && e_prefers_reading()))
+                           : io_should_read(now))) {
+      read = true;
+      reading_ = true;
+      reader_polls_ = true;
+      reader_is_io_ = true;
+      want_read_ = false;
+    }
+    keep = false;
+    if (!read && !want_write) {
+      auto wake = std::min(next_deadline_, flush_due);
+      const auto last = from_rep(last_activity_.load(std::memory_order_relaxed));
+      if (!disconnected_ && !stopping_) {
+        if (!reading_)
+          wake = std::min(wake, std::max(last + reading_linger, now + std::chrono::microseconds(100)));
+        else if (now - last < active_window)
+          wake = std::min(wake, now + reading_linger);  // the holder may let go with nobody after it
+      }
+      io_wake_at_.store(wake.time_since_epoch().count(), std::memory_order_relaxed);
+      // Not looking again within a linger: whoever frees the role must wake this thread.
+      io_deep_.store(wake > now + reading_linger, std::memory_order_relaxed);
+      if (wake == no_deadline)
+        io_cv_.wait(lk);
+      else
+        io_cv_.wait_until(lk, wake);
+      io_deep_.store(false, std::memory_order_relaxed);
+      continue;
+    }
+    const auto until = std::min(next_deadline_, flush_due);
+    io_wake_at_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
+    io_polls_ = true;
+    lk.unlock();
+    std::vector<frame> batch;
+    transport::wait_result r;
+    if (read) {
+      try {
+        extract_frames(batch);
+      } catch (const protocol_error&) {
+        disconnect(std::current_exception());
+      }
+    }
+    if (batch.empty()) {
+      try {
+        r = t_->wait(read, want_write, transport::wake_slot::io, until);
+      } catch (const std::exception&) {
+        disconnect(std::current_exception());
+      }
+      if (r.writable) io_write();
+      if (read && r.readable) read_frames(batch);
+    }
+    if (read && !batch.empty())
+      last_activity_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    lk.lock();
+    io_polls_ = false;
+    if (read) {
+      bool replies = false;
+      note_batch(batch, false, replies);
+      const bool got = !batch.empty();
+      if (got) route(batch, lk);
+      if (replies) {
+        lk.unlock();
+        flush();
+        lk.lock();
+      }
+      keep = got;
+      release_role(replies);
+    }
+  }
+  io_wake_at_.store(no_deadline.time_since_epoch().count(), std::memory_order_relaxed);
+  io_done_ = true;
+  const bool handle = disconnected_ && !disconnect_handled_;
+  disconnect_handled_ = true;
+  auto cause = disconnect_cause_;
+  lk.unlock();
+  if (handle) handle_disconnect(cause);
 }
 
 void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
@@ -830,7 +1065,8 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
     if (pc.fatal_timeout) {
       fatal = std::make_exception_ptr(
           spawn_error(std::string("procxy: ") + pc.what + " did not complete within start_timeout"));
-      pc.st->fail(fatal);
+      std::lock_guard g(mu_);
+      doomed_.push_back(pc.st);  // failed after the policy killed the child (handle_disconnect)
     } else {
       calls_timed_out_.fetch_add(1, std::memory_order_relaxed);
       const char* attempts = pc.again ? " (and so did each of its retries)" : "";
@@ -840,8 +1076,11 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
     }
   }
   if (fatal) disconnect(fatal);
-  if (timed_out && on_call_timeout) on_call_timeout(timed_out);
   lk.lock();
+  if (timed_out) {  // the endpoint's policy (kill_child) runs on the I/O thread
+    timed_out_.push_back(timed_out);
+    wake_io();
+  }
   cv_.notify_all();
 }
 

@@ -194,21 +194,18 @@ void child_handle::dispose() {
   auto* c = detail::g_child_conn.load(std::memory_order_acquire);
   if (c == nullptr)
     throw std::logic_error("procxy: this_child().dispose() outside a procxy child process");
-  // Queued on the object thread: sent after the reply of the call that asked (which completes
-  // normally), before anything later.
-  c->post(
-      [c] {
-        detail::byte_buffer buf;
-        detail::build_frame(buf, detail::message_kind::dispose, 0, [](detail::encoder&) {});
-        if (c->tracing()) c->trace("send dispose");
-        try {
-          c->send(buf.view());
-          c->flush();
-        } catch (...) {
-          // The parent is gone already.
-        }
-      },
-      false);
+  // Inside a call on the object thread: sent right after that call's reply (which completes
+  // normally). From any other thread, or an idle object thread: sent at once.
+  c->after_current_item([c] {
+    detail::byte_buffer buf;
+    detail::build_frame(buf, detail::message_kind::dispose, 0, [](detail::encoder&) {});
+    if (c->tracing()) c->trace("send dispose");
+    try {
+      c->send(buf.view());
+    } catch (...) {
+      // The parent is gone already.
+    }
+  });
 }
 
 bool child_handle::in_child() const noexcept {

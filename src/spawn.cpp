@@ -343,9 +343,25 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
 }  // namespace
 
 // Requests the child sends the parent: events, property updates, dispose.
-class parent_handler final : public request_handler {
+// The parent's endpoint: requests the child sends (events, property updates, dispose) and the
+// failure policy (docs/design.md "Threads": the I/O thread runs it, never a user's thread).
+class parent_handler final : public endpoint {
  public:
-  explicit parent_handler(std::weak_ptr<proxy_core> core) : core_(std::move(core)) {}
+  parent_handler(std::weak_ptr<proxy_core> core, bool kill_on_timeout, std::function<void()> on_exit)
+      : core_(std::move(core)), kill_on_timeout_(kill_on_timeout), on_exit_(std::move(on_exit)) {}
+
+  std::exception_ptr disconnected(std::exception_ptr cause) override {
+    auto c = core_.lock();
+    if (!c) return std::make_exception_ptr(terminated("procxy: the proxy was destroyed"));
+    return c->on_disconnect(cause);
+  }
+  void call_timed_out(const char* what) override {
+    if (!kill_on_timeout_) return;
+    if (auto c = core_.lock()) c->kill_after_timeout(what);
+  }
+  void dispatch_exit() override {
+    if (on_exit_) on_exit_();
+  }
 
   void handle(frame&& f, connection& c) override {
     auto core = core_.lock();
@@ -400,6 +416,8 @@ class parent_handler final : public request_handler {
     return ch->deliver(d, c);
   }
   std::weak_ptr<proxy_core> core_;
+  const bool kill_on_timeout_;
+  std::function<void()> on_exit_;
 };
 
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
@@ -424,32 +442,11 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
     ::close(err_write.release());
     core->stderr_ = std::make_shared<stderr_capture>(err_read.release(), opts.capture_stderr);
   }
-  core->conn_ = std::make_shared<connection>(parent_end.release(), connection::side::parent,
-                                             opts.max_message_size);
-  core->conn_->set_peer_pid(core->child_->pid());
-  core->conn_->callbacks().set_limit(opts.max_callbacks);
-  core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
-  if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
-  if (opts.callback_executor) core->conn_->callbacks().set_executor(opts.callback_executor);
-  core->conn_->set_event_limit(opts.max_queued_events,
-                               opts.on_event_overflow == event_overflow::drop_oldest);
   std::weak_ptr<proxy_core> weak = core;
-  core->handler_ = std::make_shared<parent_handler>(weak);
-  core->conn_->set_handler(core->handler_.get());
-  core->conn_->on_disconnect = [weak](std::exception_ptr cause) -> std::exception_ptr {
-    auto c = weak.lock();
-    if (!c) return std::make_exception_ptr(terminated("procxy: the proxy was destroyed"));
-    return c->on_disconnect(cause);
-  };
-  if (opts.on_timeout == timeout_policy::kill_child) {
-    core->conn_->on_call_timeout = [weak](const char* what) {
-      if (auto c = weak.lock()) c->kill_after_timeout(what);
-    };
-  }
+  std::function<void()> on_exit;
   if (opts.on_exit) {
     // Captures what it needs by value: the core may be gone when the dispatch thread ends.
-    core->conn_->on_dispatch_exit = [child = core->child_, requested = core->exit_requested_,
-                                     handler = opts.on_exit] {
+    on_exit = [child = core->child_, requested = core->exit_requested_, handler = opts.on_exit] {
       child->wait_exit(-1);  // reaped already on every path that stops the dispatch thread
       exit_info info;
       info.pid = child->pid();
@@ -466,10 +463,22 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       }
     };
   }
+  core->handler_ = std::make_shared<parent_handler>(weak, opts.on_timeout == timeout_policy::kill_child,
+                                                    std::move(on_exit));
+  connection::options co;
+  co.s = connection::side::parent;
+  co.max_message_size = opts.max_message_size;
+  co.max_events = opts.max_queued_events;
+  co.drop_oldest = opts.on_event_overflow == event_overflow::drop_oldest;
+  core->conn_ = connection::create(make_socket_transport(parent_end.release()), core->handler_, co);
+  core->conn_->set_peer_pid(core->child_->pid());
+  core->conn_->callbacks().set_limit(opts.max_callbacks);
+  core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
+  if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
+  if (opts.callback_executor) core->conn_->callbacks().set_executor(opts.callback_executor);
   // The thread keeps the handler alive: after terminate() from inside a callback it is detached
   // and may outlive the core by the rest of that callback.
   core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
-  core->conn_->set_dispatch_thread(core->dispatch_.get_id());
 
   core->started_ = state_ptr<state<void>>(new state<void>());
   core->conn_->call(construct, state_ptr<state_base>(core->started_), &decode_construct_reply,
@@ -566,8 +575,7 @@ void proxy_core::terminate(const char* reason) {
     }
   }
   child_->wait_exit(-1);
-  conn_->stop();
-  conn_->close_socket();
+  conn_->close();  // stops the dispatch loop and the I/O thread (joined)
   if (dispatch_.joinable()) {
     if (std::this_thread::get_id() == dispatch_.get_id())
       dispatch_.detach();  // terminated from its own callback: it exits when that returns

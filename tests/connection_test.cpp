@@ -21,7 +21,7 @@ using namespace procxy::detail;
 namespace {
 
 // Echoes every call's body back as the reply value.
-class echo_handler : public request_handler {
+class echo_handler : public endpoint {
  public:
   void handle(frame&& f, connection& c) override {
     byte_buffer out;
@@ -31,20 +31,28 @@ class echo_handler : public request_handler {
   }
 };
 
+// Accepts no request: any is a protocol error.
+class no_requests : public endpoint {
+ public:
+  void handle(frame&& f, connection&) override {
+    throw procxy::protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) + " message");
+  }
+};
+
 // A connection with its dispatch thread running, joined on destruction.
 struct running_end {
   std::shared_ptr<connection> conn;
   std::thread thread;
-  running_end(int fd, connection::side s, request_handler* h = nullptr,
+  running_end(int fd, connection::side s, endpoint* h = nullptr,
               std::size_t max = std::size_t{64} << 20)
-      : conn(std::make_shared<connection>(fd, s, max)) {
-    conn->set_handler(h);
+      : conn(connection::create(make_socket_transport(fd),
+                                h ? std::shared_ptr<endpoint>(std::shared_ptr<void>(), h)  // not owned
+                                  : std::make_shared<no_requests>(),
+                                connection::options{s, max})) {
     thread = std::thread([c = conn] { c->run_dispatch_loop(); });
-    conn->set_dispatch_thread(thread.get_id());
   }
   ~running_end() {
-    conn->stop();
-    conn->close_socket();
+    conn->close();
     thread.join();
   }
 };

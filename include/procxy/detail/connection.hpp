@@ -1,14 +1,19 @@
 // procxy/detail/connection.hpp — one end of a framed, bidirectional channel.
 //
-// The connection is symmetric: both the parent and the child own one. It sends frames
-// (thread-safe, writes coalesced under contention), matches replies to pending requests, and
-// hands incoming requests to its dispatch thread ("E"): the object's thread in the child, the
-// proxy's dispatch thread in the parent. See docs/design.md "Threads" for the reading rules
-// (leader/follower: a thread waiting for a reply reads the socket itself, so a plain call costs
-// one write and one read per side with no thread hop).
+// The connection is symmetric: both the parent and the child own one. It sends frames (any
+// thread, never blocking: what the transport cannot take now is left to the I/O thread), matches
+// replies to pending requests, and hands incoming requests to its dispatch thread ("E": the
+// object's thread in the child, the proxy's dispatch thread in the parent).
 //
-// The connection works over any connected stream fd: a socketpair between processes, or between
-// two threads in one process (the tests use that).
+// Liveness (docs/design.md "Liveness"): each connection owns an I/O thread that never runs user
+// code. Any thread may hold the reading role (a caller waiting for its reply, an idle dispatch
+// thread: no thread hop on the common path), but a holder gives the role back before it runs any
+// user code, and whenever the role has been free for `linger` the I/O thread takes it. A write
+// that the transport cannot take completely is finished by the I/O thread: no user thread ever
+// waits for the peer to read.
+//
+// The connection works over any transport (transport.hpp): a socketpair between processes, or
+// between two threads in one process (the tests use that).
 #pragma once
 
 #include <atomic>
@@ -30,6 +35,7 @@
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/codec.hpp"
+#include "procxy/detail/transport.hpp"
 #include "procxy/detail/wire.hpp"
 #include "procxy/future.hpp"
 
@@ -45,13 +51,25 @@ struct frame {
 
 class connection;
 
-// Receives the requests (non-reply frames) of a connection, on its dispatch thread.
-class request_handler {
+// What the owner of a connection does for it: the parent's proxy core or the child's server.
+// Given to the connection at construction. Each hook says which thread runs it.
+class endpoint {
  public:
-  virtual ~request_handler() = default;
+  virtual ~endpoint() = default;
+  // A request frame (not a reply, not a callback message), on the dispatch thread.
   virtual void handle(frame&& f, connection& c) = 0;
   // An event frame dropped by backpressure (drop_oldest): decode and discard its arguments.
   virtual void discard(frame& /*f*/, connection& /*c*/) {}
+  // The channel failed: `cause` is null at EOF, else the protocol_error (or start timeout). Runs
+  // once, on the I/O thread, never on a user's thread. Returns what pending and later calls
+  // fail with (reaping the child, its stderr tail: the failure policy lives here).
+  virtual std::exception_ptr disconnected(std::exception_ptr cause);
+  // A call finally timed out (after its retries), on the I/O thread.
+  virtual void call_timed_out(const char* /*what*/) {}
+  // Before the dispatch thread sends a reply or an event (the child's property snapshot).
+  virtual void before_reply() {}
+  // The dispatch loop's last step, on the dispatch thread (the parent's on_exit).
+  virtual void dispatch_exit() {}
 };
 
 // Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
@@ -70,6 +88,9 @@ inline void expect_end(decoder& d) {
 
 // Calls beyond this many in flight are held for the next flush instead of written one by one.
 inline constexpr std::size_t defer_after_in_flight = 8;
+// How long the reading role may stay free before the I/O thread takes it (docs/design.md
+// "Liveness"): long enough that a caller between two calls takes it back itself.
+inline constexpr auto reading_linger = std::chrono::milliseconds(2);
 
 struct connection_stats {
   std::uint64_t frames_sent = 0;
@@ -103,74 +124,77 @@ struct connection_stats {
 class connection final : public driver, public std::enable_shared_from_this<connection> {
  public:
   enum class side { parent, child };
+  struct options {
+    side s = side::parent;
+    std::size_t max_message_size = std::size_t{256} << 20;
+    // Events (parent): at most `max_events` received events queued or running (0: no bound).
+    // Past it, `drop_oldest` drops the oldest not yet started (counted), else nobody reads
+    // the channel until listeners caught up, so the child's emit blocks (docs/design.md
+    // "Events: backpressure"). A dispatch thread waiting for a reply lifts the bound.
+    std::size_t max_events = 0;
+    bool drop_oldest = false;
+  };
 
-  // Takes ownership of `fd` (a connected stream socket, CLOEXEC).
-  connection(int fd, side s, std::size_t max_message_size);
+  // Starts the I/O thread; close() stops it (the owner must call it).
+  static std::shared_ptr<connection> create(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep,
+                                            options o);
   ~connection() override;
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
-  // Set before any traffic: who handles requests, and which thread is the dispatch thread.
-  void set_handler(request_handler* h) noexcept { handler_ = h; }
-  void set_dispatch_thread(std::thread::id id) noexcept { e_thread_.store(id, std::memory_order_release); }
   bool on_dispatch_thread() const noexcept {
     return std::this_thread::get_id() == e_thread_.load(std::memory_order_acquire);
   }
-
-  // Called once, on the thread that found the disconnect, with its cause (EOF: nullptr, or a
-  // protocol_error). Returns the error pending and later calls fail with.
-  std::function<std::exception_ptr(std::exception_ptr cause)> on_disconnect;
 
   // Sends a request frame (header already in `frame`, id filled in here) and registers `st` to
   // be completed by the reply. If the connection is broken, `st` fails at once with its reason.
   // `fatal_timeout`: expiry breaks the connection with a spawn_error (the construct call).
   // `retries` > 0 (idempotent calls only): on expiry the frame is sent again, as a new request
   // with a new deadline `retry_timeout` later, up to that many times, before the call fails.
+  // Never blocks on the peer.
   void call(byte_buffer& frame, state_ptr<state_base> st, reply_decoder decode,
             clock::time_point deadline, const char* what, bool fatal_timeout = false,
             int retries = 0, std::chrono::milliseconds retry_timeout = {});
 
-  // Called (outside locks, on the thread that noticed) after a call finally timed out, with its
-  // name. The proxy uses it for timeout_policy::kill_child.
-  std::function<void(const char* what)> on_call_timeout;
-
-  // Sends one complete frame (header + body). Thread-safe; concurrent senders are coalesced
-  // into one write by whichever thread is writing.
-  void send(std::span<const std::byte> frame);
-  // `defer`: may be held for the next flush trigger instead of written now.
+  // Sends one complete frame (header + body). Thread-safe, never blocks on the peer: frames are
+  // queued in order and written by whichever thread holds the writing role (the I/O thread when
+  // the transport is full). Throws terminated if the connection is closed.
+  void send(std::span<const std::byte> frame) { send(frame, false); }
+  // `defer`: may be held for the next flush trigger (a waiter, a batch of replies, 64 KiB, or
+  // the I/O thread within `linger`) instead of written now: calls past 8 in flight.
   void send(std::span<const std::byte> frame, bool defer);
-  // One-way frames (events, notifications): after everything this thread sent before (the
-  // dispatch thread's held-back output included), coalesced, and written within about half a
-  // millisecond by run_flusher() even if the sender sends nothing more.
+  // One-way frames (events, notifications): in order with everything this connection sent
+  // before. From the dispatch thread inside a request they are coalesced and written within
+  // about half a millisecond by the I/O thread (or with the reply, if that comes first); from
+  // any other thread they are written at once.
   void send_one_way(std::span<const std::byte> frame);
-  // The child: one-way frames deferred inside a method are written by a flusher thread (started
-  // on the first such frame, detached; it keeps the connection alive and ends after stop()).
-  void enable_flusher();
-  // Writes out everything held back (deferred calls; E's coalesced replies when called on E).
+  // Writes out everything held back. Never throws, never blocks on the peer.
   void flush();
+  // On the dispatch thread inside a request: runs `f` right after that request's item (after
+  // its reply was sent), before the next one. Anywhere else: runs `f` now.
+  void after_current_item(std::function<void()> f);
 
   // Runs the dispatch loop on the calling thread (which becomes the dispatch thread) until
-  // stop() or a disconnect. `background_reads`: whether this loop also reads the socket when no
-  // caller is waiting (parent) — the child's object thread always reads when it is idle.
+  // stop() or a disconnect. In the child it reads the channel itself whenever it is idle.
   void run_dispatch_loop();
-  // The child: run (on the object thread) before each reply is built — the property snapshot.
-  std::function<void()> before_reply;
-  // Run by run_dispatch_loop on the dispatch thread as its very last step (set before the loop).
-  std::function<void()> on_dispatch_exit;
   // Makes run_dispatch_loop return after the item it is running. Thread-safe, idempotent.
   void stop();
+  // Stops everything: the dispatch loop (as stop()), the transport (shut down: wakes every
+  // reader and writer) and the I/O thread, which is joined unless called on it. After
+  // `drain` (if > 0) spent waiting for queued frames to be written. Idempotent.
+  void close(std::chrono::milliseconds drain = {});
+  // Half-closes: no more frames will be sent by this side (after those queued).
+  void shutdown_write() noexcept;
 
   // Fails every pending call with `e` and refuses new ones (first reason wins). Thread-safe.
   void break_with(std::exception_ptr e);
   bool broken() const;
   std::exception_ptr broken_reason() const;
-  // Shuts the socket down (wakes any reader with EOF, any writer with EPIPE); the descriptor is
-  // closed when the connection is destroyed. Idempotent.
-  void close_socket() noexcept;
-  // Half-closes: no more frames will be sent by this side.
-  void shutdown_write() noexcept;
+  // The channel is unusable (EOF, protocol error): the I/O thread runs the endpoint's
+  // disconnected() and fails everything pending. Any thread; first cause wins.
+  void disconnect(std::exception_ptr cause);
 
-  std::size_t max_message_size() const noexcept { return max_message_size_; }
+  std::size_t max_message_size() const noexcept { return opts_.max_message_size; }
   // The callback registry of this connection (detail/callback.hpp).
   codec_context& callbacks() noexcept { return *callbacks_; }
   // The process at the other end (for error reports); set once before traffic.
@@ -178,18 +202,15 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   int peer_pid() const noexcept { return peer_pid_; }
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
-
-  // Events (parent): at most `max` received events queued or running (0: no bound). Past it,
-  // `drop_oldest` drops the oldest not yet started (counted), else nobody reads the socket until
-  // listeners caught up, so the child's emit blocks (docs/design.md "Events: backpressure").
-  void set_event_limit(std::size_t max, bool drop_oldest) noexcept {
-    max_events_ = max;
-    drop_oldest_ = drop_oldest;
+  // The endpoint's before_reply(), on the dispatch thread only.
+  void before_reply() {
+    if (on_dispatch_thread()) ep_->before_reply();
   }
+
   // An event counted on arrival has been handled (its listeners ran, or it was discarded).
   void event_done();
 
-  // Counted by the event layer (event_hub.hpp, parent_handler), reported by stats().
+  // Counted by the event layer (event_hub.hpp, parent endpoint), reported by stats().
   std::atomic<std::uint64_t> events_received{0}, event_subscriptions_sent{0}, property_updates{0};
 
   // Wakes every thread waiting for a reply or reading (a state completed, or work arrived,
@@ -200,16 +221,15 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool tracing() const noexcept { return trace_; }
   // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".
   void trace(const std::string& text) const;
+  const transport& transport_used() const noexcept { return *t_; }
 
   // driver
   bool wait(state_base& st, clock::time_point deadline) override;
   void post(std::function<void()> f, bool allow_inline) override;
-  void continuation_attached() override {
-    flush();
-    request_read();
-  }
+  void continuation_attached() override;
 
  private:
+  connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o);
   struct pending_call {
     state_ptr<state_base> st;
     reply_decoder decode;
@@ -227,66 +247,88 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   struct item {  // one unit of work for the dispatch thread
     frame f;
     std::function<void()> task;  // set for posted tasks, else `f` is a frame
+    bool one_way = false;        // counted in oneway_ahead_ (replies wait behind it)
   };
 
-  // Reads what is available (waiting until `deadline` at most) and returns the complete frames.
-  // Caller holds the reading role. Returns false on timeout with nothing read.
-  bool read_batch(clock::time_point deadline, bool with_wakeup, std::vector<frame>& out);
+  // ---- reading (docs/design.md "Liveness: the reading role")
+  // Takes the reading role (free on entry), reads once, routes, gives it back. lk held on entry
+  // and exit. `with_wakeup`: poll the transport with the reader's wake slot (someone else may
+  // complete what this reader waits for); else a plain blocking read.
+  bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline, bool with_wakeup);
+  // Reads what the transport has (blocking) and appends the complete frames. Caller holds the
+  // role. Returns false at EOF or on a protocol error (disconnect() was called).
+  bool read_frames(std::vector<frame>& out);
   void extract_frames(std::vector<frame>& out);
-  // Routes frames in order: replies complete directly when nothing is queued for E; everything
-  // else goes through E's queue. Caller does not hold the reading role. Takes mu_.
+  // Routes frames in order: replies complete directly unless a one-way request is ahead of them
+  // (parent); everything else goes through E's queue. mu_ held.
   void route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk);
+  // Gives the reading role back and tells whoever should take it next. mu_ held.
+  void release_role(bool read_replies);
   void complete(frame& f);
-  // Decodes the reply `f` into `pc`'s state (complete() finds `pc`, or defers this behind the
-  // executor's backlog).
   void finish(pending_call& pc, frame& f);
   void run_item(item& it);
   // Runs queued items on E until the queue is empty. lk held on entry and exit.
   void drain_queue(std::unique_lock<std::mutex>& lk);
-  void disconnect(std::exception_ptr cause);
   void expire_deadlines(std::unique_lock<std::mutex>& lk);
-  void wake_dispatch_thread();
-  void flush_corked();
-  void write_all(const std::byte* p, std::size_t n);
-  // Writes wpending_ until it stays empty. wmu_ held on entry and exit; sets writing_.
-  void drain_writes(std::unique_lock<std::mutex>& lk);
-  // Takes the reading role, reads once, routes. lk held on entry and exit.
-  bool lead_read(std::unique_lock<std::mutex>& lk, clock::time_point deadline);
-  bool background_read_wanted() const;
+  void wake_dispatch_thread();  // mu_ held
+  void wake_io();               // mu_ held
+  void wake_reader();           // mu_ held, the role holder polls
+  // Counts a batch's replies and requests (the parent's dispatch thread reads while requests
+  // flow). mu_ held.
+  void note_batch(const std::vector<frame>& batch, bool by_e, bool& replies);
+  // Where this connection's dispatch thread waits while it serves this queue nested.
+  void set_elsewhere(std::weak_ptr<connection> w, bool on);
+  void wake_elsewhere();
+  clock::time_point deferred_due() const;
+  // Whether the I/O thread should take the free reading role now. mu_ held.
+  bool io_should_read(clock::time_point now) const;
+  // Whether the idle dispatch thread should read (child: always; parent: while callbacks flow).
+  bool e_prefers_reading() const;  // mu_ held
   bool events_full() const noexcept {  // mu_ held
-    return max_events_ > 0 && !drop_oldest_ && events_pending_ >= max_events_;
+    return max_events_ > 0 && !drop_oldest_ && events_pending_ >= max_events_ && e_nested_waits_ == 0;
   }
-  // drop_oldest: takes the oldest event not started yet (mu_ held); it is destroyed by the caller
-  // after unlocking (destroying its arguments may release callbacks).
   bool drop_oldest_event(std::vector<frame>& dropped_frames, std::vector<std::shared_ptr<void>>& dropped_tasks);
   // Whether a waiting caller leaves reading to the dispatch thread (callbacks are flowing).
   bool defer_to_dispatch(bool on_e) const;
-  // Asks the dispatch thread to read now (a blocked writer, or a continuation was attached).
-  void request_read();
+  // The waits of the dispatch threads of other connections that this thread is serving.
+  bool serve_other_roles();
 
-  const int fd_;
-  const int wake_fd_;  // eventfd: wakes E out of poll()
+  // ---- the I/O thread
+  void run_io();
+  // Runs the endpoint's disconnected() and fails what is pending (I/O thread).
+  void handle_disconnect(std::exception_ptr cause);
+
+  // ---- writing
+  // Writes wpending_ until it is empty or the transport is full (then the I/O thread goes on).
+  // wmu_ held on entry and exit; the caller has just taken the writing role (writing_).
+  void drain_writes(std::unique_lock<std::mutex>& lk);
+  // The I/O thread continues a write the transport could not take.
+  void io_write();
+
+  const std::unique_ptr<transport> t_;
+  const std::shared_ptr<endpoint> ep_;
   const side side_;
-  const std::size_t max_message_size_;
+  const options opts_;
   const bool trace_;
-  request_handler* handler_ = nullptr;
   int peer_pid_ = -1;
   std::unique_ptr<codec_context> callbacks_;
   std::atomic<std::thread::id> e_thread_{};
+  std::thread io_;
+  std::mutex close_mu_;
 
-  // --- write side
+  // --- write side, under wmu_. Bytes go out in this order: wspare_[woff_..], then wpending_.
   std::mutex wmu_;
-  bool writing_ = false;
+  std::condition_variable wcv_;    // close(drain): the queue emptied
+  bool writing_ = false;           // someone owns the writing role (wspare_)
+  std::atomic<bool> wblocked_{false};  // the transport is full: the I/O thread owns the role
+  bool wclosed_ = false;           // the peer is gone: frames are refused
+  bool shut_write_ = false;        // shut the write side down once the queue is empty
   byte_buffer wpending_, wspare_;
-  std::condition_variable flush_cv_;  // the flusher: one-way frames are waiting
-  clock::time_point deferred_since_ = no_deadline;  // under wmu_
-  bool flusher_stop_ = false;                       // under wmu_
-  bool flusher_enabled_ = false;                    // under wmu_: the child
-  bool flusher_started_ = false;                    // under wmu_
-  bool flusher_asleep_ = true;                      // under wmu_: in its untimed wait
-  void run_flusher();
-  byte_buffer corked_;   // E's own output while it works through a batch
-  bool e_corked_ = false;  // touched by E only
+  std::size_t woff_ = 0;
+  // Held-back frames waiting since (no_deadline: none); whether they include coalesced one-way
+  // frames (due sooner). Written under wmu_, read by the I/O thread without it.
+  std::atomic<clock::rep> deferred_since_{no_deadline.time_since_epoch().count()};
+  std::atomic<bool> oneway_deferred_{false};
 
   // --- read side: rbuf_ is touched only by the thread holding the reading role
   byte_buffer rbuf_;
@@ -294,16 +336,25 @@ class connection final : public driver, public std::enable_shared_from_this<conn
 
   // --- shared state, under mu_
   mutable std::mutex mu_;
-  std::condition_variable cv_;    // waiters: a reply was routed, or the reading role is free
-  std::condition_variable e_cv_;  // the dispatch thread: work queued, read wanted, stop
+  std::condition_variable cv_;     // waiters: a reply was routed, or the reading role is free
+  std::condition_variable e_cv_;   // the dispatch thread: work queued, role free, stop
+  std::condition_variable io_cv_;  // the I/O thread
   bool reading_ = false;
-  bool e_polling_ = false;  // E holds the reading role inside poll() (wake it via wake_fd_)
-  bool e_busy_ = false;     // E is running queued items
+  bool reader_polls_ = false;      // the role holder waits in transport::wait (wake it there)
+  bool reader_is_io_ = false;      // the role holder is the I/O thread (its own wake slot)
+  bool io_polls_ = false;          // the I/O thread waits in transport::wait
+  std::atomic<clock::rep> io_wake_at_{no_deadline.time_since_epoch().count()};  // looks again
+  std::atomic<bool> io_deep_{false};  // the I/O thread sleeps until woken (nothing to watch)
+  bool e_busy_ = false;            // E is running queued items
+  bool e_idle_ = false;            // E waits for work in run_dispatch_loop
+  int e_nested_waits_ = 0;         // E waits for a reply (events backpressure is lifted)
   bool stopping_ = false;
+  bool io_stop_ = false;
   bool want_read_ = false;
-  bool e_reads_requests_ = false;  // parent: the peer is sending requests; E reads (see lead_read)
+  bool e_reads_requests_ = false;  // parent: the peer is sending requests; E reads (see wait)
   int role_waiters_ = 0;           // waiters asleep until the reading role is free
   int waiters_ = 0;
+  std::size_t oneway_ahead_ = 0;   // one-way items queued or running on E (replies wait)
   std::deque<item> queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   std::unordered_set<std::uint64_t> expired_;  // timed out: a late reply is dropped, not an error
@@ -311,15 +362,28 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   clock::time_point next_deadline_ = no_deadline;
   std::atomic<clock::rep> last_activity_{0};
   std::exception_ptr broken_;
-  bool disconnected_ = false;
+  bool disconnected_ = false;      // nobody reads any more
+  bool disconnect_handled_ = false;
+  bool io_done_ = false;           // the I/O thread has ended (close())
+  std::vector<state_ptr<state_base>> doomed_;  // fail once the disconnect policy ran
+  std::exception_ptr disconnect_cause_;
+  std::vector<const char*> timed_out_;  // for the endpoint's call_timed_out (I/O thread)
+  std::vector<std::function<void()>> after_item_;  // E's own (after_current_item)
   std::size_t events_pending_ = 0;  // event frames routed and not yet done
   std::size_t events_peak_ = 0;
   std::size_t max_events_ = 0;
   bool drop_oldest_ = false;
   std::atomic<std::uint64_t> events_dropped_{0};
+  // Another connection whose wait this connection's dispatch thread is in (nested serving):
+  // work queued here wakes the waiters there.
+  std::mutex elsewhere_mu_;
+  std::weak_ptr<connection> e_elsewhere_;
+  std::atomic<bool> e_is_elsewhere_{false};
 
   std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
       bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};
+
+  friend class connection_test_access;
 };
 
 // Builds a frame in `out`: header (id 0, filled by call()) followed by whatever `body` encodes.

@@ -45,6 +45,7 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   }
 
  private:
+  friend class parent_handler;
   proxy_core() = default;
   std::exception_ptr on_disconnect(std::exception_ptr cause);
   void kill_after_timeout(const char* what);
@@ -63,7 +64,7 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
   event_hub events_;
-  std::shared_ptr<request_handler> handler_;
+  std::shared_ptr<endpoint> handler_;
   std::atomic<bool> disposed_{false};
   std::thread dispatch_;
   state_ptr<state<void>> started_;

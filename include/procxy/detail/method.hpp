@@ -174,7 +174,7 @@ struct reply_sink {
 
   // The child's property snapshot goes out before the reply it belongs to (object thread).
   void before() const {
-    if (conn->before_reply && conn->on_dispatch_thread()) conn->before_reply();
+    conn->before_reply();
   }
   template <class R>
   void value(const R& v) const {
@@ -481,7 +481,7 @@ R call_remote(const remote_callback& ref, bool one_way, const A&... a) {
                 std::to_string(ref.id));
   if constexpr (std::is_void_v<R>) {
     if (one_way) {
-      conn->send(buf.view(), /*defer=*/true);
+      conn->send_one_way(buf.view());
       return;
     }
   }
