@@ -1,0 +1,463 @@
+// Liveness: every call completes, every reply arrives when it is ready, and no send, callback or
+// nesting pattern stalls the proxy — many calls in flight, callbacks from many child threads,
+// a slow call behind a fast one, a crash behind a finished call, a send the child is not reading,
+// a dispose from an idle child's own thread, and two children calling each other through the
+// parent. Every wait here is bounded: a stall is a test failure, never a hang. A watchdog per test
+// ends the process (with a message naming the test) should anything block outside a bounded wait.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "procxy/procxy.hpp"
+
+using namespace std::chrono_literals;
+
+namespace liveness_test {
+
+using clock_type = std::chrono::steady_clock;
+
+// Ends the whole process if the test has not finished within `limit`: the last resort for a
+// block outside any bounded wait (a call expression that never returns, a destructor that never
+// ends). Declared first in a test, so it is destroyed last, after the proxies.
+class watchdog {
+ public:
+  explicit watchdog(std::chrono::seconds limit = 55s)
+      : thread_([this, limit] {
+          std::unique_lock lk(m_);
+          if (!cv_.wait_for(lk, limit, [&] { return done_; })) {
+            const auto* info = testing::UnitTest::GetInstance()->current_test_info();
+            std::fprintf(stderr, "[  FAILED  ] %s.%s: hung for %lld s outside a bounded wait; ending the process\n",
+                         info ? info->test_suite_name() : "?", info ? info->name() : "?",
+                         static_cast<long long>(limit.count()));
+            std::fflush(stderr);
+            std::_Exit(3);
+          }
+        }) {}
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog() {
+    {
+      std::lock_guard lk(m_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// A stuck child is killed quickly when its proxy is destroyed.
+procxy::spawn_options quick_options() {
+  procxy::spawn_options o;
+  o.terminate_grace = 200ms;
+  return o;
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+long long ms_since(clock_type::time_point t0) {
+  return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t0).count());
+}
+
+// ---- classes served in the child ----------------------------------------------------------------
+
+class Counter {
+ public:
+  int inc(int x) { return x + 1; }
+};
+PROCXY_CLASS(Counter, inc);
+
+class Fanout {
+ public:
+  // `threads` std::threads each call the parent's `cb` with 1..per_thread and sum the results;
+  // the object thread joins them. A callback's exception is rethrown by the object thread.
+  std::int64_t fan_out(int threads, int per_thread, std::function<int(int)> cb) {
+    return run(threads, per_thread, cb, false);
+  }
+  // The same, but the object thread sleeps in user code (polling a counter) until every thread
+  // is done, and only then joins.
+  std::int64_t fan_out_sleeping(int threads, int per_thread, std::function<int(int)> cb) {
+    return run(threads, per_thread, cb, true);
+  }
+  int apply(int x, std::function<int(int)> f) { return f(x); }
+
+ private:
+  static std::int64_t run(int threads, int per_thread, const std::function<int(int)>& cb, bool sleep) {
+    std::vector<std::int64_t> sums(static_cast<std::size_t>(threads), 0);
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+    std::atomic<int> finished{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        try {
+          std::int64_t s = 0;
+          for (int i = 1; i <= per_thread; ++i) s += cb(i);
+          sums[static_cast<std::size_t>(t)] = s;
+        } catch (...) {
+          errors[static_cast<std::size_t>(t)] = std::current_exception();
+        }
+        finished.fetch_add(1);
+      });
+    if (sleep)
+      while (finished.load() < threads) std::this_thread::sleep_for(5ms);
+    for (auto& th : ts) th.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    std::int64_t total = 0;
+    for (auto s : sums) total += s;
+    return total;
+  }
+};
+PROCXY_CLASS(Fanout, fan_out, fan_out_sleeping, apply);
+
+class Timing {
+ public:
+  int fast(int x) { return x; }
+  int slow(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return ms;
+  }
+  int sleep_ms(int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return 7;
+  }
+  int crash() {
+    ::signal(SIGSEGV, SIG_DFL);  // sanitizers install a SIGSEGV handler that would exit(1)
+    ::raise(SIGSEGV);
+    return 0;
+  }
+};
+PROCXY_CLASS(Timing, fast, slow, sleep_ms, crash);
+
+class Sink {
+ public:
+  void busy(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+  std::size_t take(const std::vector<std::byte>& data) { return data.size(); }
+  int ping() { return 1; }
+};
+PROCXY_CLASS(Sink, busy, take, ping);
+
+class Disposer {
+ public:
+  // Returns at once; a detached thread asks to be disposed of `ms` later, while the object idles.
+  int dispose_later(int ms) {
+    std::thread([ms] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      procxy::this_child().dispose();
+    }).detach();
+    return 1;
+  }
+};
+PROCXY_CLASS(Disposer, dispose_later);
+
+class Nester {
+ public:
+  int nest(int d, std::function<int(int)> cb) { return d == 0 ? 0 : 1 + cb(d - 1); }
+};
+PROCXY_CLASS(Nester, nest);
+
+// ---- 1. many calls in flight --------------------------------------------------------------------
+
+// Issues n calls of inc(i) without waiting, then waits for all (bounded) and checks each result.
+void many_in_flight_from_one_thread(int n) {
+  watchdog dog;
+  auto p = procxy::spawn<Counter>(quick_options());
+  std::vector<procxy::future<int>> futures;
+  futures.reserve(static_cast<std::size_t>(n));
+  const auto t0 = clock_type::now();
+  for (int i = 0; i < n; ++i) futures.push_back(p.inc(i));
+  const auto issued_ms = ms_since(t0);
+  const auto deadline = clock_type::now() + 30s;
+  for (int i = 0; i < n; ++i) {
+    auto& f = futures[static_cast<std::size_t>(i)];
+    ASSERT_EQ(f.wait_until(deadline), std::future_status::ready)
+        << "call " << i << " of " << n << " not complete 30 s after all were issued (issuing took "
+        << issued_ms << " ms)";
+    auto r = f.try_get();
+    ASSERT_TRUE(r.has_value()) << "call " << i << " failed: " << what_of(r.error());
+    ASSERT_EQ(r.value(), i + 1) << "call " << i;
+  }
+}
+
+TEST(Liveness, OneHundredThousandCallsInFlightFromOneThreadAllComplete) {
+  many_in_flight_from_one_thread(100'000);
+}
+
+TEST(Liveness, OneMillionCallsInFlightFromOneThreadAllComplete) { many_in_flight_from_one_thread(1'000'000); }
+
+TEST(Liveness, OneMillionCallsInFlightFromEightThreadsAtOnceAllComplete) {
+  watchdog dog;
+  auto p = procxy::spawn<Counter>(quick_options());
+  constexpr int threads = 8;
+  constexpr int per_thread = 125'000;
+  std::atomic<int> incomplete{0}, failed{0}, wrong{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      std::vector<procxy::future<int>> futures;
+      futures.reserve(per_thread);
+      const int base = t * per_thread;
+      for (int i = 0; i < per_thread; ++i) futures.push_back(p.inc(base + i));
+      const auto deadline = clock_type::now() + 30s;
+      for (int i = 0; i < per_thread; ++i) {
+        auto& f = futures[static_cast<std::size_t>(i)];
+        if (f.wait_until(deadline) != std::future_status::ready) {
+          incomplete.fetch_add(per_thread - i);
+          return;
+        }
+        auto r = f.try_get();
+        if (!r.has_value())
+          failed.fetch_add(1);
+        else if (r.value() != base + i + 1)
+          wrong.fetch_add(1);
+      }
+    });
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(incomplete.load(), 0) << "calls not complete 30 s after their thread issued them";
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+// ---- 2. parent callbacks from child threads -----------------------------------------------------
+
+TEST(Liveness, ParentCallbackCalledFromFourChildThreadsCompletes) {
+  watchdog dog;
+  std::atomic<int> invocations{0};  // outlives the proxy, whose dispatch thread runs the callback
+  auto p = procxy::spawn<Fanout>(quick_options());
+  auto f = p.fan_out(4, 1000, [&](int x) {
+    invocations.fetch_add(1);
+    return x;
+  });
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
+      << "fan_out not complete after 30 s; the parent callback ran " << invocations.load() << " of 4000 times";
+  EXPECT_EQ(f.get(), std::int64_t{4} * (1000 * 1001 / 2));
+  EXPECT_EQ(invocations.load(), 4000);
+}
+
+TEST(Liveness, ParentCallbackHammeredBySixteenChildThreadsWhileTheObjectThreadSleepsCompletes) {
+  watchdog dog;
+  std::atomic<int> invocations{0};  // outlives the proxy, whose dispatch thread runs the callback
+  auto p = procxy::spawn<Fanout>(quick_options());
+  auto f = p.fan_out_sleeping(16, 2000, [&](int x) {
+    invocations.fetch_add(1);
+    return x;
+  });
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
+      << "fan_out_sleeping not complete after 30 s; the parent callback ran " << invocations.load()
+      << " of 32000 times";
+  EXPECT_EQ(f.get(), std::int64_t{16} * (2000 * 2001 / 2));
+  EXPECT_EQ(invocations.load(), 32'000);
+}
+
+TEST(Liveness, CallsWithACallbackFromEightParentThreadsConcurrentlyAllComplete) {
+  watchdog dog;
+  auto p = procxy::spawn<Fanout>(quick_options());
+  constexpr int threads = 8;
+  constexpr int per_thread = 1000;
+  std::atomic<int> incomplete{0}, failed{0}, wrong{0};
+  std::vector<std::thread> ts;
+  const auto deadline = clock_type::now() + 30s;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto f = p.apply(i, [t](int x) { return 2 * x + t; });
+        if (f.wait_until(deadline) != std::future_status::ready) {
+          incomplete.fetch_add(per_thread - i);
+          return;
+        }
+        auto r = f.try_get();
+        if (!r.has_value())
+          failed.fetch_add(1);
+        else if (r.value() != 2 * i + t)
+          wrong.fetch_add(1);
+      }
+    });
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(incomplete.load(), 0) << "calls not complete within 30 s";
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+// ---- 3. replies are delivered as soon as they are written ---------------------------------------
+
+TEST(Liveness, FastCallsReplyDoesNotWaitForTheNextCallToFinish) {
+  watchdog dog;
+  auto w = procxy::spawn<Timing>(quick_options());
+  auto warm = w.fast(0);
+  ASSERT_EQ(warm.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(warm.get(), 0);
+
+  const auto t0 = clock_type::now();
+  auto a = w.fast(1);
+  auto b = w.slow(500);
+  ASSERT_EQ(a.wait_for(5s), std::future_status::ready) << "fast(1) not complete 5 s after it was issued";
+  const auto elapsed = ms_since(t0);
+  EXPECT_LT(elapsed, 300) << "fast(1)'s reply waited for slow(500): ready after " << elapsed << " ms";
+  EXPECT_EQ(a.get(), 1);
+  ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(b.get(), 500);
+}
+
+TEST(Liveness, CallThatCompletedBeforeACrashKeepsItsValue) {
+  watchdog dog;
+  auto w = procxy::spawn<Timing>(quick_options());
+  auto warm = w.fast(0);
+  ASSERT_EQ(warm.wait_for(30s), std::future_status::ready);
+  (void)warm.get();
+
+  auto a = w.sleep_ms(100);  // replies 7 after 100 ms ...
+  auto b = w.crash();        // ... then the child dies as soon as this one starts
+  ASSERT_EQ(a.wait_for(10s), std::future_status::ready);
+  ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
+  auto ra = a.try_get();
+  ASSERT_TRUE(ra.has_value()) << "the reply written before the crash was lost: " << what_of(ra.error());
+  EXPECT_EQ(ra.value(), 7);
+  EXPECT_THROW((void)b.get(), procxy::child_crashed);
+}
+
+// ---- 4. a send the child is not reading ---------------------------------------------------------
+
+TEST(Liveness, SendTheChildIsNotReadingDoesNotBlockPastTheCallDeadline) {
+  watchdog dog;
+  auto opts = quick_options();
+  opts.call_timeout = 1s;
+  auto s = procxy::spawn<Sink>(opts);
+  auto warm = s.ping();
+  ASSERT_EQ(warm.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(warm.get(), 1);
+
+  auto busy = s.busy(8000);  // the child's object thread sleeps 8 s: it reads nothing more
+  std::vector<std::byte> big(std::size_t{64} << 20, std::byte{0x5a});
+  const auto t0 = clock_type::now();
+  auto f = s.take(big);
+  const auto call_ms = ms_since(t0);
+  EXPECT_LT(call_ms, 2000) << "the call expression itself blocked for " << call_ms << " ms";
+  ASSERT_EQ(f.wait_until(t0 + 5s), std::future_status::ready)
+      << "take(64 MiB) not complete 5 s after it was issued (call_timeout is 1 s)";
+  const auto done_ms = ms_since(t0);
+  EXPECT_LT(done_ms, 2500) << "take(64 MiB) failed only after " << done_ms << " ms";
+  EXPECT_THROW((void)f.get(), procxy::timeout_error);
+  (void)busy.try_get();
+}
+
+// ---- 5. dispose from a child thread while idle --------------------------------------------------
+
+TEST(Liveness, DisposeFromAChildThreadWhileTheObjectIsIdleEndsTheChildPromptly) {
+  watchdog dog;
+  struct exit_state {
+    std::mutex m;
+    std::condition_variable cv;
+    bool exited = false;
+    procxy::exit_info info;
+  } st;  // outlives the proxy: on_exit may run during its destruction
+  auto opts = quick_options();
+  opts.on_exit = [&st](const procxy::exit_info& e) {
+    std::lock_guard lk(st.m);
+    st.exited = true;
+    st.info = e;
+    st.cv.notify_all();
+  };
+  auto p = procxy::spawn<Disposer>(opts);
+  auto r = p.dispose_later(100);
+  ASSERT_EQ(r.wait_for(30s), std::future_status::ready);
+  ASSERT_EQ(r.get(), 1);
+  const auto t0 = clock_type::now();
+  // Nothing else is called: the request must travel on its own.
+  {
+    std::unique_lock lk(st.m);
+    const bool exited = st.cv.wait_for(lk, 5s, [&] { return st.exited; });
+    ASSERT_TRUE(exited) << "the child was not ended within 5 s of asking to be disposed of (running() = "
+                        << p.running() << ")";
+    EXPECT_TRUE(st.info.disposed) << st.info.description;
+  }
+  EXPECT_LT(ms_since(t0), 5000);
+  EXPECT_FALSE(p.running());
+}
+
+// ---- 6. two children calling each other through the parent --------------------------------------
+
+// a.nest(depth, via_b): each level is a callback into the parent that calls the other child and
+// waits for it. The waits inside the callbacks are bounded too (they throw at the deadline), so
+// a deadlock releases the dispatch threads and the proxies can be destroyed.
+void nest_through_the_parent(int depth) {
+  watchdog dog;
+  auto a = procxy::spawn<Nester>(quick_options());
+  auto b = procxy::spawn<Nester>(quick_options());
+  const auto inner_deadline = clock_type::now() + 25s;
+  std::atomic<int> deepest{depth};
+  std::function<int(int)> via_a;
+  std::function<int(int)> via_b;
+  via_a = [&](int d) {
+    int seen = deepest.load();
+    while (d < seen && !deepest.compare_exchange_weak(seen, d)) {
+    }
+    auto f = a.nest(d, via_b);
+    if (f.wait_until(inner_deadline) != std::future_status::ready)
+      throw std::runtime_error("a.nest(" + std::to_string(d) + ") did not complete");
+    return f.get();
+  };
+  via_b = [&](int d) {
+    int seen = deepest.load();
+    while (d < seen && !deepest.compare_exchange_weak(seen, d)) {
+    }
+    auto f = b.nest(d, via_a);
+    if (f.wait_until(inner_deadline) != std::future_status::ready)
+      throw std::runtime_error("b.nest(" + std::to_string(d) + ") did not complete");
+    return f.get();
+  };
+  // Ends both children before anything the callbacks use goes away (including on an early
+  // return): after terminate() no callback of that proxy runs any more, and a callback still
+  // running on a's dispatch thread sees b terminated (or its bounded wait expire).
+  struct terminate_both {
+    procxy::proxy<Nester>& x;
+    procxy::proxy<Nester>& y;
+    ~terminate_both() {
+      x.terminate();
+      y.terminate();
+    }
+  } guard{a, b};
+  auto f = a.nest(depth, via_b);
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
+      << "a.nest(" << depth << ") not complete after 30 s; the parent reached level " << deepest.load();
+  auto r = f.try_get();
+  ASSERT_TRUE(r.has_value()) << "a.nest(" << depth << ") failed (" << what_of(r.error())
+                               << "); the parent reached level " << deepest.load();
+  EXPECT_EQ(r.value(), depth);
+}
+
+TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentSixLevelsDeepComplete) { nest_through_the_parent(6); }
+
+TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentTwentyLevelsDeepComplete) {
+  nest_through_the_parent(20);
+}
+
+}  // namespace liveness_test
