@@ -687,8 +687,10 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       continue;
     }
     if (deadline <= now) break;
-    // Past its deadline and still not ready: the policy completes it (a fatal timeout).
-    auto until = st.call_deadline <= now ? deadline : std::min(deadline, st.call_deadline);
+    // Past its deadline and still not ready: another thread is failing it (the I/O thread's
+    // expiry, or the policy of a fatal timeout). Wait for that; never block in a read for it.
+    const bool past = st.call_deadline <= now;
+    auto until = past ? deadline : std::min(deadline, st.call_deadline);
     if (e && !queue_.empty()) {
       drain_queue(lk);  // nested: a request that arrived while E waits runs here
       continue;
@@ -699,7 +701,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       lk.lock();
       if (ran) continue;
     }
-    if (!reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
+    if (!past && !reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
       // A plain blocking read is the fast path. Poll with the wake-up slot whenever another
       // thread may complete what this reader waits for, or give it work.
       const bool with_wakeup =
@@ -716,8 +718,8 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     // own reply behind one) and let go of the role and taken it again; its notify came before
     // this wait.
     if (st.is_ready() || (e && !queue_.empty())) continue;
-    const bool defer = defer_to_dispatch(e);
-    if (!reading_ && !disconnected_ && !events_full()) {
+    const bool defer = defer_to_dispatch(e) || past;
+    if (!past && !reading_ && !disconnected_ && !events_full()) {
       if (!defer) continue;  // take the role
       want_read_ = true;     // the dispatch thread reads for us (callbacks are flowing)
       wake_dispatch_thread();
