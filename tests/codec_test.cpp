@@ -979,3 +979,28 @@ TEST(Codec, EmptyBufferThrowsProtocolErrorForEveryKind) {
 }
 
 }  // namespace
+
+namespace codec_budget {
+
+// A hostile peer cannot make one message allocate more than a fixed multiple of its size: one
+// byte per disengaged optional of an 800-byte array would otherwise buy 800x (issue 10, point 5).
+TEST(Codec, OneMessageCannotAllocateMoreThanAFixedMultipleOfItsSize) {
+  using big = std::vector<std::optional<std::array<double, 100>>>;
+  wire w;
+  w.u32(100'000);
+  for (int i = 0; i < 100'000; ++i) w.u8(0);  // 100 KB on the wire, 80 MB decoded
+  allocation_probe probe;
+  EXPECT_THROW((void)decode_span<big>(w.view()), procxy::protocol_error);
+  EXPECT_LT(probe.largest(), 64 * w.size() + (64u << 10));
+}
+
+TEST(Codec, OrdinaryNestingStaysWithinTheAllocationBudget) {
+  // Many empty strings: 4 bytes on the wire, 32 in memory each (8x) decode fine.
+  std::vector<std::string> many(100'000);
+  EXPECT_EQ(round_trip(many), many);
+  std::map<int, int> m;
+  for (int i = 0; i < 10'000; ++i) m[i] = i;
+  EXPECT_EQ(round_trip(m), m);
+}
+
+}  // namespace codec_budget

@@ -292,7 +292,8 @@ void encoder::operator()(const T& v) {
 
 class decoder {
  public:
-  explicit decoder(byte_reader& in, codec_context* ctx = nullptr) : in_(in), ctx_(ctx) {}
+  explicit decoder(byte_reader& in, codec_context* ctx = nullptr)
+      : in_(in), ctx_(ctx), alloc_left_(alloc_budget(in.remaining())) {}
   byte_reader& reader() noexcept { return in_; }
   codec_context* context() const noexcept { return ctx_; }
 
@@ -323,6 +324,23 @@ class decoder {
     return n;
   }
 
+  // The same, and charges `n * mem_each` bytes to the message's allocation budget: decoding one
+  // message may allocate at most max_alloc_factor times its size (plus 64 KiB), whatever the
+  // nesting (a 1-byte optional of a 800-byte array in a vector would otherwise buy 800x).
+  static constexpr std::size_t max_alloc_factor = 64;
+  static constexpr std::size_t alloc_budget(std::size_t message_bytes) noexcept {
+    return message_bytes * max_alloc_factor + (std::size_t{64} << 10);
+  }
+  std::size_t count(std::size_t min_each, std::size_t mem_each) {
+    std::size_t n = count(min_each);
+    if (mem_each != 0 && n > alloc_left_ / mem_each)
+      throw protocol_error("procxy: a count of " + std::to_string(n) + " elements of " +
+                           std::to_string(mem_each) + " bytes would make this message allocate more than " +
+                           std::to_string(max_alloc_factor) + " times its size");
+    alloc_left_ -= n * mem_each;
+    return n;
+  }
+
   template <class T>
   void operator()(T& v);
 
@@ -347,6 +365,7 @@ class decoder {
   byte_reader& in_;
   codec_context* ctx_;
   std::size_t zero_width_left_ = max_zero_width_elements;
+  std::size_t alloc_left_;
 };
 
 template <class T>
@@ -364,7 +383,7 @@ void decoder::operator()(T& v) {
     if (raw<std::uint8_t>() != 0) throw protocol_error("procxy: bad monostate byte");
   } else if constexpr (is_string<U>) {
     using C = typename U::value_type;
-    std::size_t n = count(sizeof(C));
+    std::size_t n = count(sizeof(C), sizeof(C));
     v.resize(n);
     in_.read(v.data(), n * sizeof(C));
   } else if constexpr (std::is_same_v<U, std::filesystem::path>) {
@@ -384,7 +403,8 @@ void decoder::operator()(T& v) {
     }
   } else if constexpr (is_sequence<U>) {
     using E = typename U::value_type;
-    std::size_t n = count(min_wire_size<E>());
+    std::size_t n =
+        count(min_wire_size<E>(), is_specialization_of<U, std::vector> ? sizeof(E) : sizeof(E) + 16);
     v.clear();
     if constexpr (is_specialization_of<U, std::vector> &&
                   ((std::is_arithmetic_v<E> && !std::is_same_v<E, bool>) ||
@@ -403,7 +423,7 @@ void decoder::operator()(T& v) {
     }
   } else if constexpr (is_associative<U>) {
     using E = typename U::value_type;  // pair<const K, V> for maps
-    std::size_t n = count(min_wire_size<E>());
+    std::size_t n = count(min_wire_size<E>(), sizeof(E) + 48);  // a node each
     v.clear();
     if constexpr (requires { typename U::mapped_type; }) {
       for (std::size_t i = 0; i < n; ++i) {
