@@ -696,10 +696,13 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       continue;
     }
     if (!others.empty()) {
+      const auto seq = wake_seq_;
       lk.unlock();
       bool ran = serve_other_roles();
       lk.lock();
-      if (ran) continue;
+      // Work queued on another connection after we looked there woke us while we were not
+      // yet waiting: look again rather than sleep through it.
+      if (ran || seq != wake_seq_) continue;
     }
     if (!past && !reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
       // A plain blocking read is the fast path. Poll with the wake-up slot whenever another
@@ -743,6 +746,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
 
 void connection::wake_waiters() {
   std::lock_guard lk(mu_);
+  ++wake_seq_;
   wake_dispatch_thread();  // and the reader, if it polls
   cv_.notify_all();
 }

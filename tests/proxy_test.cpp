@@ -394,4 +394,29 @@ TEST(Proxy, TraceEnvPrintsDecodedMessagesOfBothSides) {
   EXPECT_NE(all.find("recv shutdown"), std::string::npos) << all;
 }
 
+// Method names that proxy<T> once used for its own private members (reset, bind, self, merge)
+// are ordinary described names: none is hidden by the proxy (issue 10, point 5).
+class Names {
+ public:
+  int reset() { return n_ = 0; }
+  int bind(int v) { return n_ += v; }
+  int self() const { return n_; }
+  int merge(int a, int b) { return a + b; }
+
+ private:
+  int n_ = 5;
+};
+PROCXY_CLASS(Names, reset, bind, self, merge);
+
+TEST(Proxy, NoPrivateMemberOfTheProxyHidesADescribedMethodName) {
+  auto p = procxy::spawn<Names>();
+  EXPECT_EQ(p.self().get(), 5);
+  EXPECT_EQ(p.reset().get(), 0);
+  EXPECT_EQ(p.bind(3).get(), 3);
+  EXPECT_EQ(p.merge(1, 2).get(), 3);
+  auto q = std::move(p);  // moving re-binds the faces of both
+  EXPECT_EQ(q.self().get(), 3);
+  EXPECT_THROW(p.self().get(), procxy::terminated);
+}
+
 }  // namespace

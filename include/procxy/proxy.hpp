@@ -46,12 +46,12 @@ struct method_fn<MP, std::tuple<P...>> {
 template <class... F>
 struct overload_set : F... {
   using F::operator()...;
-  void bind(const binding* b) noexcept { ((static_cast<F&>(*this).binding_ = b), ...); }
+  void procxy_bind_all(const binding* b) noexcept { ((static_cast<F&>(*this).binding_ = b), ...); }
 };
 template <class F>
 void bind_fn(F& f, const binding* b) noexcept {
-  if constexpr (requires { f.bind(b); })
-    f.bind(b);
+  if constexpr (requires { f.procxy_bind_all(b); })
+    f.procxy_bind_all(b);
   else
     f.binding_ = b;
 }
@@ -110,30 +110,30 @@ class call_api : public detail::methods_t<T> {
     using traits = detail::member_traits<decltype(MP)>;
     static_assert(std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
                   "procxy: call<&C::m>() names a method of another class");
-    return detail::method_fn<MP>{&self().binding_}(std::forward<A>(a)...);
+    return detail::method_fn<MP>{&procxy_self().procxy_binding_}(std::forward<A>(a)...);
   }
 
   // The same proxy with other options for the calls made through the returned view:
   //   calc.with_timeout(100ms).add(1, 2);
   //   calc.with({.timeout = 1s, .retries = 2}).lookup(key);   // lookup is idempotent
   // The view shares the child; it is cheap, and meant to be used within one expression or scope.
-  call_view<T> with(call_options o) const { return call_view<T>(self().core_, merge(o)); }
+  call_view<T> with(call_options o) const { return call_view<T>(procxy_self().procxy_core_, procxy_merge(o)); }
   call_view<T> with_timeout(std::chrono::milliseconds t) const {
-    return with(call_options{.timeout = t, .retries = self().binding_.retries});
+    return with(call_options{.timeout = t, .retries = procxy_self().procxy_binding_.retries});
   }
   // Marks the calls made through the view idempotent: after a timeout they are sent again, up to
   // `retries` times. Only meaningful with a timeout (the proxy's or with_timeout's).
   call_view<T> idempotent(int retries = 2) const {
-    return with(call_options{.timeout = self().binding_.timeout, .retries = retries});
+    return with(call_options{.timeout = procxy_self().procxy_binding_.timeout, .retries = retries});
   }
 
  protected:
   call_api() = default;
 
  private:
-  const Self& self() const { return static_cast<const Self&>(*this); }
-  call_options merge(call_options o) const {
-    const auto& b = self().binding_;
+  const Self& procxy_self() const { return static_cast<const Self&>(*this); }
+  call_options procxy_merge(call_options o) const {
+    const auto& b = procxy_self().procxy_binding_;
     if (o.timeout.count() < 0) o.timeout = b.timeout;
     return o;
   }
@@ -145,62 +145,63 @@ class proxy : public call_api<T, proxy<T>> {
   friend class call_api<T, proxy<T>>;
 
  public:
-  proxy(proxy&& o) noexcept : call_api<T, proxy<T>>(std::move(o)), core_(std::move(o.core_)) {
-    bind();
-    o.bind();
+  proxy(proxy&& o) noexcept : call_api<T, proxy<T>>(std::move(o)), procxy_core_(std::move(o.procxy_core_)) {
+    procxy_rebind();
+    o.procxy_rebind();
   }
   proxy& operator=(proxy&& o) noexcept {
     if (this != &o) {
-      reset();
+      procxy_release();
       static_cast<methods&>(*this) = static_cast<methods&&>(o);
-      core_ = std::move(o.core_);
-      bind();
-      o.bind();
+      procxy_core_ = std::move(o.procxy_core_);
+      procxy_rebind();
+      o.procxy_rebind();
     }
     return *this;
   }
-  ~proxy() { reset(); }
+  ~proxy() { procxy_release(); }
 
   // The child's process id (valid until the proxy is destroyed, even after the child exited).
-  int pid() const noexcept { return core_ ? core_->pid() : -1; }
+  int pid() const noexcept { return procxy_core_ ? procxy_core_->pid() : -1; }
   // Whether the child process is alive (it may be alive but disconnected after a protocol error).
-  bool running() const { return core_ && core_->running(); }
+  bool running() const { return procxy_core_ && procxy_core_->running(); }
   // Completes when the child has constructed the object; fails with spawn_error if it could not.
-  future<void> started() { return core_->started(); }
+  future<void> started() { return procxy_core_->started(); }
   // Ends the child: pending calls fail with terminated, the object's destructor runs in the
   // child (within terminate_grace), then SIGTERM, SIGKILL and reaping. Idempotent, thread-safe,
   // and legal from inside the proxy's own callbacks.
   void terminate() {
-    if (core_) core_->terminate();
+    if (procxy_core_) procxy_core_->terminate();
   }
   // Connection counters (frames and bytes each way, write syscalls, pending calls, timeouts).
   // Events: delivered, dropped, subscribe messages, property updates, listeners per event.
   detail::connection_stats stats() const {
-    if (!core_) return {};
-    auto s = core_->conn().stats();
-    core_->events().count_listeners(s.event_listeners);
+    if (!procxy_core_) return {};
+    auto s = procxy_core_->conn().stats();
+    procxy_core_->events().count_listeners(s.event_listeners);
     return s;
   }
 
  private:
   template <class U, class... A>
   friend proxy<U> spawn(const spawn_options& opts, A&&... args);
-  explicit proxy(std::shared_ptr<detail::proxy_core> core) : core_(std::move(core)) { bind(); }
-  void bind() noexcept {
-    binding_.core = core_.get();
-    binding_.timeout = core_ ? core_->options().call_timeout : std::chrono::milliseconds{0};
-    binding_.retries = 0;
-    this->methods::procxy_bind(&binding_);
+  explicit proxy(std::shared_ptr<detail::proxy_core> core) : procxy_core_(std::move(core)) { procxy_rebind(); }
+  void procxy_rebind() noexcept {
+    procxy_binding_.core = procxy_core_.get();
+    procxy_binding_.timeout =
+        procxy_core_ ? procxy_core_->options().call_timeout : std::chrono::milliseconds{0};
+    procxy_binding_.retries = 0;
+    this->methods::procxy_bind(&procxy_binding_);
   }
-  void reset() {
-    if (core_) {
-      core_->terminate();
-      core_.reset();
+  void procxy_release() {
+    if (procxy_core_) {
+      procxy_core_->terminate();
+      procxy_core_.reset();
     }
-    bind();
+    procxy_rebind();
   }
-  std::shared_ptr<detail::proxy_core> core_;
-  detail::binding binding_;
+  std::shared_ptr<detail::proxy_core> procxy_core_;
+  detail::binding procxy_binding_;
 };
 
 // proxy<T>::with(...)'s result: the described methods and call<&T::m>() with other call options.
@@ -218,14 +219,14 @@ class call_view : public call_api<T, call_view<T>> {
 
  private:
   friend class call_api<T, proxy<T>>;
-  call_view(std::shared_ptr<detail::proxy_core> core, call_options o) : core_(std::move(core)) {
-    binding_.core = core_.get();
-    binding_.timeout = o.timeout.count() < 0 ? std::chrono::milliseconds{0} : o.timeout;
-    binding_.retries = o.retries;
-    this->methods::procxy_bind(&binding_);
+  call_view(std::shared_ptr<detail::proxy_core> core, call_options o) : procxy_core_(std::move(core)) {
+    procxy_binding_.core = procxy_core_.get();
+    procxy_binding_.timeout = o.timeout.count() < 0 ? std::chrono::milliseconds{0} : o.timeout;
+    procxy_binding_.retries = o.retries;
+    this->methods::procxy_bind(&procxy_binding_);
   }
-  std::shared_ptr<detail::proxy_core> core_;
-  detail::binding binding_;
+  std::shared_ptr<detail::proxy_core> procxy_core_;
+  detail::binding procxy_binding_;
 };
 
 // Starts a child process and constructs a T there from `args`. Returns at once: calls made before

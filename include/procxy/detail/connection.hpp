@@ -379,6 +379,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::mutex elsewhere_mu_;
   std::weak_ptr<connection> e_elsewhere_;
   std::atomic<bool> e_is_elsewhere_{false};
+  std::uint64_t wake_seq_ = 0;     // under mu_: wake_waiters() calls (no lost wake-up, see wait)
 
   std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
       bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};
