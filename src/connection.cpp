@@ -23,6 +23,8 @@ constexpr std::size_t read_chunk = 64 * 1024;
 constexpr auto active_window = std::chrono::milliseconds(100);
 // Coalesced one-way frames (events, notifications inside a request) go out within this long.
 constexpr auto oneway_delay = std::chrono::microseconds(500);
+// A one-way sender waits while this much is queued and not yet written (backpressure).
+constexpr std::size_t oneway_high_water = std::size_t{1} << 20;
 
 bool trace_enabled() {
   const char* v = std::getenv("PROCXY_TRACE");
@@ -34,6 +36,7 @@ bool trace_enabled() {
 thread_local std::vector<connection*> t_dispatching;
 
 clock::time_point from_rep(clock::rep r) { return clock::time_point(clock::duration(r)); }
+constexpr clock::rep no_deadline_rep = no_deadline.time_since_epoch().count();
 
 }  // namespace
 
@@ -96,58 +99,51 @@ void connection::trace(const std::string& text) const {
 // ---- sending -----------------------------------------------------------------------------------
 
 void connection::send(std::span<const std::byte> f, bool defer) {
-  bool wake = false;
-  {
-    std::unique_lock lk(wmu_);
-    if (wclosed_) throw terminated("procxy: the connection is closed");
-    frames_sent_.fetch_add(1, std::memory_order_relaxed);
-    bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
-    wpending_.append(f.data(), f.size());
-    if (writing_) return;  // the owner of the writing role sends these bytes next, in order
-    if (defer && wpending_.size() < read_chunk) {  // a flush trigger sends them (design.md)
-      if (deferred_since_.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count()) {
-        deferred_since_.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-        wake = io_deep_.load(std::memory_order_relaxed);
-      }
-    } else {
-      writing_ = true;
-      drain_writes(lk);
-    }
-  }
-  if (wake) {
-    std::lock_guard lk(mu_);
-    wake_io();
-  }
+  enqueue(f, defer ? hold::call : hold::none);
 }
 
 void connection::send_one_way(std::span<const std::byte> f) {
   // Inside a request on the dispatch thread (a method that emits, a callback that notifies):
   // coalesced, and written within oneway_delay by the I/O thread if the reply does not come
   // first. From anywhere else: at once.
-  if (!on_dispatch_thread() || !e_busy_) {
-    send(f, false);
-    return;
-  }
+  enqueue(f, on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none, /*bounded=*/true);
+}
+
+void connection::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
   bool wake = false;
   {
     std::unique_lock lk(wmu_);
+    if (bounded && queued_bytes() >= oneway_high_water) {
+      // Backpressure: the peer reads slower than this side emits (the parent stops reading
+      // while its listeners are behind, block_emitter). Wait until the I/O thread has written
+      // the queue down, so an emitter cannot grow this process's memory without bound.
+      ++wfull_waiters_;
+      wcv_.wait(lk, [&] { return wclosed_ || queued_bytes() < oneway_high_water; });
+      --wfull_waiters_;
+    }
     if (wclosed_) throw terminated("procxy: the connection is closed");
     frames_sent_.fetch_add(1, std::memory_order_relaxed);
     bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
     wpending_.append(f.data(), f.size());
-    if (writing_) return;
-    if (wpending_.size() >= read_chunk) {
+    if (writing_) return;  // the owner of the writing role sends these bytes next, in order
+    if (h == hold::none || wpending_.size() >= read_chunk) {
       writing_ = true;
       drain_writes(lk);
       return;
     }
-    auto now = clock::now();
-    if (deferred_since_.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count())
+    // Held for a flush trigger (docs/design.md "Liveness", point 4); the I/O thread is the one
+    // that is always there, so it must look by the time they are due.
+    clock::time_point now{};
+    if (deferred_since_.load(std::memory_order_relaxed) == no_deadline_rep) {
+      now = clock::now();
       deferred_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
-    if (!oneway_deferred_.exchange(true, std::memory_order_relaxed)) {
+      wake = io_deep_.load(std::memory_order_relaxed);
+    }
+    if (h == hold::one_way && !oneway_deferred_.exchange(true, std::memory_order_relaxed)) {
       // An I/O thread that looks again within the delay anyway picks these up; waking it for
       // every call that emits would cost a context switch each.
-      wake = from_rep(io_wake_at_.load(std::memory_order_relaxed)) > now + oneway_delay;
+      if (now == clock::time_point{}) now = clock::now();
+      wake = wake || from_rep(io_wake_at_.load(std::memory_order_relaxed)) > now + oneway_delay;
     }
   }
   if (wake) {
@@ -174,7 +170,7 @@ void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
       woff_ = 0;
       if (wpending_.empty()) break;
       std::swap(wpending_, wspare_);
-      deferred_since_.store(no_deadline.time_since_epoch().count(), std::memory_order_relaxed);
+      deferred_since_.store(no_deadline_rep, std::memory_order_relaxed);
       oneway_deferred_.store(false, std::memory_order_relaxed);
     }
     lk.unlock();
@@ -209,6 +205,7 @@ void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
       return;
     }
     woff_ += n;
+    if (wfull_waiters_ > 0 && queued_bytes() < oneway_high_water) wcv_.notify_all();
   }
   writing_ = false;
   if (shut_write_) t_->shutdown_write();
@@ -234,7 +231,7 @@ void connection::shutdown_write() noexcept {
 
 clock::time_point connection::deferred_due() const {
   auto since = deferred_since_.load(std::memory_order_relaxed);
-  if (since == no_deadline.time_since_epoch().count()) return no_deadline;
+  if (since == no_deadline_rep) return no_deadline;
   auto at = from_rep(since);
   return oneway_deferred_.load(std::memory_order_relaxed) ? at + oneway_delay : at + reading_linger;
 }
@@ -888,6 +885,11 @@ void connection::close(std::chrono::milliseconds drain) {
     wcv_.wait_for(wl, drain, [&] { return wclosed_ || (!writing_ && wpending_.empty()); });
   }
   {
+    std::lock_guard wl(wmu_);
+    wclosed_ = true;  // nothing more goes out; an emitter held by backpressure gives up
+    wcv_.notify_all();
+  }
+  {
     std::lock_guard lk(mu_);
     stopping_ = true;
     io_stop_ = true;
@@ -902,11 +904,12 @@ void connection::close(std::chrono::milliseconds drain) {
 
 // ---- the I/O thread ----------------------------------------------------------------------------
 
-bool connection::io_should_read(clock::time_point now) const {
+bool connection::io_should_read(clock::time_point now, bool kept) const {
   if (reading_ || disconnected_ || stopping_ || io_stop_ || events_full()) return false;
   if (want_read_) return true;
   if (e_idle_ && e_prefers_reading()) return false;  // the dispatch thread is about to read
   if (role_waiters_ > 0) return false;                // a waiter takes it
+  if (kept) return waiters_ == 0;  // it read the last batch: it goes on while nobody waits
   return now - from_rep(last_activity_.load(std::memory_order_relaxed)) >= reading_linger;
 }
 
@@ -941,9 +944,7 @@ void connection::run_io() {
     }
     const bool want_write = wblocked_.load(std::memory_order_acquire);
     bool read = false;
-    if (!reading_ && (keep ? !(disconnected_ || stopping_ || events_full() || role_waiters_ > 0 ||
-                               waiters_ > 0 || (e_idle_ && e_prefers_reading()))
-                           : io_should_read(now))) {
+    if (io_should_read(now, keep)) {
       read = true;
       reading_ = true;
       reader_polls_ = true;
@@ -1010,7 +1011,7 @@ void connection::run_io() {
       release_role(replies);
     }
   }
-  io_wake_at_.store(no_deadline.time_since_epoch().count(), std::memory_order_relaxed);
+  io_wake_at_.store(no_deadline_rep, std::memory_order_relaxed);
   io_done_ = true;
   const bool handle = disconnected_ && !disconnect_handled_;
   disconnect_handled_ = true;

@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -197,6 +199,24 @@ class Nester {
 };
 PROCXY_CLASS(Nester, nest);
 
+// Emits `n` events of 1 KiB; after every 100 it writes how many it emitted to `path`, so the
+// parent can see how far the emitter got while its listener is held.
+class Flood {
+ public:
+  procxy::event<std::string> chunk;
+  int flood(int n, const std::string& path) {
+    const std::string blob(1024, 'f');
+    for (int i = 1; i <= n; ++i) {
+      chunk.emit(blob);
+      if (i % 100 == 0) {
+        std::ofstream(path, std::ios::trunc) << i;
+      }
+    }
+    return n;
+  }
+};
+PROCXY_CLASS(Flood, flood, chunk);
+
 // ---- 1. many calls in flight --------------------------------------------------------------------
 
 // Issues n calls of inc(i) without waiting, then waits for all (bounded) and checks each result.
@@ -261,33 +281,31 @@ TEST(Liveness, OneMillionCallsInFlightFromEightThreadsAtOnceAllComplete) {
 
 // ---- 2. parent callbacks from child threads -----------------------------------------------------
 
-TEST(Liveness, ParentCallbackCalledFromFourChildThreadsCompletes) {
-  watchdog dog;
+// Runs Fanout method MP: `threads` child threads each call the parent's callback `calls` times
+// while the object thread waits in user code; every invocation must run and the sum come back.
+template <auto MP>
+void expect_fan_out_completes(int threads, int calls) {
   std::atomic<int> invocations{0};  // outlives the proxy, whose dispatch thread runs the callback
   auto p = procxy::spawn<Fanout>(quick_options());
-  auto f = p.fan_out(4, 1000, [&](int x) {
+  auto f = p.call<MP>(threads, calls, [&](int x) {
     invocations.fetch_add(1);
     return x;
   });
   ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
-      << "fan_out not complete after 30 s; the parent callback ran " << invocations.load() << " of 4000 times";
-  EXPECT_EQ(f.get(), std::int64_t{4} * (1000 * 1001 / 2));
-  EXPECT_EQ(invocations.load(), 4000);
+      << "not complete after 30 s; the parent callback ran " << invocations.load() << " of "
+      << threads * calls << " times";
+  EXPECT_EQ(f.get(), std::int64_t{threads} * (std::int64_t{calls} * (calls + 1) / 2));
+  EXPECT_EQ(invocations.load(), threads * calls);
+}
+
+TEST(Liveness, ParentCallbackCalledFromFourChildThreadsCompletes) {
+  watchdog dog;
+  expect_fan_out_completes<&Fanout::fan_out>(4, 1000);
 }
 
 TEST(Liveness, ParentCallbackHammeredBySixteenChildThreadsWhileTheObjectThreadSleepsCompletes) {
   watchdog dog;
-  std::atomic<int> invocations{0};  // outlives the proxy, whose dispatch thread runs the callback
-  auto p = procxy::spawn<Fanout>(quick_options());
-  auto f = p.fan_out_sleeping(16, 2000, [&](int x) {
-    invocations.fetch_add(1);
-    return x;
-  });
-  ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
-      << "fan_out_sleeping not complete after 30 s; the parent callback ran " << invocations.load()
-      << " of 32000 times";
-  EXPECT_EQ(f.get(), std::int64_t{16} * (2000 * 2001 / 2));
-  EXPECT_EQ(invocations.load(), 32'000);
+  expect_fan_out_completes<&Fanout::fan_out_sleeping>(16, 2000);
 }
 
 TEST(Liveness, CallsWithACallbackFromEightParentThreadsConcurrentlyAllComplete) {
@@ -472,6 +490,46 @@ TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentSixLevelsDeepComplete)
 
 TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentTwentyLevelsDeepComplete) {
   nest_through_the_parent(20);
+}
+
+// ---- backpressure: an emitter the parent does not keep up with waits ---------------------------
+
+// Sends never block a user thread, except one-way frames past 1 MiB queued and unwritten: with
+// block_emitter and a held listener the parent stops reading, and the child's emit must stop
+// too instead of queueing all 20 MiB in the child's memory.
+TEST(Liveness, AnEmitterThatThePeerDoesNotKeepUpWithWaits) {
+  watchdog dog;
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("procxy-flood-" + std::to_string(::getpid()))).string();
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  int delivered = 0;
+  auto opts = quick_options();
+  opts.max_queued_events = 16;
+  auto p = procxy::spawn<Flood>(opts);
+  auto sub = p.chunk().on([&](const std::string&) {
+    std::unique_lock lk(m);
+    cv.wait(lk, [&] { return release; });
+    ++delivered;
+  });
+  constexpr int n = 20'000;  // 20 MiB of events
+  auto f = p.flood(n, path);
+  std::this_thread::sleep_for(500ms);
+  int emitted = 0;
+  std::ifstream(path) >> emitted;
+  EXPECT_LT(emitted, n / 4) << "the child emitted " << emitted << " KiB-events while the parent "
+                            << "read none: its emit did not wait";
+  {
+    std::lock_guard lk(m);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(f.get(), n);
+  std::lock_guard lk(m);
+  EXPECT_EQ(delivered, n);
+  std::filesystem::remove(path);
 }
 
 }  // namespace liveness_test

@@ -117,7 +117,9 @@ class call_api : public detail::methods_t<T> {
   //   calc.with_timeout(100ms).add(1, 2);
   //   calc.with({.timeout = 1s, .retries = 2}).lookup(key);   // lookup is idempotent
   // The view shares the child; it is cheap, and meant to be used within one expression or scope.
-  call_view<T> with(call_options o) const { return call_view<T>(procxy_self().procxy_core_, procxy_merge(o)); }
+  call_view<T> with(call_options o) const {
+    return call_view<T>(procxy_self().procxy_core_, procxy_merge(o));
+  }
   call_view<T> with_timeout(std::chrono::milliseconds t) const {
     return with(call_options{.timeout = t, .retries = procxy_self().procxy_binding_.retries});
   }
@@ -145,7 +147,8 @@ class proxy : public call_api<T, proxy<T>> {
   friend class call_api<T, proxy<T>>;
 
  public:
-  proxy(proxy&& o) noexcept : call_api<T, proxy<T>>(std::move(o)), procxy_core_(std::move(o.procxy_core_)) {
+  proxy(proxy&& o) noexcept
+      : call_api<T, proxy<T>>(std::move(o)), procxy_core_(std::move(o.procxy_core_)) {
     procxy_rebind();
     o.procxy_rebind();
   }
@@ -185,7 +188,9 @@ class proxy : public call_api<T, proxy<T>> {
  private:
   template <class U, class... A>
   friend proxy<U> spawn(const spawn_options& opts, A&&... args);
-  explicit proxy(std::shared_ptr<detail::proxy_core> core) : procxy_core_(std::move(core)) { procxy_rebind(); }
+  explicit proxy(std::shared_ptr<detail::proxy_core> core) : procxy_core_(std::move(core)) {
+    procxy_rebind();
+  }
   void procxy_rebind() noexcept {
     procxy_binding_.core = procxy_core_.get();
     procxy_binding_.timeout =
@@ -219,7 +224,8 @@ class call_view : public call_api<T, call_view<T>> {
 
  private:
   friend class call_api<T, proxy<T>>;
-  call_view(std::shared_ptr<detail::proxy_core> core, call_options o) : procxy_core_(std::move(core)) {
+  call_view(std::shared_ptr<detail::proxy_core> core, call_options o)
+      : procxy_core_(std::move(core)) {
     procxy_binding_.core = procxy_core_.get();
     procxy_binding_.timeout = o.timeout.count() < 0 ? std::chrono::milliseconds{0} : o.timeout;
     procxy_binding_.retries = o.retries;

@@ -166,7 +166,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // One-way frames (events, notifications): in order with everything this connection sent
   // before. From the dispatch thread inside a request they are coalesced and written within
   // about half a millisecond by the I/O thread (or with the reply, if that comes first); from
-  // any other thread they are written at once.
+  // any other thread they are written at once. Backpressure: while 1 MiB is queued and not yet
+  // written (the peer reads slower than this side emits), the sender waits.
   void send_one_way(std::span<const std::byte> frame);
   // Writes out everything held back. Never throws, never blocks on the peer.
   void flush();
@@ -280,8 +281,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void set_elsewhere(std::weak_ptr<connection> w, bool on);
   void wake_elsewhere();
   clock::time_point deferred_due() const;
-  // Whether the I/O thread should take the free reading role now. mu_ held.
-  bool io_should_read(clock::time_point now) const;
+  // Whether the I/O thread should take the free reading role now (`kept`: it read the last
+  // batch itself, so no linger). mu_ held.
+  bool io_should_read(clock::time_point now, bool kept) const;
   // Whether the idle dispatch thread should read (child: always; parent: while callbacks flow).
   bool e_prefers_reading() const;  // mu_ held
   bool events_full() const noexcept {  // mu_ held
@@ -299,6 +301,14 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void handle_disconnect(std::exception_ptr cause);
 
   // ---- writing
+  // How long a frame may wait for company: not at all, a linger (calls past 8 in flight,
+  // releases), or oneway_delay (one-way frames of the dispatch thread inside a request).
+  enum class hold { none, call, one_way };
+  // `bounded` (one-way frames of user code): waits while 1 MiB is queued and unwritten.
+  void enqueue(std::span<const std::byte> frame, hold h, bool bounded = false);
+  std::size_t queued_bytes() const noexcept {  // wmu_ held
+    return wpending_.size() + (wspare_.size() - woff_);
+  }
   // Writes wpending_ until it is empty or the transport is full (then the I/O thread goes on).
   // wmu_ held on entry and exit; the caller has just taken the writing role (writing_).
   void drain_writes(std::unique_lock<std::mutex>& lk);
@@ -321,8 +331,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::condition_variable wcv_;    // close(drain): the queue emptied
   bool writing_ = false;           // someone owns the writing role (wspare_)
   std::atomic<bool> wblocked_{false};  // the transport is full: the I/O thread owns the role
-  bool wclosed_ = false;           // the peer is gone: frames are refused
+  bool wclosed_ = false;           // the peer is gone or close() ran: frames are refused
   bool shut_write_ = false;        // shut the write side down once the queue is empty
+  int wfull_waiters_ = 0;          // one-way senders waiting for the queue to shrink
   byte_buffer wpending_, wspare_;
   std::size_t woff_ = 0;
   // Held-back frames waiting since (no_deadline: none); whether they include coalesced one-way
