@@ -260,12 +260,12 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
   connection::options o;
   o.s = connection::side::child;
   o.max_message_size = max_message_size;
-  auto conn = connection::create(make_socket_transport(fd), server, o);
-  conn->set_peer_pid(parent);
+  o.peer_pid = parent;
   if (const char* v = std::getenv("PROCXY_MAX_CALLBACKS"))
-    conn->callbacks().set_limit(static_cast<std::size_t>(std::strtoull(v, nullptr, 10)));
+    o.max_callbacks = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
   if (const char* v = std::getenv("PROCXY_CALLBACK_TIMEOUT_MS"))
-    conn->callbacks().set_invoke_timeout(std::chrono::milliseconds(std::strtoll(v, nullptr, 10)));
+    o.callback_timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
+  auto conn = connection::create(make_socket_transport(fd), server, o);
   ::unsetenv("PROCXY_MAX_CALLBACKS");
   ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");

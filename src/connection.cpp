@@ -74,6 +74,10 @@ connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> e
       drop_oldest_(o.drop_oldest) {
   rbuf_.reserve(read_chunk);
   callbacks_ = std::make_unique<codec_context>(*this);
+  callbacks_->set_limit(o.max_callbacks);
+  callbacks_->set_invoke_timeout(o.callback_timeout);
+  if (o.on_callback_error) callbacks_->set_error_handler(o.on_callback_error);
+  if (o.callback_executor) callbacks_->set_executor(o.callback_executor);
 }
 
 std::shared_ptr<connection> connection::create(std::unique_ptr<transport> t,
@@ -512,7 +516,7 @@ void connection::finish(pending_call& pc, frame& f) {
   byte_reader r(f.body.view());
   try {
     decoder d(r, callbacks_.get());
-    pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, peer_pid_});
+    pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, opts_.peer_pid});
     if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
   } catch (const protocol_error&) {
     // Failed by the I/O thread once the policy ran (the child killed and reaped), like every

@@ -470,12 +470,12 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   co.max_message_size = opts.max_message_size;
   co.max_events = opts.max_queued_events;
   co.drop_oldest = opts.on_event_overflow == event_overflow::drop_oldest;
+  co.peer_pid = core->child_->pid();
+  co.max_callbacks = opts.max_callbacks;
+  co.callback_timeout = callback_timeout(opts);
+  co.on_callback_error = opts.on_callback_error;
+  co.callback_executor = opts.callback_executor;
   core->conn_ = connection::create(make_socket_transport(parent_end.release()), core->handler_, co);
-  core->conn_->set_peer_pid(core->child_->pid());
-  core->conn_->callbacks().set_limit(opts.max_callbacks);
-  core->conn_->callbacks().set_invoke_timeout(callback_timeout(opts));
-  if (opts.on_callback_error) core->conn_->callbacks().set_error_handler(opts.on_callback_error);
-  if (opts.callback_executor) core->conn_->callbacks().set_executor(opts.callback_executor);
   // The thread keeps the handler alive: after terminate() from inside a callback it is detached
   // and may outlive the core by the rest of that callback.
   core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });

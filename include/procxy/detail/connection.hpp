@@ -133,6 +133,14 @@ class connection final : public driver, public std::enable_shared_from_this<conn
     // "Events: backpressure"). A dispatch thread waiting for a reply lifts the bound.
     std::size_t max_events = 0;
     bool drop_oldest = false;
+    int peer_pid = -1;  // the process at the other end (for error reports)
+    // Callbacks (detail/callback.hpp): how many functions this side lends at most, the timeout
+    // of two-way invocations it makes (0: none), where exceptions of one-way callbacks run here
+    // go (empty: stderr), and the user's serial executor for them (empty: the dispatch thread).
+    std::size_t max_callbacks = 100'000;
+    std::chrono::milliseconds callback_timeout{0};
+    std::function<void(std::exception_ptr)> on_callback_error{};
+    std::function<void(std::function<void()>)> callback_executor{};
   };
 
   // Starts the I/O thread; close() stops it (the owner must call it).
@@ -198,9 +206,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::size_t max_message_size() const noexcept { return opts_.max_message_size; }
   // The callback registry of this connection (detail/callback.hpp).
   codec_context& callbacks() noexcept { return *callbacks_; }
-  // The process at the other end (for error reports); set once before traffic.
-  void set_peer_pid(int pid) noexcept { peer_pid_ = pid; }
-  int peer_pid() const noexcept { return peer_pid_; }
+  // The process at the other end (for error reports).
+  int peer_pid() const noexcept { return opts_.peer_pid; }
   // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
   void check_size(const byte_buffer& frame, const char* what) const;
   // The endpoint's before_reply(), on the dispatch thread only.
@@ -320,7 +327,6 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   const side side_;
   const options opts_;
   const bool trace_;
-  int peer_pid_ = -1;
   std::unique_ptr<codec_context> callbacks_;
   std::atomic<std::thread::id> e_thread_{};
   std::thread io_;
