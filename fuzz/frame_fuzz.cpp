@@ -1,12 +1,12 @@
 // fuzz/frame_fuzz.cpp — libFuzzer target for the frame decoder: check_frame_header and
-// decode_frames (include/procxy/detail/wire.hpp, src/connection.cpp).
+// decode_frames (include/procxy/detail/protocol.hpp, src/connection.cpp).
 //
 // Input: one control byte, then the byte stream as it would arrive on a channel. Control bits
 // 0-1 pick max_message_size (64, 4 KiB, 256 MiB — the default —, or 0: empty bodies only); bits
 // 2-7 pick a chunk size of 1..64 bytes for the streaming pass.
 //
 // Checked: the decoder fails only with procxy::protocol_error; it agrees with an independent
-// reading of the header format in wire.hpp (same frames, same headers, error exactly when that
+// reading of the header format in protocol.hpp (same frames, same headers, error exactly when that
 // reading finds a bad header); consumed <= n and every body lies inside the input; feeding the
 // same stream in chunks, keeping the unconsumed rest as connection::extract_frames does, yields
 // the same frames and the same verdict.
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
-#include "procxy/detail/wire.hpp"
+#include "procxy/detail/protocol.hpp"
 #include "procxy/error.hpp"
 
 namespace {
@@ -69,7 +69,7 @@ outcome reference(const std::byte* in, std::size_t n, std::size_t max) {
     fh.reserved = static_cast<std::uint16_t>(little_endian(h + 6, 2));
     fh.id = little_endian(h + 8, 8);
     const auto kind = static_cast<unsigned>(h[4]);
-    if (kind < 1 || kind > 12 || fh.flags != 0 || fh.reserved != 0 || fh.size > max) {
+    if (kind < 1 || kind > 13 || fh.flags != 0 || fh.reserved != 0 || fh.size > max) {
       o.failed = true;
       return o;
     }

@@ -23,7 +23,7 @@
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/codec.hpp"
 #include "procxy/detail/remote_error.hpp"
-#include "procxy/detail/wire.hpp"
+#include "procxy/detail/protocol.hpp"
 #include "procxy/error.hpp"
 #include "value_types.hpp"
 
@@ -282,7 +282,11 @@ void make_frame_corpus(corpus_dir& dir) {
   one("reply-error", limit_default, 64, K::reply_error, 2, error_body);
   one("shutdown", limit_0, 5, K::shutdown, 0, empty);
 
+  const blob hello_body = raw().u32(pd::protocol_version).str(pd::build_id());
+  one("hello", limit_4k, 2, K::hello, 0, hello_body);
+
   raw session;  // a whole parent → child session
+  frame(session, K::hello, 0, hello_body);
   frame(session, K::construct, 0, construct_body);
   for (std::uint64_t id = 1; id <= 3; ++id) frame(session, K::call, id, call_body);
   frame(session, K::shutdown, 0, empty);
@@ -311,7 +315,7 @@ void make_frame_corpus(corpus_dir& dir) {
     dir.write("bad-" + name, control(l, 9), r);
   };
   bad("kind-0", limit_default, 0, 0, 0, 0);
-  bad("kind-13", limit_default, 0, 13, 0, 0);
+  bad("kind-14", limit_default, 0, 14, 0, 0);
   bad("flags", limit_default, 0, 2, 1, 0);
   bad("reserved", limit_default, 0, 2, 0, 0x100);
   bad("size-over-64", limit_64, 65, 3, 0, 0);
@@ -321,7 +325,7 @@ void make_frame_corpus(corpus_dir& dir) {
 
   raw good_then_bad;
   frame(good_then_bad, K::call, 1, call_body);
-  good_then_bad.u32(0).u8(13).u8(0).u16(0).u64(2);
+  good_then_bad.u32(0).u8(14).u8(0).u16(0).u64(2);
   dir.write("bad-after-good", control(limit_default, 2), good_then_bad);
 }
 

@@ -80,10 +80,7 @@ void codec_context::send_release(std::uint64_t id) noexcept {
   if (conn_.broken()) return;
   try {
     byte_buffer buf;
-    build_frame(buf, message_kind::release, 0, [&](encoder& e) {
-      e.raw(std::uint32_t{1});
-      e.raw(id);
-    });
+    encode_release(buf, std::span<const std::uint64_t>(&id, 1));
     if (conn_.tracing()) conn_.trace("send release of callback #" + std::to_string(id));
     conn_.send(buf.view(), /*defer=*/true);
     releases_out.fetch_add(1, std::memory_order_relaxed);
@@ -107,13 +104,9 @@ void codec_context::report_one_way_error(std::exception_ptr e) const noexcept {
 }
 
 void codec_context::handle(frame& f) {
-  byte_reader r(f.body.view());
-  decoder d(r, this);
   if (f.header.kind == message_kind::release) {
-    auto n = d.count(sizeof(std::uint64_t));
-    std::vector<std::uint64_t> ids(n);
-    for (auto& id : ids) id = d.raw<std::uint64_t>();
-    expect_end(d);
+    auto ids = decode_release(f.body.view());
+    const auto n = ids.size();
     releases_in.fetch_add(n, std::memory_order_relaxed);
     // Behind the executor's backlog: a deferred reply before it may hand one of these back.
     if (has_executor() && backlog()) {
@@ -126,7 +119,9 @@ void codec_context::handle(frame& f) {
     return;
   }
   const bool two_way = f.header.kind == message_kind::invoke;
-  auto id = d.raw<std::uint64_t>();
+  byte_reader r(f.body.view());
+  decoder d(r, this);
+  auto id = decode_target(d);
   local_entry fn = find_local(id);
   if (conn_.tracing())
     conn_.trace(std::string("recv ") + (two_way ? "invoke" : "notify") + " of callback #" +

@@ -70,7 +70,7 @@ std::uint64_t register_ctor(std::uint64_t id, ctor_entry e) {
 void reply_sink::current_exception() const {
   before();
   byte_buffer& buf = scratch_buffer();
-  build_frame(buf, message_kind::reply_error, id, [](encoder& e) { encode_current_exception(e); });
+  encode_reply_error(buf, id);
   if (conn->tracing()) conn->trace("send error #" + std::to_string(id) + " " + what);
   conn->send(buf.view());
 }
@@ -87,6 +87,7 @@ class child_server final : public endpoint {
       case message_kind::call: return call(f);
       case message_kind::subscribe: return subscribe(f, c);
       case message_kind::shutdown:
+        decode_empty(f.header.kind, f.body.view());
         if (c.tracing()) c.trace("recv shutdown");
         destroy_object();
         c.stop();
@@ -117,7 +118,7 @@ class child_server final : public endpoint {
     conn_ = &c;  // the connection this object is served over, from now on
     byte_reader r(f.body.view());
     decoder d(r);
-    auto id = d.raw<std::uint64_t>();
+    auto id = decode_target(d);
     reply_sink reply{conn_->shared_from_this(), f.header.id, "constructor"};
     auto it = ctor_table().find(id);
     try {
@@ -142,7 +143,7 @@ class child_server final : public endpoint {
     if (!obj_.obj) throw protocol_error("procxy: call before the object was constructed");
     byte_reader r(f.body.view());
     decoder d(r, &conn_->callbacks());
-    auto id = d.raw<std::uint64_t>();
+    auto id = decode_target(d);
     reply_sink reply{conn_->shared_from_this(), f.header.id, "method"};
     auto it = obj_.methods->find(id);
     if (it == obj_.methods->end()) {
@@ -195,28 +196,20 @@ class child_server final : public endpoint {
     }
     if (changed.empty()) return;
     byte_buffer buf;
-    build_frame(buf, message_kind::properties, 0, [&](encoder& e) {
-      e.raw(static_cast<std::uint32_t>(changed.size()));
-      for (auto i : changed) {
-        e.raw(table[i].id);
-        e.raw(static_cast<std::uint32_t>(props_[i].bytes.size()));
-        buf.append(props_[i].bytes.data(), props_[i].bytes.size());
-      }
-    });
+    std::vector<property_value> values;
+    values.reserve(changed.size());
+    for (auto i : changed) values.push_back({table[i].id, props_[i].bytes.view()});
+    encode_properties(buf, values);
     if (conn_->tracing()) conn_->trace("send properties (" + std::to_string(changed.size()) + " changed)");
     conn_->send(buf.view());
   }
 
   void subscribe(frame& f, connection& c) {
-    byte_reader r(f.body.view());
-    decoder d(r);
-    auto id = d.raw<std::uint64_t>();
-    auto on = d.raw<std::uint8_t>();
-    if (!r.at_end() || on > 1) throw protocol_error("procxy: malformed subscribe message");
+    auto [id, on] = decode_subscribe(f.body.view());
     auto it = links_.find(id);
     if (it == links_.end()) return;  // an event this build does not have: nothing to forward
     if (c.tracing()) c.trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
-    it->second->listened.store(on == 1, std::memory_order_release);
+    it->second->listened.store(on, std::memory_order_release);
   }
 
   struct property_state {

@@ -45,23 +45,6 @@ std::exception_ptr endpoint::disconnected(std::exception_ptr cause) {
   return std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
 }
 
-const char* to_string(message_kind k) noexcept {
-  switch (k) {
-    case message_kind::construct: return "construct";
-    case message_kind::call: return "call";
-    case message_kind::reply_value: return "reply";
-    case message_kind::reply_error: return "error";
-    case message_kind::shutdown: return "shutdown";
-    case message_kind::invoke: return "invoke";
-    case message_kind::notify: return "notify";
-    case message_kind::release: return "release";
-    case message_kind::event: return "event";
-    case message_kind::subscribe: return "subscribe";
-    case message_kind::properties: return "properties";
-    case message_kind::dispose: return "dispose";
-  }
-  return "unknown";
-}
 
 
 connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o)
@@ -83,6 +66,10 @@ connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> e
 std::shared_ptr<connection> connection::create(std::unique_ptr<transport> t,
                                                std::shared_ptr<endpoint> ep, options o) {
   std::shared_ptr<connection> c(new connection(std::move(t), std::move(ep), o));
+  // The hello goes first, before anything any thread can send (protocol.hpp).
+  byte_buffer hello;
+  encode_hello(hello);
+  c->enqueue(hello.view(), hold::none, false);
   // The I/O thread keeps the connection alive until close() stops it.
   c->io_ = std::thread([c] { c->run_io(); });
   if (c->trace_) c->trace(std::string("transport: ") + c->t_->name());
@@ -332,34 +319,46 @@ bool connection::read_frames(std::vector<frame>& out) {
   bytes_received_.fetch_add(n, std::memory_order_relaxed);
   try {
     extract_frames(out);
-  } catch (const protocol_error&) {
+  } catch (const error&) {  // protocol_error; spawn_error for a hello that does not match
     disconnect(std::current_exception());  // the frames before the bad one are still routed
   }
   return true;
 }
 
-frame_header check_frame_header(const std::byte* in, std::size_t max_message_size) {
-  frame_header h;
-  std::memcpy(&h, in, header_size);
-  auto k = static_cast<std::uint8_t>(h.kind);
-  if (k == 0 || k > max_message_kind)
-    throw protocol_error("procxy: unknown message kind " + std::to_string(k));
-  if (h.flags != 0 || h.reserved != 0) throw protocol_error("procxy: reserved header bits are set");
-  if (h.size > max_message_size)
-    throw protocol_error("procxy: message of " + std::to_string(h.size) +
-                         " bytes exceeds max_message_size " + std::to_string(max_message_size));
-  return h;
-}
 
 void connection::extract_frames(std::vector<frame>& out) {
   rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
                          [&](const frame_header& h, const std::byte* body) {
+                           frames_received_.fetch_add(1, std::memory_order_relaxed);
+                           if (!greeted_) {
+                             check_hello(h, std::span<const std::byte>(body, h.size));
+                             greeted_ = true;
+                             return;
+                           }
                            frame f;
                            f.header = h;
                            f.body.append(body, h.size);
-                           frames_received_.fetch_add(1, std::memory_order_relaxed);
                            out.push_back(std::move(f));
                          });
+}
+
+void connection::check_hello(const frame_header& h, std::span<const std::byte> body) {
+  const bool parent = side_ == side::parent;
+  const std::string peer = parent ? "child " + std::to_string(opts_.peer_pid) : std::string("parent");
+  if (h.kind != message_kind::hello || h.id != 0) {
+    std::string text = "procxy: the " + peer + "'s first message is a " + to_string(h.kind) +
+                       ", not hello: it speaks an older protocol than " +
+                       std::to_string(protocol_version) + " (this process: " + build_id() + ")";
+    if (parent) throw spawn_error(text);
+    throw protocol_error(text);
+  }
+  auto peer_hello = decode_hello(body);
+  if (trace_)
+    trace("recv hello: protocol " + std::to_string(peer_hello.version) + " (" + peer_hello.build + ")");
+  auto text = hello_mismatch(peer_hello, peer);
+  if (text.empty()) return;
+  if (parent) throw spawn_error(text);
+  throw protocol_error(text);
 }
 
 void connection::disconnect(std::exception_ptr cause) {
@@ -412,7 +411,17 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
       continue;
     }
     const bool one_way = side_ == side::parent && !is_reply(k) && k != message_kind::invoke;
-    queue_.push_back(item{std::move(f), {}, one_way});
+    std::unique_ptr<pending_call> taken;
+    if (is_reply(k)) {
+      // Received, so no longer pending: neither a deadline nor the peer's death can fail it now
+      // (a call that completed before a crash keeps its result).
+      auto pit = pending_.find(f.header.id);
+      if (pit != pending_.end()) {
+        taken = std::make_unique<pending_call>(std::move(pit->second));
+        pending_.erase(pit);
+      }
+    }
+    queue_.push_back(item{std::move(f), {}, one_way, std::move(taken)});
     if (one_way) ++oneway_ahead_;
     queued = true;
     if (k == message_kind::event) {
@@ -490,6 +499,10 @@ void connection::complete(frame& f) {
         "procxy: reply to request #" + std::to_string(f.header.id) + " that is not pending")));
     return;
   }
+  complete_taken(pc, f);
+}
+
+void connection::complete_taken(pending_call& pc, frame& f) {
   // With a user executor, one-way callbacks the child sent before this reply may still be
   // queued there: the reply completes behind them (ordering rule 3 of docs/design.md
   // "Callbacks"). Not for a call made from one of those tasks: it would wait for itself.
@@ -783,10 +796,37 @@ void connection::run_dispatch_loop() {
     e_cv_.wait(lk);
     e_idle_ = false;
   }
-  // Whatever is still queued will never run.
-  while (!queue_.empty()) queue_.pop_front();
+  // Whatever is still queued will never run. Replies that arrived are not lost when the peer
+  // died or broke the protocol later (their calls completed in the child: a completed call
+  // survives a crash of the next one); when this side ended the connection (terminate, close)
+  // they fail like every other call in flight.
+  std::vector<item> replies;
+  for (auto& it : queue_)
+    if (it.reply_to) replies.push_back(std::move(it));
+  queue_.clear();
   oneway_ahead_ = 0;
+  std::exception_ptr ended_here = broken_;
+  if (ended_here) {
+    try {
+      std::rethrow_exception(ended_here);
+    } catch (const terminated&) {
+    } catch (...) {
+      ended_here = nullptr;  // the peer's doing
+    }
+  } else {
+    ended_here = std::make_exception_ptr(terminated("procxy: the connection was closed"));
+  }
   lk.unlock();
+  for (auto& it : replies) {
+    if (ended_here)
+      it.reply_to->st->fail(ended_here);
+    else
+      finish(*it.reply_to, it.f);
+  }
+  if (!replies.empty()) {
+    std::lock_guard g(mu_);
+    cv_.notify_all();
+  }
   flush();
   callbacks_->clear();  // the dispatch loop is over: nothing lent can run any more
   ep_->dispatch_exit();
@@ -801,20 +841,34 @@ void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
     queue_.pop_front();
     lk.unlock();
     run_item(it);
-    std::vector<std::function<void()>> after;
-    if (!after_item_.empty()) after.swap(after_item_);  // E's own: no lock needed
-    for (auto& f : after) f();
     lk.lock();
+    run_after_items(lk);
     if (it.one_way && oneway_ahead_ > 0) --oneway_ahead_;
   }
+  run_after_items(lk);  // queued by another thread while the last item ran
   t_dispatching.pop_back();
   if (outer) e_busy_ = false;
 }
 
+void connection::run_after_items(std::unique_lock<std::mutex>& lk) {
+  while (!after_item_.empty()) {
+    std::vector<std::function<void()>> after;
+    after.swap(after_item_);
+    lk.unlock();
+    for (auto& f : after) f();
+    lk.lock();
+  }
+}
+
 void connection::after_current_item(std::function<void()> f) {
-  if (on_dispatch_thread() && e_busy_) {
-    after_item_.push_back(std::move(f));
-    return;
+  {
+    // Any thread: while E runs an item (a call in the child), `f` runs right after it, so the
+    // reply of the call in progress goes out first.
+    std::lock_guard lk(mu_);
+    if (e_busy_ && !stopping_) {
+      after_item_.push_back(std::move(f));
+      return;
+    }
   }
   f();
 }
@@ -833,7 +887,10 @@ void connection::run_item(item& it) {
     return;
   }
   if (is_reply(it.f.header.kind)) {
-    complete(it.f);
+    if (it.reply_to)
+      complete_taken(*it.reply_to, it.f);
+    else
+      complete(it.f);
     std::lock_guard lk(mu_);
     if (reading_ && reader_polls_) wake_reader();  // the reader may be waiting for this reply
     cv_.notify_all();                              // or a caller that left reading to this thread
@@ -854,7 +911,7 @@ void connection::post(std::function<void()> f, bool allow_inline) {
   {
     std::lock_guard lk(mu_);
     if (stopping_) return;  // the proxy is gone: its continuations never run
-    queue_.push_back(item{frame{}, std::move(f), false});
+    queue_.push_back(item{frame{}, std::move(f), false, nullptr});
     wake_dispatch_thread();
   }
   if (e_is_elsewhere_.load(std::memory_order_acquire)) wake_elsewhere();
@@ -1118,8 +1175,8 @@ std::exception_ptr connection::broken_reason() const {
   return broken_;
 }
 
-connection_stats connection::stats() const {
-  connection_stats s;
+channel_stats connection::stats() const {
+  channel_stats s;
   s.frames_sent = frames_sent_.load();
   s.frames_received = frames_received_.load();
   s.bytes_sent = bytes_sent_.load();

@@ -57,10 +57,7 @@ void event_channel::send_subscribe(bool on) {
   if (!c || c->broken()) return;
   try {
     byte_buffer buf;
-    build_frame(buf, message_kind::subscribe, 0, [&](encoder& e) {
-      e.raw(id_);
-      e.raw(static_cast<std::uint8_t>(on ? 1 : 0));
-    });
+    encode_subscribe(buf, {id_, on});
     if (c->tracing()) c->trace(std::string("send ") + (on ? "subscribe " : "unsubscribe ") + name_);
     c->send(buf.view());
     c->event_subscriptions_sent.fetch_add(1, std::memory_order_relaxed);
@@ -130,19 +127,13 @@ std::shared_ptr<event_channel> event_hub::find(std::uint64_t id) const {
   return it == channels_.end() ? nullptr : it->second;
 }
 
-void event_hub::set_properties(decoder& d) {
-  auto n = d.count(sizeof(std::uint64_t) + sizeof(std::uint32_t));
-  std::vector<std::pair<std::uint64_t, std::shared_ptr<const std::vector<std::byte>>>> values;
-  values.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto id = d.raw<std::uint64_t>();
-    auto len = d.count(1);
-    const std::byte* bytes = d.reader().take(len);
-    values.emplace_back(id, std::make_shared<const std::vector<std::byte>>(bytes, bytes + len));
-  }
-  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after properties");
+void event_hub::set_properties(std::span<const property_value> values) {
+  std::vector<std::shared_ptr<const std::vector<std::byte>>> copies;
+  copies.reserve(values.size());
+  for (const auto& v : values)
+    copies.push_back(std::make_shared<const std::vector<std::byte>>(v.bytes.begin(), v.bytes.end()));
   std::lock_guard lk(mu_);
-  for (auto& [id, v] : values) props_[id] = std::move(v);
+  for (std::size_t i = 0; i < values.size(); ++i) props_[values[i].id] = std::move(copies[i]);
 }
 
 std::shared_ptr<const std::vector<std::byte>> event_hub::property(std::uint64_t id) const {
@@ -198,7 +189,7 @@ void child_handle::dispose() {
   // normally). From any other thread, or an idle object thread: sent at once.
   c->after_current_item([c] {
     detail::byte_buffer buf;
-    detail::build_frame(buf, detail::message_kind::dispose, 0, [](detail::encoder&) {});
+    detail::encode_empty(buf, detail::message_kind::dispose);
     if (c->tracing()) c->trace("send dispose");
     try {
       c->send(buf.view());

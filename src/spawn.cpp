@@ -322,12 +322,11 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
 void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
   const char* what = ctx.what;
   if (kind == message_kind::reply_value) {
-    expect_end(d);
+    decode_reply_value<void>(d);
     static_cast<state<void>&>(st).set_value();
     return;
   }
-  auto cause = decode_remote_error(d, what, ctx.peer_pid);
-  expect_end(d);
+  auto cause = decode_reply_error(d, what, ctx.peer_pid);
   try {
     try {
       std::rethrow_exception(cause);
@@ -378,16 +377,15 @@ class parent_handler final : public endpoint {
         return;
       }
       case message_kind::properties: {
-        byte_reader r(f.body.view());
-        decoder d(r);
-        if (core) core->events().set_properties(d);
+        auto values = decode_properties(f.body.view());
+        if (core) core->events().set_properties(values);
         c.property_updates.fetch_add(1, std::memory_order_relaxed);
         if (c.tracing()) c.trace("recv properties");
         return;
       }
       case message_kind::dispose:
         if (c.tracing()) c.trace("recv dispose");
-        if (!f.body.empty()) throw protocol_error("procxy: dispose message with a body");
+        decode_empty(f.header.kind, f.body.view());
         if (core) core->on_dispose();
         return;
       default:
@@ -403,7 +401,7 @@ class parent_handler final : public endpoint {
   static bool deliver(proxy_core& core, frame& f, connection& c, bool drop) {
     byte_reader r(f.body.view());
     decoder d(r, &c.callbacks());
-    auto id = d.raw<std::uint64_t>();
+    auto id = decode_target(d);
     auto ch = core.events().find(id);
     if (!ch)
       throw protocol_error("procxy: the child sent event #" + std::to_string(id) +
@@ -559,7 +557,7 @@ void proxy_core::terminate(const char* reason) {
   if (child_->alive()) {
     try {
       byte_buffer buf;
-      build_frame(buf, message_kind::shutdown, 0, [](encoder&) {});
+      encode_empty(buf, message_kind::shutdown);
       conn_->send(buf.view());
     } catch (...) {
       // already gone; the waits below reap it

@@ -86,8 +86,8 @@ TEST(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
   running_end client(a, connection::side::parent);
   EXPECT_EQ(call_string(*client.conn, "hello").get(), "hello");
   auto st = client.conn->stats();
-  EXPECT_EQ(st.frames_sent, 1u);
-  EXPECT_EQ(st.frames_received, 1u);
+  EXPECT_EQ(st.frames_sent, 2u);  // the hello, the call
+  EXPECT_EQ(st.frames_received, 2u);  // the hello, the reply
   EXPECT_EQ(st.pending_calls, 0u);
 }
 
@@ -121,14 +121,49 @@ TEST(Connection, LargeMessagesCrossInBothDirections) {
   for (auto& f : fs) EXPECT_EQ(f.get(), big);
 }
 
-// A hostile peer: the test writes raw bytes to the other end of the socket.
+void write_bytes(int fd, const byte_buffer& b) {
+  ASSERT_EQ(::write(fd, b.data(), b.size()), static_cast<ssize_t>(b.size()));
+}
+
+bool read_raw(int fd, frame_header& h, std::string& body) {
+  std::size_t got = 0;
+  char hb[sizeof h];
+  while (got < sizeof h) {
+    auto n = ::read(fd, hb + got, sizeof h - got);
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  std::memcpy(&h, hb, sizeof h);
+  body.assign(h.size, '\0');
+  for (got = 0; got < h.size;) {
+    auto n = ::read(fd, body.data() + got, h.size - got);
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+// A hostile peer: the test writes raw bytes to the other end of the socket, after a valid hello
+// (the hello exchange has its own tests below).
 struct hostile_fixture : ::testing::Test {
   int raw = -1;
   std::unique_ptr<running_end> client;
-  void SetUp() override {
+  void SetUp() override { start(true); }
+  void start(bool greet) {
     auto [a, b] = socket_pair();
     raw = b;
+    if (greet) {
+      byte_buffer hello;
+      encode_hello(hello);
+      write_bytes(raw, hello);
+    }
     client = std::make_unique<running_end>(a, connection::side::parent, nullptr, 1024);
+    if (greet) {  // the connection's own hello, read off the wire so tests see what follows it
+      frame_header h{};
+      std::string body;
+      ASSERT_TRUE(read_raw(raw, h, body));
+      ASSERT_EQ(h.kind, message_kind::hello);
+    }
   }
   void TearDown() override {
     client.reset();
@@ -242,23 +277,6 @@ TEST_F(ConnectionHostilePeer, CleanEofBetweenFramesIsNotAProtocolError) {
 namespace {
 
 // Reads one whole frame from a raw fd (test helper; blocks).
-bool read_raw(int fd, frame_header& h, std::string& body) {
-  std::size_t got = 0;
-  char hb[sizeof h];
-  while (got < sizeof h) {
-    auto n = ::read(fd, hb + got, sizeof h - got);
-    if (n <= 0) return false;
-    got += static_cast<std::size_t>(n);
-  }
-  std::memcpy(&h, hb, sizeof h);
-  body.assign(h.size, '\0');
-  for (got = 0; got < h.size;) {
-    auto n = ::read(fd, body.data() + got, h.size - got);
-    if (n <= 0) return false;
-    got += static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 std::string u64_bytes(std::uint64_t v) {
   std::string s(sizeof v, '\0');
@@ -328,5 +346,66 @@ TEST_F(ConnectionHostilePeer, MalformedReleaseIsAProtocolError) {
   std::string body("\x05\x00\x00\x00", 4);  // claims 5 ids, carries none
   h.size = static_cast<std::uint32_t>(body.size());
   write_raw(raw, h, body);
+  expect_protocol_error(std::move(f));
+}
+
+// ---- the hello exchange (protocol.hpp) ----------------------------------------------------------
+
+struct ConnectionHello : hostile_fixture {
+  void SetUp() override { start(false); }
+};
+
+TEST_F(ConnectionHello, EachSideSendsHelloFirst) {
+  char buf[256];
+  ssize_t n = ::read(raw, buf, sizeof buf);
+  ASSERT_GE(n, static_cast<ssize_t>(header_size));
+  frame_header h;
+  std::memcpy(&h, buf, header_size);
+  EXPECT_EQ(h.kind, message_kind::hello);
+  EXPECT_EQ(h.id, 0u);
+  ASSERT_EQ(static_cast<std::size_t>(n), header_size + h.size);
+  auto hello = decode_hello(std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf) + header_size, h.size));
+  EXPECT_EQ(hello.version, protocol_version);
+  EXPECT_EQ(hello.build, build_id());
+}
+
+TEST_F(ConnectionHello, AFirstFrameOtherThanHelloFailsTheParentWithSpawnError) {
+  auto f = pending();
+  frame_header h{};
+  h.kind = message_kind::reply_value;
+  h.id = 1;
+  write_raw(raw, h);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  try {
+    f.get();
+    ADD_FAILURE() << "succeeded";
+  } catch (const procxy::spawn_error& e) {
+    EXPECT_NE(std::string(e.what()).find("older protocol"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ConnectionHello, AnotherVersionOrBuildFailsWithSpawnErrorNamingBoth) {
+  auto f = pending();
+  byte_buffer hello;
+  encode_hello(hello, {protocol_version, "procxy 0.0.1 elsewhere"});
+  write_bytes(raw, hello);
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  try {
+    f.get();
+    ADD_FAILURE() << "succeeded";
+  } catch (const procxy::spawn_error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("procxy 0.0.1 elsewhere"), std::string::npos) << w;
+    EXPECT_NE(w.find(build_id()), std::string::npos) << w;
+  }
+  EXPECT_TRUE(client->conn->broken());
+}
+
+TEST_F(ConnectionHello, ASecondHelloIsAProtocolError) {
+  auto f = pending();
+  byte_buffer hello;
+  encode_hello(hello);
+  write_bytes(raw, hello);
+  write_bytes(raw, hello);
   expect_protocol_error(std::move(f));
 }

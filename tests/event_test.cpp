@@ -10,6 +10,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -348,6 +350,24 @@ TEST(EventsOnAnExecutor, DropOldestDropsTasksNotStarted) {
 }
 
 // ---- properties --------------------------------------------------------------------------------
+
+// Read-only: a property face offers no assignment, so traits and concepts see it (a static_assert
+// in an operator= body would still report it assignable).
+static_assert(!std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().state)), std::string>);
+static_assert(!std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().processed)), int>);
+static_assert(!std::is_copy_assignable_v<decltype(std::declval<procxy::proxy<Job>&>().state)>);
+static_assert(std::is_move_assignable_v<procxy::proxy<Job>>);
+
+TEST(Properties, FollowTheChildThroughAMoveAssignment) {
+  auto a = procxy::spawn<Job>();
+  auto b = procxy::spawn<Job>();
+  a.run(2).get();
+  b = std::move(a);  // b's own child is terminated; b now mirrors a's child
+  EXPECT_EQ(b.processed(), 2);
+  b.run(3).get();
+  EXPECT_EQ(b.processed(), 5);
+  EXPECT_THROW((void)a.processed(), procxy::terminated);  // NOLINT(bugprone-use-after-move)
+}
 
 TEST(Properties, InitialValuesAfterConstruction) {
   auto job = procxy::spawn<Job>();

@@ -254,3 +254,49 @@ TEST(HostileChild, TruncatedConstructReplyFromALiveChildFailsWithSpawnErrorAtSta
 }
 
 }  // namespace
+
+// ---- the hello exchange (protocol.hpp) ----------------------------------------------------------
+
+// A child of another protocol version or build: started() and every call fail with a spawn_error
+// that names both sides' protocol and build id; the child is killed.
+TEST(HostileChild, HelloOfAnotherProtocolFailsTheSpawnNamingBoth) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile("bad_hello_version", "construct"));
+  auto queued = bad.add(1, 2);
+  auto started = bad.started();
+  expect_fails_with<procxy::spawn_error>(started, "started()");
+  expect_fails_with<procxy::spawn_error>(queued, "a call queued behind the construct frame");
+  try {
+    bad.started().get();
+  } catch (const procxy::spawn_error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("protocol 999"), std::string::npos) << w;
+    EXPECT_NE(w.find("procxy 9.9.9 hostile"), std::string::npos) << w;
+    EXPECT_NE(w.find("protocol 2 (procxy "), std::string::npos) << w;  // this side's
+  }
+  EXPECT_TRUE(stops_running(bad)) << "the child was not killed";
+  good.expect_healthy();
+}
+
+// A child that sends no hello (protocol 1, before the hello existed) is named as such.
+TEST(HostileChild, NoHelloFailsTheSpawnAsAnOlderProtocol) {
+  auto bad = procxy::spawn<Adder>(hostile("no_hello", "construct"));
+  auto started = bad.started();
+  expect_fails_with<procxy::spawn_error>(started, "started()");
+  try {
+    bad.started().get();
+  } catch (const procxy::spawn_error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("not hello"), std::string::npos) << w;
+    EXPECT_NE(w.find("older protocol"), std::string::npos) << w;
+  }
+  EXPECT_TRUE(stops_running(bad));
+}
+
+// A hello whose body does not decode is a protocol error like any malformed frame.
+TEST(HostileChild, MalformedHelloIsAProtocolError) {
+  auto bad = procxy::spawn<Adder>(hostile("bad_hello_body", "construct"));
+  auto started = bad.started();
+  expect_fails_with<procxy::protocol_error>(started, "started()");
+  EXPECT_TRUE(stops_running(bad));
+}

@@ -13,6 +13,8 @@
 #include <future>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -407,6 +409,10 @@ class Names {
   int n_ = 5;
 };
 PROCXY_CLASS(Names, reset, bind, self, merge);
+
+// stats() returns a public type a user can name and store.
+static_assert(std::is_same_v<decltype(std::declval<const procxy::proxy<Counter>&>().stats()),
+                             procxy::channel_stats>);
 
 TEST(Proxy, NoPrivateMemberOfTheProxyHidesADescribedMethodName) {
   auto p = procxy::spawn<Names>();

@@ -52,13 +52,7 @@ class event {
     detail::byte_buffer& buf = detail::scratch_buffer();
     {
       detail::registration_scope scope(&ctx);  // functions among the arguments: lent if sent
-      detail::build_frame(
-          buf, detail::message_kind::event, 0,
-          [&](detail::encoder& e) {
-            e.raw(l->id);
-            (e(a), ...);
-          },
-          &ctx);
+      detail::encode_request(buf, detail::message_kind::event, l->id, &ctx, a...);
       l->conn->check_size(buf, l->name);
       scope.commit();
     }
@@ -213,7 +207,6 @@ struct event_face<MP, event<A...>> {
 // last completed call or event, without IPC. Read-only.
 template <auto MP, class T = typename member_object<MP>::type>
 struct property_face {
-  static_assert(!std::is_const_v<T> || true);
   using value_t = std::remove_cv_t<T>;
   using result_t = std::conditional_t<std::is_class_v<value_t>, const value_t, value_t>;
 
@@ -231,12 +224,11 @@ struct property_face {
     decoder d(r);
     return d.template get<value_t>();
   }
-  template <class U>
-  void operator=(U&&) const {
-    static_assert(always_false<U>,
-                  "procxy: a property is read-only in the parent (it mirrors the child's member); "
-                  "change it through a method of the class");
-  }
+  // Read-only in the parent (it mirrors the child's member): no assignment at all, so
+  // std::is_assignable and concepts see it as such. Change it through a method of the class.
+  property_face() = default;
+  property_face(const property_face&) = default;
+  property_face& operator=(const property_face&) = delete;
   const binding* binding_ = nullptr;
 };
 

@@ -9,3 +9,4 @@
 #include "procxy/init.hpp"
 #include "procxy/options.hpp"
 #include "procxy/proxy.hpp"
+#include "procxy/stats.hpp"

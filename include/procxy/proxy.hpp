@@ -155,7 +155,8 @@ class proxy : public call_api<T, proxy<T>> {
   proxy& operator=(proxy&& o) noexcept {
     if (this != &o) {
       procxy_release();
-      static_cast<methods&>(*this) = static_cast<methods&&>(o);
+      // The faces hold only a pointer to procxy_binding_, which procxy_rebind() sets; they are
+      // not assigned (a property face has no assignment at all).
       procxy_core_ = std::move(o.procxy_core_);
       procxy_rebind();
       o.procxy_rebind();
@@ -178,7 +179,7 @@ class proxy : public call_api<T, proxy<T>> {
   }
   // Connection counters (frames and bytes each way, write syscalls, pending calls, timeouts).
   // Events: delivered, dropped, subscribe messages, property updates, listeners per event.
-  detail::connection_stats stats() const {
+  channel_stats stats() const {
     if (!procxy_core_) return {};
     auto s = procxy_core_->conn().stats();
     procxy_core_->events().count_listeners(s.event_listeners);
@@ -244,10 +245,8 @@ proxy<T> spawn(const spawn_options& opts = {}, A&&... args) {
   static_assert(std::is_constructible_v<T, A&&...>,
                 "procxy: spawn<T>(options, args...) — T has no constructor taking these arguments");
   auto& buf = detail::scratch_buffer();
-  detail::build_frame(buf, detail::message_kind::construct, 0, [&](detail::encoder& e) {
-    e.raw(detail::ctor_id<T, std::decay_t<A>...>);
-    (e(args), ...);
-  });
+  detail::encode_request(buf, detail::message_kind::construct, detail::ctor_id<T, std::decay_t<A>...>,
+                         nullptr, args...);
   detail::byte_buffer frame;
   frame.append(buf.data(), buf.size());
   return proxy<T>(detail::proxy_core::start(opts, frame, detail::class_name<T>()));

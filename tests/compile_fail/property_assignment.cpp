@@ -1,4 +1,6 @@
-// expect: procxy: a property is read-only in the parent
+// expect: property_face
+// A property mirrors the child's member and is read-only in the parent: the face has no
+// assignment operator at all (g++: "no match for 'operator='", clang: "no viable overloaded '='").
 #include <procxy/procxy.hpp>
 
 #include <string>

@@ -1,5 +1,5 @@
 # A hostile child (tests/hostile/hostile_child.cpp): a standalone program that speaks procxy's wire
-# format badly on purpose. It uses procxy's wire header only (include/procxy/detail/wire.hpp) and
+# format badly on purpose. It uses procxy's wire header only (include/procxy/detail/protocol.hpp) and
 # links nothing of procxy. hostile_test starts it with spawn_mode::executable.
 add_executable(procxy_hostile_child ${CMAKE_CURRENT_LIST_DIR}/hostile_child.cpp)
 target_include_directories(procxy_hostile_child PRIVATE ${PROJECT_SOURCE_DIR}/include)

@@ -1,10 +1,11 @@
 // A hostile child: a standalone program that a procxy parent starts with spawn_mode::executable
 // and that answers with malformed or unexpected frames. It links nothing of procxy; it uses only
-// the frame header of include/procxy/detail/wire.hpp.
+// the frame header of include/procxy/detail/protocol.hpp.
 //
 //   procxy_hostile_child <mode> [call|construct]
 //
-// It reads the parent's construct frame from its channel (fd PROCXY_CHANNEL_FD). With `call` (the
+// It reads the parent's hello and answers with the same (see the hello modes below), then reads
+// the parent's construct frame from its channel (fd PROCXY_CHANNEL_FD). With `call` (the
 // default) it accepts the construct (reply_value, same id, empty body), reads the first call
 // frame and misbehaves in reply to it; with `construct` it misbehaves in reply to the construct
 // frame itself. Modes:
@@ -25,6 +26,9 @@
 //   unknown_event      an `event` frame for an event id the parent never listened to
 //   bad_properties     a `properties` frame whose value length runs past the body
 //   dispose_body       a `dispose` frame with a body
+//   no_hello           no hello frame: the construct reply comes first (a child of protocol 1)
+//   bad_hello_version  a hello with protocol 999 and build id "procxy 9.9.9 hostile"
+//   bad_hello_body     a hello whose body is 2 bytes (a u32 version does not fit)
 //
 // After misbehaving it stays alive, reading and discarding until EOF (so the parent has to kill
 // it), except `truncated`. alarm(60) bounds its life if a broken parent never does.
@@ -39,7 +43,7 @@
 #include <string>
 #include <vector>
 
-#include "procxy/detail/wire.hpp"
+#include "procxy/detail/protocol.hpp"
 
 namespace {
 
@@ -222,8 +226,32 @@ int main(int argc, char** argv) {
   const std::string mode = argv[1];
   const std::string when = argc > 2 ? argv[2] : "call";
 
+  // The parent's hello comes first. A well-behaved child answers with its own; this one echoes
+  // the parent's (the same protocol and build id), or, in the hello modes, misbehaves with it
+  // and then behaves (so the hello is the only fault).
+  frame hello = read_frame();
+  if (hello.h.kind != message_kind::hello) _exit(7);
+  std::vector<char> greeting;
+  if (mode == "bad_hello_version") {
+    std::vector<char> body;
+    put(body, std::uint32_t{999});
+    put_string(body, "procxy 9.9.9 hostile");
+    append_frame(greeting, message_kind::hello, 0, body);
+  } else if (mode == "bad_hello_body") {
+    append_frame(greeting, message_kind::hello, 0, {'\x02', '\x00'});
+  } else if (mode != "no_hello") {
+    append_frame(greeting, message_kind::hello, 0, hello.body);
+  }
+  if (!greeting.empty()) write_all(greeting);
+
   frame construct = read_frame();
   if (construct.h.kind != message_kind::construct) _exit(5);
+  if (mode == "no_hello" || mode == "bad_hello_version" || mode == "bad_hello_body") {
+    std::vector<char> ok;
+    append_frame(ok, message_kind::reply_value, construct.h.id, {});
+    write_all(ok);
+    drain_until_eof();
+  }
   if (when == "construct") misbehave(mode, construct);
 
   std::vector<char> ok;

@@ -28,6 +28,8 @@
 #include <mutex>
 #include <span>
 #include <string>
+
+#include "procxy/stats.hpp"
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -36,7 +38,7 @@
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/codec.hpp"
 #include "procxy/detail/transport.hpp"
-#include "procxy/detail/wire.hpp"
+#include "procxy/detail/protocol.hpp"
 #include "procxy/future.hpp"
 
 namespace procxy::detail {
@@ -82,9 +84,6 @@ struct reply_context {
 // A decoder must consume the whole body and call expect_end() *before* completing `st`: a reply
 // with trailing bytes is a protocol_error for that call too, not a success.
 using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
-inline void expect_end(decoder& d) {
-  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after a reply");
-}
 
 // Calls beyond this many in flight are held for the next flush instead of written one by one.
 inline constexpr std::size_t defer_after_in_flight = 8;
@@ -92,34 +91,6 @@ inline constexpr std::size_t defer_after_in_flight = 8;
 // "Liveness"): long enough that a caller between two calls takes it back itself.
 inline constexpr auto reading_linger = std::chrono::milliseconds(2);
 
-struct connection_stats {
-  std::uint64_t frames_sent = 0;
-  std::uint64_t frames_received = 0;
-  std::uint64_t bytes_sent = 0;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t write_syscalls = 0;
-  std::size_t pending_calls = 0;
-  std::uint64_t calls_timed_out = 0;  // failed with timeout_error
-  std::uint64_t calls_retried = 0;    // idempotent calls sent again after a timeout
-  // Callbacks (docs/design.md "Callbacks"): functions this side lent that the peer still holds,
-  // functions of the peer this side holds, invocations run here / sent, release messages.
-  std::size_t callbacks_lent = 0;
-  std::int64_t callbacks_held = 0;
-  std::uint64_t callback_invocations_in = 0;
-  std::uint64_t callback_invocations_out = 0;
-  std::uint64_t callback_releases_in = 0;
-  std::uint64_t callback_releases_out = 0;
-  // Events (docs/design.md "Events"): delivered to the listeners, dropped by drop_oldest
-  // backpressure (never delivered), subscribe/unsubscribe messages sent, property updates
-  // received.
-  std::uint64_t events_received = 0;
-  std::uint64_t events_dropped = 0;
-  std::size_t events_queued_peak = 0;  // most events waiting for listeners at once
-  // Listeners per event ("Job::progress" → count), for the events the parent has looked at.
-  std::map<std::string, std::size_t> event_listeners;
-  std::uint64_t event_subscriptions_sent = 0;
-  std::uint64_t property_updates = 0;
-};
 
 class connection final : public driver, public std::enable_shared_from_this<connection> {
  public:
@@ -182,6 +153,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // On the dispatch thread inside a request: runs `f` right after that request's item (after
   // its reply was sent), before the next one. Anywhere else: runs `f` now.
   void after_current_item(std::function<void()> f);
+  void run_after_items(std::unique_lock<std::mutex>& lk);  // mu_ held; E's
 
   // Runs the dispatch loop on the calling thread (which becomes the dispatch thread) until
   // stop() or a disconnect. In the child it reads the channel itself whenever it is idle.
@@ -225,7 +197,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // outside the reading path: the user's callback executor).
   void wake_waiters();
 
-  connection_stats stats() const;
+  channel_stats stats() const;
   bool tracing() const noexcept { return trace_; }
   // Prints one trace line (PROCXY_TRACE=1): "procxy[parent 123] <text>".
   void trace(const std::string& text) const;
@@ -256,6 +228,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
     frame f;
     std::function<void()> task;  // set for posted tasks, else `f` is a frame
     bool one_way = false;        // counted in oneway_ahead_ (replies wait behind it)
+    std::unique_ptr<pending_call> reply_to;  // a reply's call, taken out of pending_ when queued
   };
 
   // ---- reading (docs/design.md "Liveness: the reading role")
@@ -267,12 +240,16 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // role. Returns false at EOF or on a protocol error (disconnect() was called).
   bool read_frames(std::vector<frame>& out);
   void extract_frames(std::vector<frame>& out);
+  // The first frame read: the peer's hello (protocol.hpp). Throws spawn_error (parent) or
+  // protocol_error (child) when it is missing or does not match.
+  void check_hello(const frame_header& h, std::span<const std::byte> body);
   // Routes frames in order: replies complete directly unless a one-way request is ahead of them
   // (parent); everything else goes through E's queue. mu_ held.
   void route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk);
   // Gives the reading role back and tells whoever should take it next. mu_ held.
   void release_role(bool read_replies);
   void complete(frame& f);
+  void complete_taken(pending_call& pc, frame& f);  // pc already out of pending_
   void finish(pending_call& pc, frame& f);
   void run_item(item& it);
   // Runs queued items on E until the queue is empty. lk held on entry and exit.
@@ -350,6 +327,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // --- read side: rbuf_ is touched only by the thread holding the reading role
   byte_buffer rbuf_;
   std::size_t rpos_ = 0;
+  bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
 
   // --- shared state, under mu_
   mutable std::mutex mu_;
@@ -385,7 +363,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::vector<state_ptr<state_base>> doomed_;  // fail once the disconnect policy ran
   std::exception_ptr disconnect_cause_;
   std::vector<const char*> timed_out_;  // for the endpoint's call_timed_out (I/O thread)
-  std::vector<std::function<void()>> after_item_;  // E's own (after_current_item)
+  std::vector<std::function<void()>> after_item_;  // under mu_ (after_current_item)
   std::size_t events_pending_ = 0;  // event frames routed and not yet done
   std::size_t events_peak_ = 0;
   std::size_t max_events_ = 0;
@@ -404,22 +382,5 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   friend class connection_test_access;
 };
 
-// Builds a frame in `out`: header (id 0, filled by call()) followed by whatever `body` encodes.
-// `ctx`: the connection's callback registry, for bodies that may carry functions.
-template <class F>
-void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body,
-                 codec_context* ctx = nullptr) {
-  out.clear();
-  out.extend(header_size);
-  encoder enc(out, ctx);
-  body(enc);
-  frame_header h;
-  h.kind = kind;
-  h.id = id;
-  std::size_t n = out.size() - header_size;
-  if (n > 0xffffffffu) throw serialization_error("procxy: message body exceeds 4 GiB");
-  h.size = static_cast<std::uint32_t>(n);
-  std::memcpy(out.data(), &h, header_size);
-}
 
 }  // namespace procxy::detail

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <memory>
 #include <mutex>
@@ -79,7 +80,7 @@ class event_hub {
                                          event_channel::deliver_fn fn, std::weak_ptr<connection> c);
   std::shared_ptr<event_channel> find(std::uint64_t id) const;
   // Stores the values of a `properties` frame.
-  void set_properties(decoder& d);
+  void set_properties(std::span<const property_value> values);
   // The encoded value of property `id` as last sent, or null if none arrived yet.
   std::shared_ptr<const std::vector<std::byte>> property(std::uint64_t id) const;
   // The proxy is gone: no listener runs again.

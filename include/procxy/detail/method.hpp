@@ -181,7 +181,7 @@ struct reply_sink {
     before();
     byte_buffer& buf = scratch_buffer();
     registration_scope scope(&conn->callbacks());  // a function in the result is lent only if sent
-    build_frame(buf, message_kind::reply_value, id, [&](encoder& e) { e(v); }, &conn->callbacks());
+    encode_reply_value(buf, id, &conn->callbacks(), v);
     conn->check_size(buf, what);  // too large: the caller's catch sends an error reply instead
     scope.commit();
     if (conn->tracing()) {
@@ -194,7 +194,7 @@ struct reply_sink {
   void value() const {
     before();
     byte_buffer& buf = scratch_buffer();
-    build_frame(buf, message_kind::reply_value, id, [](encoder&) {});
+    encode_reply_void(buf, id);
     if (conn->tracing()) conn->trace("send reply #" + std::to_string(id) + " " + what + " = void");
     conn->send(buf.view());
   }
@@ -339,18 +339,14 @@ template <class R>
 void decode_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
   auto& s = static_cast<state<R>&>(st);
   if (kind == message_kind::reply_error) {
-    auto e = decode_remote_error(d, ctx.what, ctx.peer_pid);
-    expect_end(d);
-    s.fail(std::move(e));
+    s.fail(decode_reply_error(d, ctx.what, ctx.peer_pid));
     return;
   }
   if constexpr (std::is_void_v<R>) {
-    expect_end(d);
+    decode_reply_value<void>(d);
     s.set_value();
   } else {
-    R v = d.template get<R>();
-    expect_end(d);
-    s.set_value(std::move(v));
+    s.set_value(decode_reply_value<R>(d));
   }
 }
 
@@ -380,13 +376,7 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
   byte_buffer& buf = scratch_buffer();
   try {
     registration_scope scope(&conn.callbacks());  // functions among the arguments: lent if sent
-    build_frame(
-        buf, message_kind::call, 0,
-        [&](encoder& e) {
-          e.raw(id);
-          (e(a), ...);
-        },
-        &conn.callbacks());
+    encode_request(buf, message_kind::call, id, &conn.callbacks(), a...);
     conn.check_size(buf, member_name<MP>());
     scope.commit();
   } catch (...) {
@@ -465,13 +455,7 @@ R call_remote(const remote_callback& ref, bool one_way, const A&... a) {
   byte_buffer& buf = scratch_buffer();
   {
     registration_scope scope(&ctx);  // functions among the arguments (higher-order callbacks)
-    build_frame(
-        buf, one_way ? message_kind::notify : message_kind::invoke, 0,
-        [&](encoder& e) {
-          e.raw(ref.id);
-          (e(a), ...);
-        },
-        &ctx);
+    encode_request(buf, one_way ? message_kind::notify : message_kind::invoke, ref.id, &ctx, a...);
     conn->check_size(buf, "callback");
     scope.commit();
   }
