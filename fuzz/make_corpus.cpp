@@ -1,7 +1,8 @@
 // fuzz/make_corpus.cpp — writes the seed corpora of the fuzz targets:
 //   make_corpus DIR      (normally: build/fuzz/make_corpus fuzz/corpus)
-// replaces the files in DIR/frame and DIR/value with valid encodings of every selectable value
-// type, of every exception kind, and of frame streams, plus a few hand-made malformed inputs.
+// replaces the files in DIR/frame, DIR/value and DIR/message with valid encodings of every
+// selectable value type, of every exception kind, of frame streams and of every message kind's
+// body, plus a few hand-made malformed inputs.
 // Deterministic: the same sources give the same files. Seeds only start the search; libFuzzer
 // finds the rest.
 #include <cerrno>
@@ -329,11 +330,104 @@ void make_frame_corpus(corpus_dir& dir) {
   dir.write("bad-after-good", control(limit_default, 2), good_then_bad);
 }
 
+// ---- message_fuzz ------------------------------------------------------------------------------
+
+// The body of a frame an encoder of protocol.hpp built.
+blob body_of(const pd::byte_buffer& frame) {
+  return blob(frame.data() + pd::header_size, frame.data() + frame.size());
+}
+
+// The lead byte is the message kind whose decoder runs on the rest (message_fuzz.cpp).
+void make_message_corpus(corpus_dir& dir) {
+  using K = pd::message_kind;
+  auto seed = [&](const std::string& name, K k, const blob& body) {
+    dir.write(name, static_cast<std::uint8_t>(k), body);
+  };
+  pd::byte_buffer f;
+
+  // hello
+  pd::encode_hello(f);
+  seed("hello", K::hello, body_of(f));
+  pd::encode_hello(f, {1, "procxy 0.0.1 x86_64 LE LP64"});
+  seed("hello-older", K::hello, body_of(f));
+  pd::encode_hello(f, {pd::protocol_version, ""});
+  seed("hello-empty-build", K::hello, body_of(f));
+  pd::encode_hello(f, {pd::protocol_version, std::string(256, 'b')});
+  seed("hello-build-256", K::hello, body_of(f));
+  seed("hello-unprintable", K::hello, raw().u32(pd::protocol_version).str(std::string("a\n\x01\xff\0z", 6)));
+
+  // release
+  pd::encode_release(f, {});
+  seed("release-none", K::release, body_of(f));
+  const std::vector<std::uint64_t> ids{1, 0x8000000000000000u, 42};
+  pd::encode_release(f, ids);
+  seed("release", K::release, body_of(f));
+
+  // subscribe
+  pd::encode_subscribe(f, {7, true});
+  seed("subscribe-on", K::subscribe, body_of(f));
+  pd::encode_subscribe(f, {0xfedcba9876543210u, false});
+  seed("subscribe-off", K::subscribe, body_of(f));
+
+  // properties
+  pd::encode_properties(f, {});
+  seed("properties-none", K::properties, body_of(f));
+  const blob v1 = encoded(std::int32_t{-5});
+  const blob v3 = encoded(std::string("a property"));
+  const std::vector<pd::property_value> values{{1, v1}, {2, {}}, {3, v3}};
+  pd::encode_properties(f, values);
+  seed("properties", K::properties, body_of(f));
+
+  // shutdown, dispose, a void reply: no body
+  seed("shutdown", K::shutdown, {});
+  seed("dispose", K::dispose, {});
+  seed("reply-void", K::reply_value, {});
+
+  // reply_error
+  seed("reply-error", K::reply_error,
+       encoded_exception([] { throw std::domain_error("division by zero"); }));
+  seed("reply-error-system", K::reply_error, encoded_exception([] {
+         throw std::system_error(ENOENT, std::generic_category(), "open /x");
+       }));
+
+  // requests: the target, then the values
+  auto request = [&](const std::string& name, K k) {
+    pd::encode_request(f, k, 0x1234567890abcdefu, nullptr, std::int32_t{4}, std::string("arg"));
+    seed(name, k, body_of(f));
+  };
+  request("construct", K::construct);
+  request("call", K::call);
+  request("invoke", K::invoke);
+  request("notify", K::notify);
+  request("event", K::event);
+
+  // Hand-made malformed bodies (the decoder must reject them with protocol_error).
+  seed("bad-hello-build-257", K::hello, raw().u32(pd::protocol_version).str(std::string(257, 'b')));
+  seed("bad-hello-trailing", K::hello, raw().u32(pd::protocol_version).str("x").u8(0));
+  seed("bad-hello-count-past-body", K::hello, raw().u32(pd::protocol_version).u32(1000).u8('a'));
+  seed("bad-release-count-past-ids", K::release, raw().u32(3).u64(1).u64(2));
+  seed("bad-release-huge-count", K::release, raw().u32(0xFFFFFFFFu).u64(1));
+  seed("bad-release-trailing", K::release, raw().u32(1).u64(1).u8(0));
+  seed("bad-subscribe-on-2", K::subscribe, raw().u64(1).u8(2));
+  seed("bad-subscribe-trailing", K::subscribe, raw().u64(1).u8(1).u8(0));
+  seed("bad-properties-length-past-body", K::properties, raw().u32(1).u64(1).u32(100).u8(1).u8(2));
+  seed("bad-properties-count-past-values", K::properties, raw().u32(2).u64(1).u32(1).u8(9));
+  seed("bad-properties-huge-count", K::properties, raw().u32(0xFFFFFFFFu).u64(1).u32(0));
+  seed("bad-properties-trailing", K::properties, raw().u32(1).u64(1).u32(1).u8(9).u8(0));
+  seed("bad-shutdown-with-body", K::shutdown, raw().u8(0));
+  seed("bad-dispose-with-body", K::dispose, raw().u64(1));
+  seed("bad-reply-void-with-body", K::reply_value, raw().u8(0));
+  seed("bad-reply-error-trailing", K::reply_error,
+       raw().append(encoded_exception([] { throw std::runtime_error("x"); })).u8(0));
+  seed("bad-call-target-cut", K::call, raw().u32(1).u8(2));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR   (writes CORPUS_DIR/frame and CORPUS_DIR/value)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CORPUS_DIR   (writes CORPUS_DIR/frame, CORPUS_DIR/value and CORPUS_DIR/message)\n",
+                 argv[0]);
     return 2;
   }
   const fs::path root(argv[1]);
@@ -341,7 +435,9 @@ int main(int argc, char** argv) {
   make_value_corpus(value);
   corpus_dir frames(root / "frame");
   make_frame_corpus(frames);
-  std::printf("make_corpus: %zu value seeds, %zu frame seeds in %s\n", value.count(), frames.count(),
-              root.c_str());
+  corpus_dir message(root / "message");
+  make_message_corpus(message);
+  std::printf("make_corpus: %zu value seeds, %zu frame seeds, %zu message seeds in %s\n", value.count(),
+              frames.count(), message.count(), root.c_str());
   return 0;
 }

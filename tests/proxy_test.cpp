@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <future>
 #include <stdexcept>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -426,3 +427,55 @@ TEST(Proxy, NoPrivateMemberOfTheProxyHidesADescribedMethodName) {
 }
 
 }  // namespace
+
+// ---- the call-target seam (detail/call_target.hpp) ----------------------------------------------
+
+namespace {
+// The smallest pool: calls alternate between two children; events, properties and started() are
+// the first one's. Shows that proxy<T>'s typed face works over any call target.
+class round_robin final : public procxy::detail::call_target {
+ public:
+  explicit round_robin(std::vector<std::shared_ptr<call_target>> m) : members_(std::move(m)) {}
+  procxy::detail::connection& channel_for_call() override {
+    return members_[next_.fetch_add(1) % members_.size()]->channel_for_call();
+  }
+  std::chrono::milliseconds default_timeout() const override { return members_[0]->default_timeout(); }
+  procxy::detail::event_hub& events() override { return members_[0]->events(); }
+  procxy::detail::connection& event_channel() override { return members_[0]->event_channel(); }
+  procxy::future<void> started() override { return members_[0]->started(); }
+  int pid() const noexcept override { return -1; }
+  bool running() const override {
+    for (auto& m : members_)
+      if (!m->running()) return false;
+    return true;
+  }
+  void terminate() override {
+    for (auto& m : members_) m->terminate();
+  }
+  procxy::channel_stats stats() const override { return members_[0]->stats(); }
+
+ private:
+  std::vector<std::shared_ptr<call_target>> members_;
+  std::atomic<std::size_t> next_{0};
+};
+}  // namespace
+
+TEST(CallTarget, TheTypedFaceWorksOverAnyTarget) {
+  auto a = procxy::detail::spawn_target<Counter>({}, 100);
+  auto b = procxy::detail::spawn_target<Counter>({}, 200);
+  const int pid_a = a->pid(), pid_b = b->pid();
+  auto pool = procxy::detail::make_proxy<Counter>(std::make_shared<round_robin>(
+      std::vector<std::shared_ptr<procxy::detail::call_target>>{a, b}));
+  EXPECT_EQ(pool.pid(), -1);
+  std::set<int> pids;
+  for (int i = 0; i < 4; ++i) pids.insert(pool.child_pid().get());
+  EXPECT_EQ(pids, (std::set<int>{pid_a, pid_b}));
+  EXPECT_EQ(pool.add(1).get(), 101);  // the 5th call: member a again
+  EXPECT_EQ(pool.add(1).get(), 201);
+  EXPECT_THROW(pool.divide(1, 0).get(), std::domain_error);
+  EXPECT_TRUE(pool.running());
+  pool.terminate();
+  EXPECT_FALSE(a->running());
+  EXPECT_FALSE(b->running());
+  EXPECT_THROW(pool.add(1).get(), procxy::terminated);
+}

@@ -194,11 +194,11 @@ struct event_face;
 template <auto MP, class... A>
 struct event_face<MP, event<A...>> {
   event_source<A...> operator()() const {
-    proxy_core* core = binding_ ? binding_->core : nullptr;
+    call_target* core = binding_ ? binding_->core : nullptr;
     if (core == nullptr) throw terminated("procxy: events of a moved-from proxy");
     return event_source<A...>(core->events().channel(tag_id<method_tag<MP>>(), member_name<MP>(),
                                                      &deliver_event<A...>,
-                                                     core->conn().weak_from_this()));
+                                                     core->event_channel().weak_from_this()));
   }
   const binding* binding_ = nullptr;
 };
@@ -211,7 +211,7 @@ struct property_face {
   using result_t = std::conditional_t<std::is_class_v<value_t>, const value_t, value_t>;
 
   result_t operator()() const {
-    proxy_core* core = binding_ ? binding_->core : nullptr;
+    call_target* core = binding_ ? binding_->core : nullptr;
     if (core == nullptr) throw terminated("procxy: properties of a moved-from proxy");
     const auto id = tag_id<method_tag<MP>>();
     auto bytes = core->events().property(id);

@@ -142,6 +142,13 @@ class call_api : public detail::methods_t<T> {
 };
 
 template <class T>
+class proxy;
+namespace detail {
+template <class T>
+proxy<T> make_proxy(std::shared_ptr<call_target> target);
+}  // namespace detail
+
+template <class T>
 class proxy : public call_api<T, proxy<T>> {
   using methods = detail::methods_t<T>;
   friend class call_api<T, proxy<T>>;
@@ -181,21 +188,21 @@ class proxy : public call_api<T, proxy<T>> {
   // Events: delivered, dropped, subscribe messages, property updates, listeners per event.
   channel_stats stats() const {
     if (!procxy_core_) return {};
-    auto s = procxy_core_->conn().stats();
-    procxy_core_->events().count_listeners(s.event_listeners);
-    return s;
+    return procxy_core_->stats();
   }
 
  private:
   template <class U, class... A>
   friend proxy<U> spawn(const spawn_options& opts, A&&... args);
-  explicit proxy(std::shared_ptr<detail::proxy_core> core) : procxy_core_(std::move(core)) {
+  template <class U>
+  friend proxy<U> detail::make_proxy(std::shared_ptr<detail::call_target> target);
+  explicit proxy(std::shared_ptr<detail::call_target> core) : procxy_core_(std::move(core)) {
     procxy_rebind();
   }
   void procxy_rebind() noexcept {
     procxy_binding_.core = procxy_core_.get();
     procxy_binding_.timeout =
-        procxy_core_ ? procxy_core_->options().call_timeout : std::chrono::milliseconds{0};
+        procxy_core_ ? procxy_core_->default_timeout() : std::chrono::milliseconds{0};
     procxy_binding_.retries = 0;
     this->methods::procxy_bind(&procxy_binding_);
   }
@@ -206,9 +213,28 @@ class proxy : public call_api<T, proxy<T>> {
     }
     procxy_rebind();
   }
-  std::shared_ptr<detail::proxy_core> procxy_core_;
+  std::shared_ptr<detail::call_target> procxy_core_;
   detail::binding procxy_binding_;
 };
+
+namespace detail {
+// One local child of T, as a call target (what spawn<T> puts behind its proxy; a pool holds
+// several).
+template <class T, class... A>
+std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args) {
+  auto& buf = scratch_buffer();
+  encode_request(buf, message_kind::construct, ctor_id<T, std::decay_t<A>...>, nullptr, args...);
+  byte_buffer frame;
+  frame.append(buf.data(), buf.size());
+  return proxy_core::start(opts, frame, class_name<T>());
+}
+
+// A typed face on any call target (a pool, a restarting child, a remote one: call_target.hpp).
+template <class T>
+proxy<T> make_proxy(std::shared_ptr<call_target> target) {
+  return proxy<T>(std::move(target));
+}
+}  // namespace detail
 
 // proxy<T>::with(...)'s result: the described methods and call<&T::m>() with other call options.
 // Holds the child alive (shared) but does not own it: terminate() through the proxy still ends
@@ -225,14 +251,14 @@ class call_view : public call_api<T, call_view<T>> {
 
  private:
   friend class call_api<T, proxy<T>>;
-  call_view(std::shared_ptr<detail::proxy_core> core, call_options o)
+  call_view(std::shared_ptr<detail::call_target> core, call_options o)
       : procxy_core_(std::move(core)) {
     procxy_binding_.core = procxy_core_.get();
     procxy_binding_.timeout = o.timeout.count() < 0 ? std::chrono::milliseconds{0} : o.timeout;
     procxy_binding_.retries = o.retries;
     this->methods::procxy_bind(&procxy_binding_);
   }
-  std::shared_ptr<detail::proxy_core> procxy_core_;
+  std::shared_ptr<detail::call_target> procxy_core_;
   detail::binding procxy_binding_;
 };
 
@@ -244,12 +270,7 @@ template <class T, class... A>
 proxy<T> spawn(const spawn_options& opts = {}, A&&... args) {
   static_assert(std::is_constructible_v<T, A&&...>,
                 "procxy: spawn<T>(options, args...) — T has no constructor taking these arguments");
-  auto& buf = detail::scratch_buffer();
-  detail::encode_request(buf, detail::message_kind::construct, detail::ctor_id<T, std::decay_t<A>...>,
-                         nullptr, args...);
-  detail::byte_buffer frame;
-  frame.append(buf.data(), buf.size());
-  return proxy<T>(detail::proxy_core::start(opts, frame, detail::class_name<T>()));
+  return proxy<T>(detail::spawn_target<T>(opts, std::forward<A>(args)...));
 }
 
 }  // namespace procxy

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "procxy/detail/call_target.hpp"
 #include "procxy/detail/connection.hpp"
 #include "procxy/detail/event_hub.hpp"
 #include "procxy/options.hpp"
@@ -19,7 +20,7 @@ namespace procxy::detail {
 class child_process;
 class stderr_capture;
 
-class proxy_core : public std::enable_shared_from_this<proxy_core> {
+class proxy_core final : public call_target, public std::enable_shared_from_this<proxy_core> {
  public:
   // Starts the child and sends `construct_frame` (a construct frame: ctor id + arguments).
   static std::shared_ptr<proxy_core> start(const spawn_options& opts, byte_buffer& construct_frame,
@@ -29,20 +30,23 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   proxy_core& operator=(const proxy_core&) = delete;
 
   connection& conn() noexcept { return *conn_; }
-  event_hub& events() noexcept { return events_; }
   const spawn_options& options() const noexcept { return opts_; }
   const char* class_name() const noexcept { return class_name_; }
-  int pid() const noexcept;
-  bool running() const;
   // Idempotent and thread-safe. See proxy<T>::terminate. `reason`: what later calls fail with.
-  void terminate(const char* reason = nullptr);
-  future<void> started();
+  void terminate(const char* reason);
   // The child sent `dispose`: ends it as terminate() does (on the dispatch thread).
   void on_dispose();
 
-  clock::time_point deadline_for(std::chrono::milliseconds timeout) const {
-    return timeout.count() > 0 ? clock::now() + timeout : no_deadline;
-  }
+  // call_target: one local child.
+  connection& channel_for_call() override { return *conn_; }
+  std::chrono::milliseconds default_timeout() const override { return opts_.call_timeout; }
+  event_hub& events() override { return events_; }
+  connection& event_channel() override { return *conn_; }
+  future<void> started() override;
+  int pid() const noexcept override;
+  bool running() const override;
+  void terminate() override { terminate(nullptr); }
+  channel_stats stats() const override;
 
  private:
   friend class parent_handler;
@@ -63,7 +67,7 @@ class proxy_core : public std::enable_shared_from_this<proxy_core> {
   std::shared_ptr<stderr_capture> stderr_;
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
-  event_hub events_;
+  mutable event_hub events_;
   std::shared_ptr<endpoint> handler_;
   std::atomic<bool> disposed_{false};
   std::thread dispatch_;

@@ -27,7 +27,7 @@
 
 #include "procxy/detail/callback.hpp"
 #include "procxy/detail/connection.hpp"
-#include "procxy/detail/core.hpp"
+#include "procxy/detail/call_target.hpp"
 #include "procxy/detail/event_hub.hpp"
 #include "procxy/detail/print.hpp"
 #include "procxy/detail/remote_error.hpp"
@@ -350,9 +350,9 @@ void decode_reply(state_base& st, message_kind kind, decoder& d, const reply_con
   }
 }
 
-// What a proxy's method members call through: the child and the call options in effect.
+// What a proxy's method members call through: the target and the call options in effect.
 struct binding {
-  proxy_core* core = nullptr;
+  call_target* core = nullptr;
   std::chrono::milliseconds timeout{0};  // 0: none
   int retries = 0;                       // idempotent re-sends after a timeout
 };
@@ -361,7 +361,7 @@ struct binding {
 // string_view and const char* as strings, so nothing is copied on the way).
 template <auto MP, class... P>
 future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
-  proxy_core* core = b ? b->core : nullptr;
+  call_target* core = b ? b->core : nullptr;
   using R = call_result_t<MP>;
   using traits = member_traits<decltype(MP)>;
   static_assert(std::is_class_v<typename traits::cls>);
@@ -371,9 +371,16 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
     st->fail(std::make_exception_ptr(terminated("procxy: call through a moved-from proxy")));
     return result;
   }
-  auto& conn = core->conn();
   const std::uint64_t id = method_id<MP>;
   byte_buffer& buf = scratch_buffer();
+  connection* channel = nullptr;
+  try {
+    channel = &core->channel_for_call();  // a pool picks its member here
+  } catch (...) {
+    st->fail(std::current_exception());
+    return result;
+  }
+  auto& conn = *channel;
   try {
     registration_scope scope(&conn.callbacks());  // functions among the arguments: lent if sent
     encode_request(buf, message_kind::call, id, &conn.callbacks(), a...);

@@ -1,0 +1,202 @@
+// Process control (src/process.hpp): starting, owning, reaping a child; its stderr.
+#include "process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "procxy/detail/serve.hpp"
+#include "procxy/error.hpp"
+
+extern char** environ;
+
+namespace procxy::detail {
+
+[[noreturn]] void throw_errno(const std::string& what, int e) {
+  throw spawn_error("procxy: " + what + ": " + std::strerror(e));
+}
+
+namespace {
+
+std::string g_program_name = "procxy-child";
+
+constexpr int channel_fd_in_child = 3;
+
+struct fd_guard {
+  int fd = -1;
+  ~fd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+}  // namespace
+
+void set_program_name(const char* argv0) { g_program_name = argv0; }
+const char* program_name() noexcept { return g_program_name.c_str(); }
+
+std::chrono::milliseconds callback_timeout(const spawn_options& o) {
+  return o.callback_timeout.count() < 0 ? o.call_timeout : o.callback_timeout;
+}
+
+namespace {
+
+std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) {
+  std::vector<std::string> env;
+  auto ours = [](std::string_view kv) { return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 ||
+                                               kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
+                                               kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 ||
+                                               kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
+                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0; };
+  if (o.environment == env_mode::merge) {
+    for (char** e = environ; e && *e; ++e) {
+      std::string_view kv(*e);
+      auto eq = kv.find('=');
+      std::string key(kv.substr(0, eq));
+      if (ours(kv) || o.env.count(key) || (o.backtrace && key == "PROCXY_BACKTRACE")) continue;
+      env.emplace_back(kv);
+    }
+  }
+  for (const auto& [k, v] : o.env) {
+    if (k.empty() || k.find('=') != std::string::npos)
+      throw spawn_error("procxy: bad environment variable name '" + k + "'");
+    env.push_back(k + "=" + v);
+  }
+  if (o.backtrace) env.push_back("PROCXY_BACKTRACE=1");
+  env.push_back("PROCXY_CHANNEL_FD=" + std::to_string(channel_fd_in_child));
+  env.push_back("PROCXY_PARENT_PID=" + std::to_string(::getpid()));
+  env.push_back("PROCXY_MAX_MESSAGE=" + std::to_string(max_msg));
+  env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
+  env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
+  return env;
+}
+
+// Takes ownership of a just-started child through a pidfd. Nobody else can have reaped it yet
+// (it is our unwaited child), so the pid still names it.
+std::shared_ptr<child_process> adopt_child(pid_t pid) {
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    int e = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw_errno("pidfd_open", e);
+  }
+  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return std::make_shared<child_process>(pid, pidfd);
+}
+
+std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd) {
+  std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
+  if (o.mode == spawn_mode::executable && exe.empty())
+    throw spawn_error("procxy: spawn_mode::executable needs spawn_options::executable");
+  std::string argv0 = o.mode == spawn_mode::reexec ? std::string(program_name()) : exe;
+  std::vector<std::string> args{argv0};
+  args.insert(args.end(), o.args.begin(), o.args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  auto env = build_env(o, o.max_message_size);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  // dup2(x, x) would keep FD_CLOEXEC set, so make sure the source is not already fd 3.
+  fd_guard moved;
+  if (child_fd == channel_fd_in_child) {
+    moved.fd = ::fcntl(child_fd, F_DUPFD_CLOEXEC, 10);
+    if (moved.fd < 0) throw_errno("fcntl", errno);
+    child_fd = moved.fd;
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  struct cleanup {
+    posix_spawn_file_actions_t* fa;
+    posix_spawnattr_t* at;
+    ~cleanup() {
+      posix_spawn_file_actions_destroy(fa);
+      posix_spawnattr_destroy(at);
+    }
+  } c{&fa, &at};
+  posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
+  if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
+  // The child inherits stdio and its channel only, whatever the parent forgot to mark CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&fa, channel_fd_in_child + 1);
+  if (!o.working_directory.empty())
+    posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &at, argv.data(), envp.data());
+  if (rc != 0) throw_errno("cannot start '" + exe + "'", rc);
+  return adopt_child(pid);
+}
+
+std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
+                                          int stderr_fd) {
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork", errno);
+  if (pid == 0) {
+    ::close(parent_fd);
+    if (stderr_fd >= 0 && ::dup2(stderr_fd, 2) < 0) _exit(127);
+    // Keep stdio and the channel only, as posix_spawn's closefrom does: without exec, CLOEXEC
+    // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
+    if (child_fd != channel_fd_in_child && ::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
+    ::close_range(channel_fd_in_child + 1, ~0U, 0);
+    if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
+    if (o.environment == env_mode::replace) ::clearenv();
+    for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
+    if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
+    ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
+    ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
+    _exit(serve(channel_fd_in_child, o.max_message_size, parent));
+  }
+  return adopt_child(pid);
+}
+
+}  // namespace
+
+launched_child launch_child(const spawn_options& o) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", errno);
+  fd_guard parent_end{sv[0]}, child_end{sv[1]};
+  fd_guard err_read, err_write;
+  if (o.capture_stderr > 0) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", errno);
+    err_read.fd = p[0];
+    err_write.fd = p[1];
+  }
+  launched_child l;
+  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], sv[1], err_write.fd)
+                                         : spawn_exec(o, sv[1], err_write.fd);
+  ::close(child_end.release());
+  if (err_write.fd >= 0) {
+    ::close(err_write.release());
+    l.err = std::make_shared<stderr_capture>(err_read.release(), o.capture_stderr);
+  }
+  l.channel_fd = parent_end.release();
+  return l;
+}
+
+}  // namespace procxy::detail
