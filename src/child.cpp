@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -288,6 +289,12 @@ void init(int /*argc*/, char** argv) {
   ::unsetenv("PROCXY_CHANNEL_FD");
   ::unsetenv("PROCXY_PARENT_PID");
   ::unsetenv("PROCXY_MAX_MESSAGE");
+  // A re-executed child runs /proc/self/exe, so the kernel names it "exe"; give it the parent's
+  // program name, as ps, top and pkill show it (at most 15 bytes, the kernel's limit).
+  if (argv && argv[0]) {
+    const char* base = std::strrchr(argv[0], '/');
+    ::prctl(PR_SET_NAME, base ? base + 1 : argv[0], 0, 0, 0);
+  }
   _exit(detail::serve(fd, max, parent));
 }
 

@@ -251,7 +251,8 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     st->call_id = id;
     st->call_deadline = deadline;
     pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
-                                      callbacks_->has_executor() && callbacks_->in_task()});
+                                      callbacks_->has_executor() && callbacks_->in_task(),
+                                      deadline != no_deadline ? clock::now() : clock::time_point{}});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
     // (a waiter, a batch of replies, 64 KiB, a continuation, or the I/O thread's linger).
     defer = pending_.size() > defer_after_in_flight;
@@ -1106,6 +1107,7 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
     --pc.again->left;
     std::uint64_t id = next_id_++;
     pc.deadline = now + pc.again->timeout;
+    pc.issued = now;
     pc.st->call_id = id;
     pc.st->call_deadline = pc.deadline;
     std::memcpy(pc.again->frame.data() + offsetof(frame_header, id), &id, sizeof id);
@@ -1138,8 +1140,10 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
     } else {
       calls_timed_out_.fetch_add(1, std::memory_order_relaxed);
       const char* attempts = pc.again ? " (and so did each of its retries)" : "";
-      pc.st->fail(std::make_exception_ptr(
-          timeout_error(std::string("procxy: ") + pc.what + " timed out" + attempts)));
+      const auto limit = std::chrono::round<std::chrono::milliseconds>(pc.deadline - pc.issued);
+      pc.st->fail(std::make_exception_ptr(timeout_error(std::string("procxy: ") + pc.what +
+                                                        " timed out after " + std::to_string(limit.count()) +
+                                                        " ms" + attempts)));
       timed_out = pc.what;
     }
   }

@@ -160,7 +160,10 @@ void event_hub::clear() {
 
 void send_event(event_link& l, byte_buffer& frame) {
   if (l.before_emit && l.conn->on_dispatch_thread()) {
-    byte_buffer copy;  // the snapshot builds its own frame in the scratch buffer
+    // The snapshot builds its own frame in the scratch buffer: keep the event's in a buffer of
+    // this thread's own (reused, no allocation per event).
+    thread_local byte_buffer copy;
+    copy.clear();
     copy.append(frame.data(), frame.size());
     l.before_emit();
     if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
@@ -185,8 +188,8 @@ void child_handle::dispose() {
   auto* c = detail::g_child_conn.load(std::memory_order_acquire);
   if (c == nullptr)
     throw std::logic_error("procxy: this_child().dispose() outside a procxy child process");
-  // Inside a call on the object thread: sent right after that call's reply (which completes
-  // normally). From any other thread, or an idle object thread: sent at once.
+  // While the object thread runs a call (this thread or another): sent right after that call's
+  // reply, which completes normally. While the object thread is idle: sent at once.
   c->after_current_item([c] {
     detail::byte_buffer buf;
     detail::encode_empty(buf, detail::message_kind::dispose);

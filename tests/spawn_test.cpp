@@ -66,6 +66,20 @@ TEST(Spawn, ReexecIsTheDefaultAndRunsThisExecutable) {
   ASSERT_FALSE(args.empty());
 }
 
+// ps, top and pkill see a re-executed child under the parent's program name, not "exe".
+TEST(Spawn, AReexecutedChildIsNamedLikeItsParentInPs) {
+  auto p = procxy::spawn<Probe>();
+  p.started().get();
+  auto comm = [](int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+    std::string s;
+    std::getline(f, s);
+    return s;
+  };
+  EXPECT_EQ(comm(p.pid()), comm(static_cast<int>(::getpid())));
+  EXPECT_NE(comm(p.pid()), "exe");
+}
+
 TEST(Spawn, EnvironmentIsMergedByDefault) {
   ::setenv("PROCXY_TEST_INHERITED", "from-parent", 1);
   auto p = procxy::spawn<Probe>({.env = {{"PROCXY_TEST_ADDED", "added"}, {"PATH", "/nowhere"}}});

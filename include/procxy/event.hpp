@@ -145,7 +145,8 @@ class event_source {
 
 // The child's view of itself: procxy::this_child().dispose() asks the parent to end this child
 // (it stops accepting calls, runs the object's destructor, reaps the child and runs on_exit
-// with exit_info::disposed set). Any thread.
+// with exit_info::disposed set). Any thread. While the object thread runs a call, the request
+// goes out right after that call's reply (the call completes normally); otherwise at once.
 class child_handle {
  public:
   void dispose();

@@ -223,6 +223,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
     };
     std::shared_ptr<retry> again;  // idempotent calls only
     bool in_task = false;          // made from a callback running on the user's executor
+    clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
   };
   struct item {  // one unit of work for the dispatch thread
     frame f;
