@@ -170,7 +170,7 @@ class child_server final : public endpoint {
       link->id = e.id;
       link->name = e.name;
       link->conn = conn_;
-      if (!obj_.members->properties.empty()) link->before_emit = [this] { snapshot(); };
+      link->snapshot = !obj_.members->properties.empty();
       e.link(obj_.obj) = link.get();
       links_[e.id] = std::move(link);
     }

@@ -159,13 +159,13 @@ void event_hub::clear() {
 // ---- child -------------------------------------------------------------------------------------
 
 void send_event(event_link& l, byte_buffer& frame) {
-  if (l.before_emit && l.conn->on_dispatch_thread()) {
+  if (l.snapshot && l.conn->on_dispatch_thread()) {
     // The snapshot builds its own frame in the scratch buffer: keep the event's in a buffer of
     // this thread's own (reused, no allocation per event).
     thread_local byte_buffer copy;
     copy.clear();
     copy.append(frame.data(), frame.size());
-    l.before_emit();
+    l.conn->before_reply();
     if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
     l.conn->send_one_way(copy.view());
     return;

@@ -102,7 +102,9 @@ struct event_link {
   const char* name = "";
   std::atomic<bool> listened{false};  // the parent has at least one listener
   connection* conn = nullptr;
-  std::function<void()> before_emit;  // property snapshot (object thread only)
+  // The class has properties: an emit on the object thread is preceded by the snapshot
+  // (connection::before_reply, which asks the child's endpoint).
+  bool snapshot = false;
 };
 // Sends a built event frame (after the property snapshot, on the object thread).
 void send_event(event_link& l, byte_buffer& frame);
