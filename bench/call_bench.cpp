@@ -284,7 +284,7 @@ void BM_EventLatency(benchmark::State& state) {
     ++count;
   });
   for (auto _ : state) p.stamp().get();
-  state.counters["emit_to_listener_us"] = count ? static_cast<double>(total_ns) / count / 1000.0 : 0.0;
+  state.counters["emit_to_listener_us"] = count ? static_cast<double>(total_ns) / static_cast<double>(count) / 1000.0 : 0.0;
 }
 
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------

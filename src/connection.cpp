@@ -114,8 +114,8 @@ void connection::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
       --wfull_waiters_;
     }
     if (wclosed_) throw terminated("procxy: the connection is closed");
-    frames_sent_.fetch_add(1, std::memory_order_relaxed);
-    bytes_sent_.fetch_add(f.size(), std::memory_order_relaxed);
+    bump(frames_sent_, 1);  // wmu_ held: no other writer
+    bump(bytes_sent_, f.size());
     wpending_.append(f.data(), f.size());
     if (writing_) return;  // the owner of the writing role sends these bytes next, in order
     if (h == hold::none || wpending_.size() >= read_chunk) {
@@ -179,7 +179,7 @@ void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
       wcv_.notify_all();
       throw;
     }
-    write_syscalls_.fetch_add(1, std::memory_order_relaxed);
+    bump(write_syscalls_, 1);  // the writing role: one thread at a time
     lk.lock();
     if (n == 0) {
       // The transport is full: the peer reads (its I/O thread always does), but not right now.
@@ -318,7 +318,7 @@ bool connection::read_frames(std::vector<frame>& out) {
     return false;
   }
   rbuf_.resize(have + n);
-  bytes_received_.fetch_add(n, std::memory_order_relaxed);
+  bump(bytes_received_, n);  // the reading role: one thread at a time
   try {
     extract_frames(out);
   } catch (const error&) {  // protocol_error; spawn_error for a hello that does not match
@@ -331,7 +331,7 @@ bool connection::read_frames(std::vector<frame>& out) {
 void connection::extract_frames(std::vector<frame>& out) {
   rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
                          [&](const frame_header& h, const std::byte* body) {
-                           frames_received_.fetch_add(1, std::memory_order_relaxed);
+                           bump(frames_received_, 1);
                            if (!greeted_) {
                              check_hello(h, std::span<const std::byte>(body, h.size));
                              greeted_ = true;
@@ -339,7 +339,7 @@ void connection::extract_frames(std::vector<frame>& out) {
                            }
                            frame f;
                            f.header = h;
-                           f.body.append(body, h.size);
+                           f.body.assign(body, h.size);
                            out.push_back(std::move(f));
                          });
 }
@@ -427,10 +427,10 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
     if (one_way) ++oneway_ahead_;
     queued = true;
     if (k == message_kind::event) {
-      events_peak_ = std::max(events_peak_, ++events_pending_);
-      if (drop_oldest_ && max_events_ > 0 && events_pending_ > max_events_ &&
+      events_peak_ = std::max(events_peak_, events_pending_.fetch_add(1, std::memory_order_acq_rel) + 1);
+      if (drop_oldest_ && max_events_ > 0 && events_pending_.load(std::memory_order_relaxed) > max_events_ &&
           drop_oldest_event(dropped_frames, dropped_tasks)) {
-        --events_pending_;
+        events_pending_.fetch_sub(1, std::memory_order_acq_rel);
         events_dropped_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -474,13 +474,17 @@ bool connection::drop_oldest_event(std::vector<frame>& frames, std::vector<std::
 }
 
 void connection::event_done() {
-  std::lock_guard lk(mu_);
-  if (events_pending_ > 0) --events_pending_;
-  if (max_events_ > 0 && events_pending_ + 1 >= max_events_) {  // reading may resume
-    cv_.notify_all();
-    e_cv_.notify_all();
-    wake_io();
-  }
+  // No lock per event: a reader paused by a full queue (events_full) is woken once, when the
+  // count comes down to the low mark, so it reads a batch while E works through the rest.
+  std::size_t n = events_pending_.load(std::memory_order_relaxed);
+  do {
+    if (n == 0) return;
+  } while (!events_pending_.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel));
+  if (max_events_ == 0 || n - 1 != events_low_mark()) return;
+  std::lock_guard lk(mu_);  // a reader that saw the queue full is waiting, or will see n - 1
+  cv_.notify_all();
+  e_cv_.notify_all();
+  wake_io();
 }
 
 void connection::complete(frame& f) {
@@ -634,7 +638,7 @@ bool connection::serve_other_roles() {
   for (connection* x : roles) {
     if (x == this) continue;
     std::unique_lock lk(x->mu_);
-    if (x->queue_.empty()) continue;
+    if (!x->e_has_work()) continue;  // this thread holds x's dispatch role
     x->drain_queue(lk);
     ran = true;
   }
@@ -712,7 +716,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     // expiry, or the policy of a fatal timeout). Wait for that; never block in a read for it.
     const bool past = st.call_deadline <= now;
     auto until = past ? deadline : std::min(deadline, st.call_deadline);
-    if (e && !queue_.empty()) {
+    if (e && e_has_work()) {
       drain_queue(lk);  // nested: a request that arrived while E waits runs here
       continue;
     }
@@ -731,7 +735,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       const bool with_wakeup =
           !others.empty() || callbacks_->has_executor() ||
           (side_ == side::parent ? (e || !queue_.empty() || e_busy_)
-                                 : (e && (!pending_.empty() || !queue_.empty())));
+                                 : (e && (!pending_.empty() || e_has_work())));
       lead_read(lk, until, with_wakeup);
       continue;
     }
@@ -741,7 +745,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     // Re-check: while unlocked, the reader may have queued work for E (a nested request, or E's
     // own reply behind one) and let go of the role and taken it again; its notify came before
     // this wait.
-    if (st.is_ready() || (e && !queue_.empty())) continue;
+    if (st.is_ready() || (e && e_has_work())) continue;
     const bool defer = defer_to_dispatch(e) || past;
     if (!past && !reading_ && !disconnected_ && !events_full()) {
       if (!defer) continue;  // take the role
@@ -790,7 +794,7 @@ void connection::run_dispatch_loop() {
   e_thread_.store(std::this_thread::get_id(), std::memory_order_release);
   std::unique_lock lk(mu_);
   while (!stopping_) {
-    if (!queue_.empty()) {
+    if (e_has_work()) {
       drain_queue(lk);
       continue;
     }
@@ -808,9 +812,11 @@ void connection::run_dispatch_loop() {
   // survives a crash of the next one); when this side ended the connection (terminate, close)
   // they fail like every other call in flight.
   std::vector<item> replies;
-  for (auto& it : queue_)
-    if (it.reply_to) replies.push_back(std::move(it));
-  queue_.clear();
+  for (auto* q : {&e_batch_, &queue_}) {  // in order: what E had taken comes first
+    for (auto& it : *q)
+      if (it.reply_to) replies.push_back(std::move(it));
+    q->clear();
+  }
   oneway_ahead_ = 0;
   std::exception_ptr ended_here = broken_;
   if (ended_here) {
@@ -843,14 +849,35 @@ void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
   const bool outer = !e_busy_;
   e_busy_ = true;
   t_dispatching.push_back(this);
-  while (!queue_.empty() && !(stopping_ && outer)) {
-    item it = std::move(queue_.front());
-    queue_.pop_front();
+  // Items move from queue_ to e_batch_ (E's own, no lock) a run at a time, so E takes mu_ once
+  // per run, not per item. A nested drain (E waits inside an item) runs what is left of the
+  // run first: the order is the order of queue_. With drop_oldest, a run is one item (only
+  // queue_ is searched for the oldest event).
+  for (;;) {
+    if (e_batch_.empty()) {
+      if (queue_.empty() || (stopping_ && outer)) break;
+      const std::size_t n = drop_oldest_ ? 1 : std::min(queue_.size(), e_batch_max);
+      for (std::size_t i = 0; i < n; ++i) {
+        e_batch_.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    } else if (stopping_ && outer) {
+      break;
+    }
     lk.unlock();
-    run_item(it);
+    std::size_t one_way_done = 0;
+    while (!e_batch_.empty()) {
+      item it = std::move(e_batch_.front());
+      e_batch_.pop_front();
+      run_item(it);
+      if (it.one_way) ++one_way_done;
+      if (after_item_waiting_.load(std::memory_order_acquire) ||
+          (outer && stopping_seen_.load(std::memory_order_acquire)))
+        break;
+    }
     lk.lock();
+    oneway_ahead_ -= std::min(oneway_ahead_, one_way_done);
     run_after_items(lk);
-    if (it.one_way && oneway_ahead_ > 0) --oneway_ahead_;
   }
   run_after_items(lk);  // queued by another thread while the last item ran
   t_dispatching.pop_back();
@@ -861,6 +888,7 @@ void connection::run_after_items(std::unique_lock<std::mutex>& lk) {
   while (!after_item_.empty()) {
     std::vector<std::function<void()>> after;
     after.swap(after_item_);
+    after_item_waiting_.store(false, std::memory_order_relaxed);
     lk.unlock();
     for (auto& f : after) f();
     lk.lock();
@@ -874,6 +902,7 @@ void connection::after_current_item(std::function<void()> f) {
     std::lock_guard lk(mu_);
     if (e_busy_ && !stopping_) {
       after_item_.push_back(std::move(f));
+      after_item_waiting_.store(true, std::memory_order_release);
       return;
     }
   }
@@ -942,6 +971,7 @@ void connection::wake_io() {  // mu_ held
 void connection::stop() {
   std::lock_guard lk(mu_);
   stopping_ = true;
+  stopping_seen_.store(true, std::memory_order_release);
   cv_.notify_all();
   wake_dispatch_thread();
   wake_io();
@@ -960,6 +990,7 @@ void connection::close(std::chrono::milliseconds drain) {
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
+    stopping_seen_.store(true, std::memory_order_release);
     io_stop_ = true;
     cv_.notify_all();
     wake_dispatch_thread();

@@ -62,7 +62,7 @@ class parent_handler final : public endpoint {
       case message_kind::event: {
         bool posted = false;
         try {
-          if (core) posted = deliver(*core, f, c, false);
+          if (core) posted = deliver(*core, f, c, false, &last_);
         } catch (...) {
           c.event_done();
           throw;
@@ -88,15 +88,29 @@ class parent_handler final : public endpoint {
   }
 
   void discard(frame& f, connection& c) override {
-    if (auto core = core_.lock()) deliver(*core, f, c, true);
+    if (auto core = core_.lock()) deliver(*core, f, c, true, nullptr);
   }
 
  private:
-  static bool deliver(proxy_core& core, frame& f, connection& c, bool drop) {
+  // The channel of the last event handle() delivered (E only; channels live as long as the hub):
+  // a stream of one event finds its channel without the hub's lock.
+  struct last_channel {
+    std::uint64_t id = 0;
+    std::shared_ptr<event_channel> ch;
+  };
+  static bool deliver(proxy_core& core, frame& f, connection& c, bool drop, last_channel* last) {
     byte_reader r(f.body.view());
     decoder d(r, &c.callbacks());
     auto id = decode_target(d);
-    auto ch = core.events().find(id);
+    std::shared_ptr<event_channel> found;
+    event_channel* ch = nullptr;
+    if (last && last->ch && last->id == id) {
+      ch = last->ch.get();
+    } else {
+      found = core.events().find(id);
+      ch = found.get();
+      if (last && found) *last = {id, found};
+    }
     if (!ch)
       throw protocol_error("procxy: the child sent event #" + std::to_string(id) +
                            ", which the parent never listened to");
@@ -108,6 +122,7 @@ class parent_handler final : public endpoint {
     return ch->deliver(d, c);
   }
   std::weak_ptr<proxy_core> core_;
+  last_channel last_;
   const bool kill_on_timeout_;
   std::function<void()> on_exit_;
 };

@@ -26,7 +26,7 @@ class echo_handler : public endpoint {
   void handle(frame&& f, connection& c) override {
     byte_buffer out;
     build_frame(out, message_kind::reply_value, f.header.id,
-                [&](encoder& e) { e.buffer().append(f.body.data(), f.body.size()); });
+                [&](encoder& e) { e.buffer().append(f.body.view().data(), f.body.size()); });
     c.send(out.view());
   }
 };

@@ -46,10 +46,39 @@ namespace procxy::detail {
 using clock = std::chrono::steady_clock;
 inline constexpr clock::time_point no_deadline = clock::time_point::max();
 
+// A received frame's body. Most frames (calls of small arguments, replies, events) fit inline:
+// no allocation per frame on the reader, no free on the dispatch thread.
+class frame_body {
+ public:
+  void assign(const std::byte* p, std::size_t n) {
+    size_ = n;
+    if (n <= inline_size) {
+      if (n != 0) std::memcpy(small_, p, n);
+      return;
+    }
+    big_.clear();
+    big_.append(p, n);
+  }
+  std::span<const std::byte> view() const noexcept { return {size_ <= inline_size ? small_ : big_.data(), size_}; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  static constexpr std::size_t inline_size = 40;
+  std::size_t size_ = 0;
+  std::byte small_[inline_size];
+  byte_buffer big_;
+};
+
 struct frame {
   frame_header header;
-  byte_buffer body;
+  frame_body body;
 };
+
+// Adds to a statistics counter that only one thread at a time changes (under a lock or a role):
+// a plain load and store, no locked read-modify-write; readers on other threads see a value.
+inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 
 class connection;
 
@@ -255,6 +284,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void run_item(item& it);
   // Runs queued items on E until the queue is empty. lk held on entry and exit.
   void drain_queue(std::unique_lock<std::mutex>& lk);
+  // Whether E has items to run (queued, or taken and not yet run). E only, mu_ held.
+  bool e_has_work() const noexcept { return !queue_.empty() || !e_batch_.empty(); }
   void expire_deadlines(std::unique_lock<std::mutex>& lk);
   void wake_dispatch_thread();  // mu_ held
   void wake_io();               // mu_ held
@@ -272,7 +303,13 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Whether the idle dispatch thread should read (child: always; parent: while callbacks flow).
   bool e_prefers_reading() const;  // mu_ held
   bool events_full() const noexcept {  // mu_ held
-    return max_events_ > 0 && !drop_oldest_ && events_pending_ >= max_events_ && e_nested_waits_ == 0;
+    return max_events_ > 0 && !drop_oldest_ && events_pending_.load(std::memory_order_acquire) >= max_events_ &&
+           e_nested_waits_ == 0;
+  }
+  // Where event_done wakes a reader paused by events_full(): a quarter below the bound (for
+  // small bounds, one below).
+  std::size_t events_low_mark() const noexcept {
+    return max_events_ >= 16 ? max_events_ - max_events_ / 4 : max_events_ - 1;
   }
   bool drop_oldest_event(std::vector<frame>& dropped_frames, std::vector<std::shared_ptr<void>>& dropped_tasks);
   // Whether a waiting caller leaves reading to the dispatch thread (callbacks are flowing).
@@ -345,6 +382,11 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_idle_ = false;            // E waits for work in run_dispatch_loop
   int e_nested_waits_ = 0;         // E waits for a reply (events backpressure is lifted)
   bool stopping_ = false;
+  std::atomic<bool> stopping_seen_{false};  // stopping_, for E between the items of a run
+  // Taken from queue_ by E a run at a time; only the thread holding E's role touches it.
+  std::deque<item> e_batch_;
+  static constexpr std::size_t e_batch_max = 32;
+  std::atomic<bool> after_item_waiting_{false};  // after_item_ is not empty (E looks between items)
   bool io_stop_ = false;
   bool want_read_ = false;
   bool e_reads_requests_ = false;  // parent: the peer is sending requests; E reads (see wait)
@@ -365,7 +407,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::exception_ptr disconnect_cause_;
   std::vector<const char*> timed_out_;  // for the endpoint's call_timed_out (I/O thread)
   std::vector<std::function<void()>> after_item_;  // under mu_ (after_current_item)
-  std::size_t events_pending_ = 0;  // event frames routed and not yet done
+  std::atomic<std::size_t> events_pending_{0};  // event frames routed and not yet done (no lock)
   std::size_t events_peak_ = 0;
   std::size_t max_events_ = 0;
   bool drop_oldest_ = false;
