@@ -5,6 +5,10 @@
 //                             with a forked child (one write + one read per side per round trip)
 //   BM_ProxyAddSequential     calc.add(a, b).get() in a loop (no call_timeout: the default)
 //   BM_ProxyAddSequential_Timeout   the same with call_timeout = 5 s (as in examples/quickstart)
+//   BM_RawInFlight1000        baseline: 1,000 16-byte requests written at once to a forked child
+//                             that answers each with its own write (items/s)
+//   BM_RawInFlight1000_Batched   diagnostic: the same child answering a read's requests in one
+//                             write (what the liveness rule forbids procxy: docs/benchmarks.md)
 //   BM_ProxyAddInFlight1000   one thread issues 1,000 add() calls, then get()s them all (items/s)
 //   BM_PosixSpawnReplyOnce    baseline: posix_spawn(procxy_reply_once) + one 16-byte request/reply
 //                             over an inherited socket + waitpid
@@ -188,6 +192,69 @@ void BM_RawPingPong(benchmark::State& state) {
   ::waitpid(pid, nullptr, 0);
   state.SetItemsProcessed(state.iterations());
 }
+
+// ---- 1b. baselines of 1,000 in flight: the raw socket with the same pattern ---------------------
+
+// Forks the pipelined echo child: reads whatever requests are there (up to 64 KiB), then answers
+// each 16-byte request with one 16-byte write (`batched`: one write for all the replies of a
+// read). One write per reply is the least a child can do when a reply must be in the kernel
+// before its next method runs (docs/design.md "Liveness", point 3).
+pid_t start_pipelined_child(int* fd, bool batched) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {  // only async-signal-safe calls in here
+    ::close(sv[0]);
+    static unsigned char buf[65536];
+    std::size_t have = 0;
+    for (;;) {
+      ssize_t r = ::read(sv[1], buf + have, sizeof buf - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) _exit(0);
+      have += static_cast<std::size_t>(r);
+      const std::size_t whole = have / 16 * 16;
+      const std::size_t step = batched ? whole : 16;
+      for (std::size_t off = 0; off < whole; off += step) {
+        std::size_t put = 0;
+        while (put < step) {
+          ssize_t w = ::write(sv[1], buf + off + put, step - put);
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) _exit(1);
+          put += static_cast<std::size_t>(w);
+        }
+      }
+      std::memmove(buf, buf + whole, have - whole);
+      have -= whole;
+    }
+  }
+  ::close(sv[1]);
+  *fd = sv[0];
+  return pid;
+}
+
+// 1,000 16-byte requests written at once, then the 1,000 replies read (items/s).
+void raw_in_flight(benchmark::State& state, bool batched) {
+  constexpr int n = 1000;
+  int fd = -1;
+  pid_t pid = start_pipelined_child(&fd, batched);
+  std::vector<unsigned char> out(16 * n, 7), in(16 * n);
+  auto batch = [&] {
+    write_exact(fd, out.data(), out.size());
+    read_exact(fd, in.data(), in.size());
+  };
+  for (int i = 0; i < 3; ++i) batch();
+  for (auto _ : state) {
+    batch();
+    benchmark::DoNotOptimize(in.data());
+  }
+  ::close(fd);
+  ::waitpid(pid, nullptr, 0);
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void BM_RawInFlight1000(benchmark::State& state) { raw_in_flight(state, false); }
+void BM_RawInFlight1000_Batched(benchmark::State& state) { raw_in_flight(state, true); }
 
 // ---- 2. sequential calls through procxy --------------------------------------------------------
 
@@ -573,6 +640,8 @@ BENCHMARK(bench::BM_CallbackRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosec
 BENCHMARK(bench::BM_NotifyStream)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventStream)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventLatency)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_RawInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_RawInFlight1000_Batched)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -394,6 +394,15 @@ void connection::handle_disconnect(std::exception_ptr cause) {
     e = broken_;
   }
   for (auto& st : doomed) st->fail(e);
+  {
+    // The child read the parent's shutdown before the EOF that follows it: the dispatch thread
+    // runs it (the object's destructor, on the object thread) and stops then.
+    std::lock_guard lk(mu_);
+    if (side_ == side::child && shutdown_queued_) {
+      wake_dispatch_thread();
+      return;
+    }
+  }
   stop();
 }
 
@@ -423,6 +432,7 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
         pending_.erase(pit);
       }
     }
+    if (k == message_kind::shutdown) shutdown_queued_ = true;
     queue_.push_back(item{std::move(f), {}, one_way, std::move(taken)});
     if (one_way) ++oneway_ahead_;
     queued = true;

@@ -26,14 +26,19 @@ std::shared_ptr<listener_cell> event_channel::add(std::function<void(const void*
   auto next = std::make_shared<cell_list>(*cells_);
   next->push_back(cell);
   cells_ = std::move(next);
+  version_.fetch_add(1, std::memory_order_release);
   if (cells_->size() == 1) send_subscribe(true);
   return cell;
 }
 
 void event_channel::remove(listener_cell& c) {
+  std::function<void(const void*)> dead;  // destroyed last, outside every lock
   {
     std::lock_guard rl(c.run_mu);  // waits while it runs on another thread (recursive: not itself)
     c.active = false;
+    // Not running (other threads wait above; this one is not inside it): what the listener
+    // captured goes now, even while a copy of the list still points at the cell.
+    if (c.depth == 0) dead = std::move(c.fn);
   }
   std::shared_ptr<const cell_list> old;  // destroyed after the lock (its functions may hold callbacks)
   std::lock_guard lk(mu_);
@@ -44,6 +49,7 @@ void event_channel::remove(listener_cell& c) {
   for (const auto& p : *cells_)
     if (p.get() != &c) next->push_back(p);
   old = std::exchange(cells_, std::move(next));
+  version_.fetch_add(1, std::memory_order_release);
   if (cells_->empty() && !cleared_) send_subscribe(false);
 }
 
@@ -78,25 +84,35 @@ void event_channel::post(std::shared_ptr<void> args, connection& c) {
       /*ordered=*/true, /*event=*/true);
 }
 
-void event_channel::run(const void* args, connection& c) {
-  std::shared_ptr<const cell_list> cells;
-  {
+void event_channel::run(const void* args, connection& c, bool on_e) {
+  std::shared_ptr<const cell_list> cells;  // held while iterating: a listener may change the list
+  if (on_e && version_.load(std::memory_order_acquire) == e_version_) {
+    cells = e_cells_;
+  } else {
     std::lock_guard lk(mu_);
-    if (cleared_) return;
-    cells = cells_;
+    cells = cleared_ ? nullptr : cells_;
+    if (on_e) {
+      e_cells_ = cells;
+      e_version_ = version_.load(std::memory_order_relaxed);
+    }
   }
+  if (!cells) return;  // cleared: the proxy is gone
   for (const auto& cell : *cells) {
     std::unique_lock rl(cell->run_mu);
     if (!cell->active) continue;
     if (cell->once) cell->active = false;
+    ++cell->depth;
     try {
       cell->fn(args);
     } catch (...) {
       c.callbacks().report_one_way_error(std::current_exception());
     }
+    --cell->depth;
     rl.unlock();
     if (cell->once) remove(*cell);
   }
+  // The list changed while it ran: let go of the old one now (its removed cells with it).
+  if (on_e && version_.load(std::memory_order_acquire) != e_version_) e_cells_.reset();
 }
 
 void event_channel::clear() {
@@ -105,6 +121,7 @@ void event_channel::clear() {
     std::lock_guard lk(mu_);
     cleared_ = true;
     cells = std::exchange(cells_, std::make_shared<const cell_list>());
+    version_.fetch_add(1, std::memory_order_release);
   }
   for (const auto& cell : *cells) {
     std::lock_guard rl(cell->run_mu);

@@ -57,19 +57,19 @@ class parent_handler final : public endpoint {
   }
 
   void handle(frame&& f, connection& c) override {
+    if (f.header.kind == message_kind::event) {
+      bool posted = false;
+      try {
+        posted = deliver(f, c, false, &last_);
+      } catch (...) {
+        c.event_done();
+        throw;
+      }
+      if (!posted) c.event_done();
+      return;
+    }
     auto core = core_.lock();
     switch (f.header.kind) {
-      case message_kind::event: {
-        bool posted = false;
-        try {
-          if (core) posted = deliver(*core, f, c, false, &last_);
-        } catch (...) {
-          c.event_done();
-          throw;
-        }
-        if (!posted) c.event_done();
-        return;
-      }
       case message_kind::properties: {
         auto values = decode_properties(f.body.view());
         if (core) core->events().set_properties(values);
@@ -88,7 +88,7 @@ class parent_handler final : public endpoint {
   }
 
   void discard(frame& f, connection& c) override {
-    if (auto core = core_.lock()) deliver(*core, f, c, true, nullptr);
+    deliver(f, c, true, nullptr);
   }
 
  private:
@@ -98,7 +98,10 @@ class parent_handler final : public endpoint {
     std::uint64_t id = 0;
     std::shared_ptr<event_channel> ch;
   };
-  static bool deliver(proxy_core& core, frame& f, connection& c, bool drop, last_channel* last) {
+  // Decodes an event frame and runs (or posts, or with `drop` destroys) it. A stream of one
+  // event finds its channel in `last` (E only), without the proxy core or the hub's lock; a
+  // channel outlives its proxy only cleared, so nothing runs once the proxy is gone.
+  bool deliver(frame& f, connection& c, bool drop, last_channel* last) {
     byte_reader r(f.body.view());
     decoder d(r, &c.callbacks());
     auto id = decode_target(d);
@@ -107,7 +110,9 @@ class parent_handler final : public endpoint {
     if (last && last->ch && last->id == id) {
       ch = last->ch.get();
     } else {
-      found = core.events().find(id);
+      auto core = core_.lock();
+      if (!core) return false;  // the proxy is gone
+      found = core->events().find(id);
       ch = found.get();
       if (last && found) *last = {id, found};
     }

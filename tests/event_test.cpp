@@ -229,6 +229,33 @@ TEST(Events, AListenerMayDestroyItsSubscription) {
   EXPECT_EQ(n, 1);
 }
 
+// What a listener captured is destroyed when its subscription ends, though the dispatch thread
+// keeps its own copy of the listener list between events (and while the listener removes itself).
+TEST(Events, EndingASubscriptionDestroysWhatTheListenerCaptured) {
+  auto job = procxy::spawn<Job>();
+  auto held = std::make_shared<int>(0);
+  std::optional<procxy::subscription> s;
+  s.emplace(job.progress().on([held](int, int) { ++*held; }));
+  auto keep = job.progress().on([](int, int) {});  // the list stays non-empty: no unsubscribe
+  job.run(3).get();
+  EXPECT_EQ(*held, 3);
+  EXPECT_EQ(held.use_count(), 2);
+  s.reset();
+  EXPECT_EQ(held.use_count(), 1);
+
+  auto self = std::make_shared<int>(0);
+  std::optional<procxy::subscription> t;
+  t.emplace(job.progress().on([self, &t](int, int) {
+    ++*self;
+    t.reset();
+  }));
+  std::weak_ptr<int> weak = self;
+  self.reset();
+  job.run(1).get();  // one emission: no later one of this event refreshes the list
+  job.noop().get();  // the dispatch thread is done with the emission
+  EXPECT_TRUE(weak.expired());
+}
+
 TEST(Events, AListenerMayDestroyTheProxyAndNoneRunsAfter) {
   std::optional<procxy::proxy<Job>> job;
   job.emplace(procxy::spawn<Job>());

@@ -177,7 +177,7 @@ bool deliver_event(event_channel& ch, decoder& d, connection& c, bool drop) {
   if (drop) return false;
   if (!c.callbacks().has_executor()) {
     c.events_received.fetch_add(1, std::memory_order_relaxed);
-    ch.run(&args, c);
+    ch.run(&args, c, /*on_e=*/true);  // no executor: the dispatch thread runs the listeners
     return false;
   }
   ch.post(std::make_shared<args_t>(std::move(args)), c);

@@ -261,6 +261,38 @@ class connection final : public driver, public std::enable_shared_from_this<conn
     std::unique_ptr<pending_call> reply_to;  // a reply's call, taken out of pending_ when queued
   };
 
+  // A FIFO of items in one vector: pop_front moves a read index, the storage is reused once
+  // emptied (no allocation per item in steady state, unlike a deque's nodes).
+  class item_queue {
+   public:
+    bool empty() const noexcept { return head_ == v_.size(); }
+    std::size_t size() const noexcept { return v_.size() - head_; }
+    item& front() noexcept { return v_[head_]; }
+    void push_back(item&& it) {
+      if (head_ > 0 && head_ == v_.size()) clear();
+      if (head_ >= 64 && v_.size() == v_.capacity() && head_ * 2 >= v_.size()) compact();
+      v_.push_back(std::move(it));
+    }
+    void pop_front() {  // the caller has moved front() out: nothing is left to destroy late
+      if (++head_ == v_.size()) clear();
+    }
+    auto begin() noexcept { return v_.begin() + static_cast<std::ptrdiff_t>(head_); }
+    auto end() noexcept { return v_.end(); }
+    void erase(std::vector<item>::iterator it) { v_.erase(it); }
+    void clear() noexcept {
+      v_.clear();
+      head_ = 0;
+    }
+
+   private:
+    void compact() {
+      v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    std::vector<item> v_;
+    std::size_t head_ = 0;
+  };
+
   // ---- reading (docs/design.md "Liveness: the reading role")
   // Takes the reading role (free on entry), reads once, routes, gives it back. lk held on entry
   // and exit. `with_wakeup`: poll the transport with the reader's wake slot (someone else may
@@ -382,9 +414,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_idle_ = false;            // E waits for work in run_dispatch_loop
   int e_nested_waits_ = 0;         // E waits for a reply (events backpressure is lifted)
   bool stopping_ = false;
+  bool shutdown_queued_ = false;  // a shutdown frame was routed to E (child)
   std::atomic<bool> stopping_seen_{false};  // stopping_, for E between the items of a run
   // Taken from queue_ by E a run at a time; only the thread holding E's role touches it.
-  std::deque<item> e_batch_;
+  item_queue e_batch_;
   static constexpr std::size_t e_batch_max = 32;
   std::atomic<bool> after_item_waiting_{false};  // after_item_ is not empty (E looks between items)
   bool io_stop_ = false;
@@ -393,7 +426,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   int role_waiters_ = 0;           // waiters asleep until the reading role is free
   int waiters_ = 0;
   std::size_t oneway_ahead_ = 0;   // one-way items queued or running on E (replies wait)
-  std::deque<item> queue_;
+  item_queue queue_;
   std::unordered_map<std::uint64_t, pending_call> pending_;
   std::unordered_set<std::uint64_t> expired_;  // timed out: a late reply is dropped, not an error
   std::uint64_t next_id_ = 1;

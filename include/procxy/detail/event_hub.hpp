@@ -27,6 +27,7 @@ struct listener_cell {
   bool once = false;
   std::recursive_mutex run_mu;  // held while fn runs: removal from another thread waits for it
   bool active = true;           // under run_mu
+  int depth = 0;                // under run_mu: fn is running on the thread holding run_mu
   std::weak_ptr<event_channel> channel;
 };
 
@@ -51,7 +52,9 @@ class event_channel : public std::enable_shared_from_this<event_channel> {
   bool deliver(decoder& d, connection& c) { return deliver_(*this, d, c, false); }
   void discard(decoder& d, connection& c) { deliver_(*this, d, c, true); }
   // Runs the listeners, in the order they were added, with the decoded arguments `args`.
-  void run(const void* args, connection& c);
+  // `on_e`: called by the dispatch thread (listeners inline), which keeps its own copy of the
+  // listener list and takes the lock only when the list changed.
+  void run(const void* args, connection& c, bool on_e = false);
   // Hands the decoded arguments to the user's executor; the task runs the listeners.
   void post(std::shared_ptr<void> args, connection& c);
   // The proxy is gone: no listener runs again.
@@ -71,6 +74,9 @@ class event_channel : public std::enable_shared_from_this<event_channel> {
   // snapshot under the lock with one reference count, not a copy per event.
   std::shared_ptr<const cell_list> cells_ = std::make_shared<const cell_list>();
   bool cleared_ = false;
+  std::atomic<std::uint64_t> version_{0};  // bumped under mu_ whenever cells_ or cleared_ change
+  std::shared_ptr<const cell_list> e_cells_;  // the dispatch thread's copy (run with on_e)
+  std::uint64_t e_version_ = ~std::uint64_t{0};
 };
 
 class event_hub {
