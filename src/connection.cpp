@@ -247,20 +247,15 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
       st->fail(e);
       return;
     }
-    id = next_id_++;
     st->driver_ = shared_from_this();
-    st->call_id = id;
-    st->call_deadline = deadline;
-    pending_.emplace(id, pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
-                                      callbacks_->has_executor() && callbacks_->in_task(),
-                                      deadline != no_deadline ? clock::now() : clock::time_point{}});
+    const bool earliest = deadline < calls_.next_deadline();
+    id = calls_.add(pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
+                                 callbacks_->has_executor() && callbacks_->in_task(),
+                                 deadline != no_deadline ? clock::now() : clock::time_point{}});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
     // (a waiter, a batch of replies, 64 KiB, a continuation, or the I/O thread's linger).
-    defer = pending_.size() > defer_after_in_flight;
-    if (deadline < next_deadline_) {
-      next_deadline_ = deadline;
-      if (deadline < from_rep(io_wake_at_.load(std::memory_order_relaxed))) wake_io();
-    }
+    defer = calls_.size() > defer_after_in_flight;
+    if (earliest && deadline < from_rep(io_wake_at_.load(std::memory_order_relaxed))) wake_io();
   }
   std::memcpy(f.data() + offsetof(frame_header, id), &id, sizeof id);
   try {
@@ -426,11 +421,7 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
     if (is_reply(k)) {
       // Received, so no longer pending: neither a deadline nor the peer's death can fail it now
       // (a call that completed before a crash keeps its result).
-      auto pit = pending_.find(f.header.id);
-      if (pit != pending_.end()) {
-        taken = std::make_unique<pending_call>(std::move(pit->second));
-        pending_.erase(pit);
-      }
+      if (auto pc = calls_.take(f.header.id)) taken = std::make_unique<pending_call>(std::move(*pc));
     }
     if (k == message_kind::shutdown) shutdown_queued_ = true;
     queue_.push_back(item{std::move(f), {}, one_way, std::move(taken)});
@@ -498,24 +489,21 @@ void connection::event_done() {
 }
 
 void connection::complete(frame& f) {
-  pending_call pc;
+  std::optional<pending_call> pc;
   {
     std::lock_guard lk(mu_);
-    auto it = pending_.find(f.header.id);
-    if (it == pending_.end()) {
-      if (expired_.erase(f.header.id) != 0) return;  // late reply to a timed-out call
-      if (broken_) return;                            // failed already; nothing waits for it
-    } else {
-      pc = std::move(it->second);
-      pending_.erase(it);
+    pc = calls_.take(f.header.id);
+    if (!pc) {
+      if (calls_.forget_late(f.header.id)) return;  // late reply to a timed-out call
+      if (broken_) return;                          // failed already; nothing waits for it
     }
   }
-  if (!pc.st) {
+  if (!pc) {
     disconnect(std::make_exception_ptr(protocol_error(
         "procxy: reply to request #" + std::to_string(f.header.id) + " that is not pending")));
     return;
   }
-  complete_taken(pc, f);
+  complete_taken(*pc, f);
 }
 
 void connection::complete_taken(pending_call& pc, frame& f) {
@@ -599,7 +587,7 @@ bool connection::lead_read(std::unique_lock<std::mutex>& lk, clock::time_point d
   reading_ = true;
   reader_polls_ = with_wakeup;
   const bool e = on_dispatch_thread();
-  const bool many_out = side_ == side::parent && pending_.size() > defer_after_in_flight;
+  const bool many_out = side_ == side::parent && calls_.size() > defer_after_in_flight;
   lk.unlock();
   flush();  // held-back calls go out before this thread blocks
   std::vector<frame> batch;
@@ -745,7 +733,7 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       const bool with_wakeup =
           !others.empty() || callbacks_->has_executor() ||
           (side_ == side::parent ? (e || !queue_.empty() || e_busy_)
-                                 : (e && (!pending_.empty() || e_has_work())));
+                                 : (e && (!calls_.empty() || e_has_work())));
       lead_read(lk, until, with_wakeup);
       continue;
     }
@@ -809,7 +797,7 @@ void connection::run_dispatch_loop() {
       continue;
     }
     if (!reading_ && !disconnected_ && e_prefers_reading() && !events_full()) {
-      const bool with_wakeup = side_ == side::parent || !pending_.empty() || callbacks_->has_executor();
+      const bool with_wakeup = side_ == side::parent || !calls_.empty() || callbacks_->has_executor();
       lead_read(lk, no_deadline, with_wakeup);
       continue;
     }
@@ -1062,7 +1050,7 @@ void connection::run_io() {
     }
     keep = false;
     if (!read && !want_write) {
-      auto wake = std::min(next_deadline_, flush_due);
+      auto wake = std::min(calls_.next_deadline(), flush_due);
       const auto last = from_rep(last_activity_.load(std::memory_order_relaxed));
       if (!disconnected_ && !stopping_) {
         if (!reading_)
@@ -1080,7 +1068,7 @@ void connection::run_io() {
       io_deep_.store(false, std::memory_order_relaxed);
       continue;
     }
-    const auto until = std::min(next_deadline_, flush_due);
+    const auto until = std::min(calls_.next_deadline(), flush_due);
     io_wake_at_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
     io_polls_ = true;
     lk.unlock();
@@ -1130,41 +1118,7 @@ void connection::run_io() {
 }
 
 void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
-  auto now = clock::now();
-  if (next_deadline_ > now) return;
-  std::vector<pending_call> expired;
-  std::vector<std::shared_ptr<pending_call::retry>> resend;
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second.deadline <= now) {
-      expired_.insert(it->first);
-      expired.push_back(std::move(it->second));
-      it = pending_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  // Idempotent calls with retries left go out again under a new id (a late reply to the old id
-  // is dropped like any late reply); the others fail.
-  for (auto it = expired.begin(); it != expired.end();) {
-    auto& pc = *it;
-    if (!pc.again || pc.again->left == 0 || broken_) {
-      ++it;
-      continue;
-    }
-    --pc.again->left;
-    std::uint64_t id = next_id_++;
-    pc.deadline = now + pc.again->timeout;
-    pc.issued = now;
-    pc.st->call_id = id;
-    pc.st->call_deadline = pc.deadline;
-    std::memcpy(pc.again->frame.data() + offsetof(frame_header, id), &id, sizeof id);
-    resend.push_back(pc.again);
-    pending_.emplace(id, std::move(pc));
-    it = expired.erase(it);
-  }
-  clock::time_point next = no_deadline;
-  for (auto& [id, pc] : pending_) next = std::min(next, pc.deadline);
-  next_deadline_ = next;
+  auto [expired, resend] = calls_.expire(clock::now(), /*retry=*/!broken_);
   if (expired.empty() && resend.empty()) return;
   lk.unlock();
   for (auto& r : resend) {
@@ -1209,7 +1163,7 @@ void connection::break_with(std::exception_ptr e) {
     std::lock_guard lk(mu_);
     if (!broken_) broken_ = e;
     e = broken_;
-    failed.swap(pending_);
+    failed = calls_.take_all();
     cv_.notify_all();
     wake_dispatch_thread();
   }
@@ -1250,7 +1204,7 @@ channel_stats connection::stats() const {
   s.event_subscriptions_sent = event_subscriptions_sent.load();
   s.property_updates = property_updates.load();
   std::lock_guard lk(mu_);
-  s.pending_calls = pending_.size();
+  s.pending_calls = calls_.size();
   return s;
 }
 

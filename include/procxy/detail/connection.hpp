@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "procxy/detail/buffer.hpp"
+#include "procxy/detail/call_table.hpp"
 #include "procxy/detail/codec.hpp"
 #include "procxy/detail/transport.hpp"
 #include "procxy/detail/protocol.hpp"
@@ -43,8 +44,6 @@
 
 namespace procxy::detail {
 
-using clock = std::chrono::steady_clock;
-inline constexpr clock::time_point no_deadline = clock::time_point::max();
 
 // A received frame's body. Most frames (calls of small arguments, replies, events) fit inline:
 // no allocation per frame on the reader, no free on the dispatch thread.
@@ -102,17 +101,6 @@ class endpoint {
   // The dispatch loop's last step, on the dispatch thread (the parent's on_exit).
   virtual void dispatch_exit() {}
 };
-
-// Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
-// (typed; see method.hpp).
-// `what` names the call ("Calculator::add"), `peer_pid` the process that replied.
-struct reply_context {
-  const char* what;
-  int peer_pid;
-};
-// A decoder must consume the whole body and call expect_end() *before* completing `st`: a reply
-// with trailing bytes is a protocol_error for that call too, not a success.
-using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
 
 // Calls beyond this many in flight are held for the next flush instead of written one by one.
 inline constexpr std::size_t defer_after_in_flight = 8;
@@ -239,26 +227,11 @@ class connection final : public driver, public std::enable_shared_from_this<conn
 
  private:
   connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o);
-  struct pending_call {
-    state_ptr<state_base> st;
-    reply_decoder decode;
-    clock::time_point deadline;
-    const char* what;
-    bool fatal_timeout;
-    struct retry {
-      byte_buffer frame;
-      int left;
-      std::chrono::milliseconds timeout;
-    };
-    std::shared_ptr<retry> again;  // idempotent calls only
-    bool in_task = false;          // made from a callback running on the user's executor
-    clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
-  };
   struct item {  // one unit of work for the dispatch thread
     frame f;
     std::function<void()> task;  // set for posted tasks, else `f` is a frame
     bool one_way = false;        // counted in oneway_ahead_ (replies wait behind it)
-    std::unique_ptr<pending_call> reply_to;  // a reply's call, taken out of pending_ when queued
+    std::unique_ptr<pending_call> reply_to;  // a reply's call, taken out of calls_ when queued
   };
 
   // A FIFO of items in one vector: pop_front moves a read index, the storage is reused once
@@ -311,7 +284,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Gives the reading role back and tells whoever should take it next. mu_ held.
   void release_role(bool read_replies);
   void complete(frame& f);
-  void complete_taken(pending_call& pc, frame& f);  // pc already out of pending_
+  void complete_taken(pending_call& pc, frame& f);  // pc already out of calls_
   void finish(pending_call& pc, frame& f);
   void run_item(item& it);
   // Runs queued items on E until the queue is empty. lk held on entry and exit.
@@ -427,10 +400,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   int waiters_ = 0;
   std::size_t oneway_ahead_ = 0;   // one-way items queued or running on E (replies wait)
   item_queue queue_;
-  std::unordered_map<std::uint64_t, pending_call> pending_;
-  std::unordered_set<std::uint64_t> expired_;  // timed out: a late reply is dropped, not an error
-  std::uint64_t next_id_ = 1;
-  clock::time_point next_deadline_ = no_deadline;
+  call_table calls_;  // the calls in flight (ids, deadlines, retries)
   std::atomic<clock::rep> last_activity_{0};
   std::exception_ptr broken_;
   bool disconnected_ = false;      // nobody reads any more

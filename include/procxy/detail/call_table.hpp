@@ -1,0 +1,89 @@
+// procxy/detail/call_table.hpp — the channel's calls in flight: ids, deadlines, retries and the
+// ids of calls that timed out (whose replies may still come, late).
+//
+// A plain data structure: not thread-safe (the connection holds its lock around every use), no
+// I/O, no clock of its own (the caller passes `now`), so it is tested alone
+// (tests/call_table_test.cpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "procxy/detail/buffer.hpp"
+#include "procxy/detail/codec.hpp"
+#include "procxy/detail/protocol.hpp"
+#include "procxy/future.hpp"
+
+namespace procxy::detail {
+
+using clock = std::chrono::steady_clock;
+inline constexpr clock::time_point no_deadline = clock::time_point::max();
+
+// Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
+// (typed; see method.hpp).
+// `what` names the call ("Calculator::add"), `peer_pid` the process that replied.
+struct reply_context {
+  const char* what;
+  int peer_pid;
+};
+// A decoder must consume the whole body and call expect_end() *before* completing `st`: a reply
+// with trailing bytes is a protocol_error for that call too, not a success.
+using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
+
+struct pending_call {
+  state_ptr<state_base> st;
+  reply_decoder decode = nullptr;
+  clock::time_point deadline = no_deadline;
+  const char* what = "";
+  bool fatal_timeout = false;
+  struct retry {
+    byte_buffer frame;  // the whole request frame; its id is rewritten for each attempt
+    int left = 0;
+    std::chrono::milliseconds timeout{};
+  };
+  std::shared_ptr<retry> again;  // idempotent calls only
+  bool in_task = false;          // made from a callback running on the user's executor
+  clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
+};
+
+class call_table {
+ public:
+  // Registers a call under a new id (ids start at 1 and never repeat) and returns the id; the
+  // call's state learns its id and deadline.
+  std::uint64_t add(pending_call pc);
+  // Takes the call `id` out, if it is in flight.
+  std::optional<pending_call> take(std::uint64_t id);
+  // Whether `id` timed out earlier (its reply, arriving late, is dropped); forgets it.
+  bool forget_late(std::uint64_t id);
+
+  struct expiry {
+    std::vector<pending_call> expired;                    // to fail
+    std::vector<std::shared_ptr<pending_call::retry>> resend;  // frames to send again
+  };
+  // Every call whose deadline is at or before `now` leaves under its id, which is remembered as
+  // late. With `retry`, one with attempts left stays in flight under a new id with the deadline
+  // `now` + its retry timeout, and its frame (rewritten with the new id) is returned to be sent
+  // again; the others are returned to be failed.
+  expiry expire(clock::time_point now, bool retry);
+  // Takes every call out (the connection broke).
+  std::unordered_map<std::uint64_t, pending_call> take_all();
+
+  // The earliest deadline of a call in flight (no_deadline if none).
+  clock::time_point next_deadline() const noexcept { return next_deadline_; }
+  std::size_t size() const noexcept { return calls_.size(); }
+  bool empty() const noexcept { return calls_.empty(); }
+
+ private:
+  void recompute_deadline();
+  std::unordered_map<std::uint64_t, pending_call> calls_;
+  std::unordered_set<std::uint64_t> late_;  // timed out: a late reply is dropped, not an error
+  std::uint64_t next_id_ = 1;
+  clock::time_point next_deadline_ = no_deadline;
+};
+
+}  // namespace procxy::detail
