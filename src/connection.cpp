@@ -869,12 +869,17 @@ void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
       e_batch_.pop_front();
       run_item(it);
       if (it.one_way) ++one_way_done;
+      e_done_.push_back(std::move(it));
       if (after_item_waiting_.load(std::memory_order_acquire) ||
           (outer && stopping_seen_.load(std::memory_order_acquire)))
         break;
     }
     lk.lock();
     oneway_ahead_ -= std::min(oneway_ahead_, one_way_done);
+    // Run items are destroyed under the lock, as one at a time were: what they release (a
+    // call's state, the last reference to an exception the caller has caught) is ordered with
+    // the caller's next use of the connection.
+    e_done_.clear();
     run_after_items(lk);
   }
   run_after_items(lk);  // queued by another thread while the last item ran

@@ -391,6 +391,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::atomic<bool> stopping_seen_{false};  // stopping_, for E between the items of a run
   // Taken from queue_ by E a run at a time; only the thread holding E's role touches it.
   item_queue e_batch_;
+  std::vector<item> e_done_;  // items of the current run that have run (E only; freed under mu_)
   static constexpr std::size_t e_batch_max = 32;
   std::atomic<bool> after_item_waiting_{false};  // after_item_ is not empty (E looks between items)
   bool io_stop_ = false;
