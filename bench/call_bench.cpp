@@ -141,38 +141,48 @@ void write_exact(int fd, const void* p, std::size_t n) {
   }
 }
 
+// Forks a child connected by a socketpair: the child runs `serve(fd)` (async-signal-safe calls
+// only, it must _exit), the parent gets its end in *fd. Returns the child's pid.
+template <class Serve>
+pid_t fork_with_socket(int* fd, Serve serve) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    ::close(sv[0]);
+    serve(sv[1]);
+    _exit(0);
+  }
+  ::close(sv[1]);
+  *fd = sv[0];
+  return pid;
+}
+
 // ---- 1. baseline: raw ping-pong ----------------------------------------------------------------
 
 // Forks the echo child of the raw baseline: read 16, write 16, until EOF. Returns its pid; *fd is
 // the parent's end of the socketpair.
 pid_t start_echo_child(int* fd) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {  // only async-signal-safe calls in here
-    ::close(sv[0]);
+  return fork_with_socket(fd, [](int s) {
     unsigned char buf[16];
     for (;;) {
       std::size_t got = 0;
       while (got < sizeof buf) {
-        ssize_t r = ::read(sv[1], buf + got, sizeof buf - got);
+        ssize_t r = ::read(s, buf + got, sizeof buf - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) _exit(0);
         got += static_cast<std::size_t>(r);
       }
       std::size_t put = 0;
       while (put < sizeof buf) {
-        ssize_t w = ::write(sv[1], buf + put, sizeof buf - put);
+        ssize_t w = ::write(s, buf + put, sizeof buf - put);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) _exit(1);
         put += static_cast<std::size_t>(w);
       }
     }
-  }
-  ::close(sv[1]);
-  *fd = sv[0];
-  return pid;
+  });
 }
 
 void BM_RawPingPong(benchmark::State& state) {
@@ -201,16 +211,11 @@ void BM_RawPingPong(benchmark::State& state) {
 // read). One write per reply is the least a child can do when a reply must be in the kernel
 // before its next method runs (docs/design.md "Liveness", point 3).
 pid_t start_pipelined_child(int* fd, bool batched) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {  // only async-signal-safe calls in here
-    ::close(sv[0]);
+  return fork_with_socket(fd, [batched](int s) {
     static unsigned char buf[65536];
     std::size_t have = 0;
     for (;;) {
-      ssize_t r = ::read(sv[1], buf + have, sizeof buf - have);
+      ssize_t r = ::read(s, buf + have, sizeof buf - have);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) _exit(0);
       have += static_cast<std::size_t>(r);
@@ -219,7 +224,7 @@ pid_t start_pipelined_child(int* fd, bool batched) {
       for (std::size_t off = 0; off < whole; off += step) {
         std::size_t put = 0;
         while (put < step) {
-          ssize_t w = ::write(sv[1], buf + off + put, step - put);
+          ssize_t w = ::write(s, buf + off + put, step - put);
           if (w < 0 && errno == EINTR) continue;
           if (w <= 0) _exit(1);
           put += static_cast<std::size_t>(w);
@@ -228,10 +233,7 @@ pid_t start_pipelined_child(int* fd, bool batched) {
       std::memmove(buf, buf + whole, have - whole);
       have -= whole;
     }
-  }
-  ::close(sv[1]);
-  *fd = sv[0];
-  return pid;
+  });
 }
 
 // 1,000 16-byte requests written at once, then the 1,000 replies read (items/s).

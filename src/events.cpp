@@ -31,15 +31,21 @@ std::shared_ptr<listener_cell> event_channel::add(std::function<void(const void*
   return cell;
 }
 
+namespace {
+// Stops a listener for good; returns its function to be destroyed by the caller outside every
+// lock. Waits while it runs on another thread (run_mu is recursive: not on this one). When it is
+// not running, what it captured goes now, even while a copy of a list (the dispatch thread's)
+// still points at the cell.
+std::function<void(const void*)> deactivate(listener_cell& c) {
+  std::lock_guard rl(c.run_mu);
+  c.active = false;
+  if (c.depth == 0) return std::move(c.fn);
+  return {};
+}
+}  // namespace
+
 void event_channel::remove(listener_cell& c) {
-  std::function<void(const void*)> dead;  // destroyed last, outside every lock
-  {
-    std::lock_guard rl(c.run_mu);  // waits while it runs on another thread (recursive: not itself)
-    c.active = false;
-    // Not running (other threads wait above; this one is not inside it): what the listener
-    // captured goes now, even while a copy of the list still points at the cell.
-    if (c.depth == 0) dead = std::move(c.fn);
-  }
+  auto dead = deactivate(c);  // destroyed last, outside every lock
   std::shared_ptr<const cell_list> old;  // destroyed after the lock (its functions may hold callbacks)
   std::lock_guard lk(mu_);
   auto it = std::find_if(cells_->begin(), cells_->end(), [&](const auto& p) { return p.get() == &c; });
@@ -123,10 +129,7 @@ void event_channel::clear() {
     cells = std::exchange(cells_, std::make_shared<const cell_list>());
     version_.fetch_add(1, std::memory_order_release);
   }
-  for (const auto& cell : *cells) {
-    std::lock_guard rl(cell->run_mu);
-    cell->active = false;
-  }
+  for (const auto& cell : *cells) deactivate(*cell);  // each function destroyed as it returns
 }
 
 std::shared_ptr<event_channel> event_hub::channel(std::uint64_t id, const char* name,

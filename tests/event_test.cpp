@@ -256,6 +256,18 @@ TEST(Events, EndingASubscriptionDestroysWhatTheListenerCaptured) {
   EXPECT_TRUE(weak.expired());
 }
 
+// terminate() ends every listener: what they captured is destroyed then, not when the proxy
+// object goes (the dispatch thread's copy of the listener list must not keep it).
+TEST(Events, TerminateDestroysWhatTheListenersCaptured) {
+  auto job = procxy::spawn<Job>();
+  auto held = std::make_shared<int>(0);
+  auto s = job.progress().on([held](int, int) { ++*held; });
+  job.run(2).get();
+  EXPECT_EQ(held.use_count(), 2);
+  job.terminate();
+  EXPECT_EQ(held.use_count(), 1);
+}
+
 TEST(Events, AListenerMayDestroyTheProxyAndNoneRunsAfter) {
   std::optional<procxy::proxy<Job>> job;
   job.emplace(procxy::spawn<Job>());
