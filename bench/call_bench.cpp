@@ -3,7 +3,13 @@
 //
 //   BM_RawPingPong            baseline: 16-byte write/read ping-pong over an AF_UNIX socketpair
 //                             with a forked child (one write + one read per side per round trip)
+//   BM_RawShmPingPong         baseline of the shared-memory transport: 16-byte ping-pong through
+//                             shared memory with a forked child, with the same wake-up as procxy's
+//                             rings (spin up to 30 µs when another CPU is available, then futex)
 //   BM_ProxyAddSequential     calc.add(a, b).get() in a loop (no call_timeout: the default)
+//   ..._Shm / ..._Socket      the procxy benchmarks over one transport (spawn_options::transport);
+//                             without a suffix: the socket transport (the baselines are sockets)
+//   BM_IdleProxyCpu_Shm/_Socket   CPU time (parent + child, ms) of a proxy idle for 10 s after a call
 //   BM_ProxyAddSequential_Timeout   the same with call_timeout = 5 s (as in examples/quickstart)
 //   BM_RawInFlight1000        baseline: 1,000 16-byte requests written at once to a forked child
 //                             that answers each with its own write (items/s)
@@ -36,7 +42,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +56,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -204,6 +216,89 @@ void BM_RawPingPong(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// ---- 1a. baseline of the shared-memory transport: raw ping-pong through shared memory ----------
+
+// One direction of the raw shared-memory ping-pong: a 16-byte slot, a sequence word (the futex
+// word) the writer bumps, and a flag the reader sets while it sleeps. The wake-up is procxy's
+// (src/shm_transport.cpp): spin while another CPU is available, then sleep on the futex.
+struct raw_slot {
+  alignas(64) std::atomic<std::uint32_t> seq{0};
+  alignas(64) std::atomic<std::uint32_t> sleeping{0};
+  alignas(64) unsigned char data[16];
+};
+struct raw_pair {
+  raw_slot to_child, to_parent;
+};
+
+void raw_put(raw_slot& s, const unsigned char* p) {
+  std::memcpy(s.data, p, 16);
+  s.seq.fetch_add(1, std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (s.sleeping.load(std::memory_order_relaxed))
+    ::syscall(SYS_futex, &s.seq, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// Waits until seq moves past `last`, copies the slot out; false once `stop` says so.
+void raw_get(raw_slot& s, std::uint32_t& last, unsigned char* p, bool spin) {
+  if (spin) {
+    auto until = std::chrono::steady_clock::now() + 30us;
+    for (unsigned i = 1; s.seq.load(std::memory_order_acquire) == last; ++i) {
+      __builtin_ia32_pause();
+      if ((i & 15) == 0 && std::chrono::steady_clock::now() > until) break;
+    }
+  }
+  while (s.seq.load(std::memory_order_acquire) == last) {
+    s.sleeping.store(1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (s.seq.load(std::memory_order_acquire) == last)
+      ::syscall(SYS_futex, &s.seq, FUTEX_WAIT, last, nullptr, nullptr, 0);
+    s.sleeping.store(0, std::memory_order_relaxed);
+  }
+  last = s.seq.load(std::memory_order_acquire);
+  std::memcpy(p, s.data, 16);
+}
+
+bool may_spin() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 2;
+}
+
+void BM_RawShmPingPong(benchmark::State& state) {
+  void* m = ::mmap(nullptr, sizeof(raw_pair), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) die("mmap");
+  auto* pair = new (m) raw_pair();
+  const bool spin = may_spin();
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    std::uint32_t last = 0;
+    unsigned char buf[16];
+    for (;;) {
+      raw_get(pair->to_child, last, buf, spin);
+      if (buf[0] == 0xff) _exit(0);
+      raw_put(pair->to_parent, buf);
+    }
+  }
+  unsigned char msg[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  unsigned char reply[16];
+  std::uint32_t last = 0;
+  for (int i = 0; i < 100; ++i) {
+    raw_put(pair->to_child, msg);
+    raw_get(pair->to_parent, last, reply, spin);
+  }
+  for (auto _ : state) {
+    raw_put(pair->to_child, msg);
+    raw_get(pair->to_parent, last, reply, spin);
+    benchmark::DoNotOptimize(reply);
+  }
+  msg[0] = 0xff;
+  raw_put(pair->to_child, msg);
+  ::waitpid(pid, nullptr, 0);
+  ::munmap(m, sizeof(raw_pair));
+  state.SetItemsProcessed(state.iterations());
+}
+
 // ---- 1b. baselines of 1,000 in flight: the raw socket with the same pattern ---------------------
 
 // Forks the pipelined echo child: reads whatever requests are there (up to 64 KiB), then answers
@@ -284,9 +379,13 @@ void sequential_calls(benchmark::State& state, const procxy::spawn_options& opts
   state.SetItemsProcessed(state.iterations());
 }
 
-void BM_ProxyAddSequential(benchmark::State& state) { sequential_calls(state, {}); }
+const procxy::spawn_options over_socket{.transport = procxy::transport_kind::socket};
+const procxy::spawn_options over_shm{.transport = procxy::transport_kind::shared_memory};
+
+void BM_ProxyAddSequential(benchmark::State& state) { sequential_calls(state, over_socket); }
+void BM_ProxyAddSequential_Shm(benchmark::State& state) { sequential_calls(state, over_shm); }
 void BM_ProxyAddSequential_Timeout(benchmark::State& state) {
-  sequential_calls(state, {.call_timeout = 5s});
+  sequential_calls(state, {.call_timeout = 5s, .transport = procxy::transport_kind::socket});
 }
 
 // ---- 2b. a call that throws: the cost of carrying an exception, with and without backtraces --
@@ -315,18 +414,20 @@ void BM_ProxyDivideThrows_Backtrace(benchmark::State& state) {
 constexpr int callbacks_per_call = 1000;
 
 // Per item: one callback round trip (child → parent's int(int) on the dispatch thread → child).
-void BM_CallbackRoundTrip(benchmark::State& state) {
-  auto p = procxy::spawn<Pump>();
+void callback_round_trips(benchmark::State& state, const procxy::spawn_options& o) {
+  auto p = procxy::spawn<Pump>(o);
   p.started().get();
   std::function<int(int)> twice = [](int x) { return 2 * x; };
   p.pump(100, twice).get();
   for (auto _ : state) benchmark::DoNotOptimize(p.pump(callbacks_per_call, twice).get());
   state.SetItemsProcessed(state.iterations() * callbacks_per_call);
 }
+void BM_CallbackRoundTrip(benchmark::State& state) { callback_round_trips(state, over_socket); }
+void BM_CallbackRoundTrip_Shm(benchmark::State& state) { callback_round_trips(state, over_shm); }
 
 // Per item: one one-way notification (coalesced), all delivered before the call returns.
-void BM_NotifyStream(benchmark::State& state) {
-  auto p = procxy::spawn<Pump>();
+void notify_stream(benchmark::State& state, const procxy::spawn_options& o) {
+  auto p = procxy::spawn<Pump>(o);
   p.started().get();
   long long seen = 0;
   procxy::notify<void(int)> tick = [&](int) { ++seen; };
@@ -335,10 +436,12 @@ void BM_NotifyStream(benchmark::State& state) {
   if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost notifications");
   state.SetItemsProcessed(state.iterations() * n);
 }
+void BM_NotifyStream(benchmark::State& state) { notify_stream(state, over_socket); }
+void BM_NotifyStream_Shm(benchmark::State& state) { notify_stream(state, over_shm); }
 
 // Events per second, child → parent, one listener; emitted inside one call, coalesced.
-void BM_EventStream(benchmark::State& state) {
-  auto p = procxy::spawn<Emitter>();
+void event_stream(benchmark::State& state, const procxy::spawn_options& o) {
+  auto p = procxy::spawn<Emitter>(o);
   p.started().get();
   long long seen = 0;
   auto sub = p.tick().on([&](int) { ++seen; });
@@ -347,11 +450,13 @@ void BM_EventStream(benchmark::State& state) {
   if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost events");
   state.SetItemsProcessed(state.iterations() * n);
 }
+void BM_EventStream(benchmark::State& state) { event_stream(state, over_socket); }
+void BM_EventStream_Shm(benchmark::State& state) { event_stream(state, over_shm); }
 
 // One event: emit (in the child) → listener (in the parent), measured with the shared monotonic
 // clock; the iteration is a call that emits one event and returns.
 void BM_EventLatency(benchmark::State& state) {
-  auto p = procxy::spawn<Emitter>();
+  auto p = procxy::spawn<Emitter>(over_socket);
   p.started().get();
   long long total_ns = 0, count = 0;
   auto sub = p.stamped().on([&](long long t0) {
@@ -367,9 +472,9 @@ void BM_EventLatency(benchmark::State& state) {
 
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
 
-void BM_ProxyAddInFlight1000(benchmark::State& state) {
+void add_in_flight(benchmark::State& state, const procxy::spawn_options& o) {
   constexpr int n = 1000;
-  auto calc = procxy::spawn<Calculator>();
+  auto calc = procxy::spawn<Calculator>(o);
   calc.started().get();
   std::vector<procxy::future<double>> fs;
   fs.reserve(n);
@@ -393,6 +498,41 @@ void BM_ProxyAddInFlight1000(benchmark::State& state) {
     state.counters["write_syscalls_per_call"] =
         benchmark::Counter(static_cast<double>(after.write_syscalls - before.write_syscalls) / calls);
 }
+void BM_ProxyAddInFlight1000(benchmark::State& state) { add_in_flight(state, over_socket); }
+void BM_ProxyAddInFlight1000_Shm(benchmark::State& state) { add_in_flight(state, over_shm); }
+
+// ---- 3b. an idle proxy's CPU time --------------------------------------------------------------
+
+// CPU seconds (user + system) of a process from /proc/<pid>/stat (this process: 0).
+double cpu_ms(int pid) {
+  std::ifstream in(pid ? "/proc/" + std::to_string(pid) + "/stat" : std::string("/proc/self/stat"));
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = all.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(all.substr(close + 2));
+  std::string f;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> f; ++i) {
+    if (i == 14) utime = std::strtod(f.c_str(), nullptr);
+    if (i == 15) stime = std::strtod(f.c_str(), nullptr);
+  }
+  return (utime + stime) * 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// A proxy that made a burst of calls, then sits idle for 10 s: the CPU both processes used in
+// those 10 s (ms; 100 ms is 1 % of a CPU).
+void idle_cpu(benchmark::State& state, const procxy::spawn_options& o) {
+  for (auto _ : state) {
+    auto calc = procxy::spawn<Calculator>(o);
+    for (int i = 0; i < 1000; ++i) benchmark::DoNotOptimize(calc.add(1.0, 2.0).get());
+    const double parent0 = cpu_ms(0), child0 = cpu_ms(calc.pid());
+    std::this_thread::sleep_for(10s);
+    state.counters["idle_cpu_ms_per_10s"] = (cpu_ms(0) - parent0) + (cpu_ms(calc.pid()) - child0);
+    state.counters["idle_cpu_percent"] = state.counters["idle_cpu_ms_per_10s"] / 100.0;
+  }
+}
+void BM_IdleProxyCpu_Socket(benchmark::State& state) { idle_cpu(state, over_socket); }
+void BM_IdleProxyCpu_Shm(benchmark::State& state) { idle_cpu(state, over_shm); }
 
 // ---- 4. spawn to first result ------------------------------------------------------------------
 
@@ -643,17 +783,25 @@ int run_spawns(long n, bool fork_mode) {
 }  // namespace bench
 
 BENCHMARK(bench::BM_RawPingPong)->UseRealTime();
+BENCHMARK(bench::BM_RawShmPingPong)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential)->UseRealTime();
+BENCHMARK(bench::BM_ProxyAddSequential_Shm)->UseRealTime();
 BENCHMARK(bench::BM_ProxyAddSequential_Timeout)->UseRealTime();
 BENCHMARK(bench::BM_ProxyDivideThrows)->UseRealTime();
 BENCHMARK(bench::BM_ProxyDivideThrows_Backtrace)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_CallbackRoundTrip)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_CallbackRoundTrip_Shm)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_NotifyStream)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_NotifyStream_Shm)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventStream)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_EventStream_Shm)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventLatency)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_RawInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_RawInFlight1000_Batched)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_ProxyAddInFlight1000_Shm)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_IdleProxyCpu_Socket)->Iterations(1)->Repetitions(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_IdleProxyCpu_Shm)->Iterations(1)->Repetitions(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_SpawnToFirstResult)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -4,14 +4,14 @@
 # fuzz/corpus (new corpus entries are thrown away, never written into the repository). Exits
 # non-zero if any target finds a crash, a sanitizer report, a leak, a timeout or an out-of-memory;
 # the input that did it is kept in build-fuzz/artifacts/<target>/. See docs/fuzzing.md.
-# Usage: scripts/run-fuzzers.sh [target...]      targets: frame value message (default: all)
+# Usage: scripts/run-fuzzers.sh [target...]      targets: frame value message ring (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # packages (clang, libclang-rt-14-dev: libFuzzer's runtime)
 
 seconds=${PROCXY_FUZZ_SECONDS:-60}
 targets=("$@")
-((${#targets[@]})) || targets=(frame value message)
+((${#targets[@]})) || targets=(frame value message ring)
 dir=build-fuzz
 
 CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPROCXY_FUZZ=ON >/dev/null

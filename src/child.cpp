@@ -18,6 +18,7 @@
 #include "procxy/detail/method.hpp"
 #include "procxy/event.hpp"
 #include "procxy/detail/serve.hpp"
+#include "procxy/detail/shm_transport.hpp"
 #include "procxy/init.hpp"
 
 namespace procxy {
@@ -247,7 +248,7 @@ void watch_parent(pid_t parent) {
 
 }  // namespace
 
-int serve(int fd, std::size_t max_message_size, pid_t parent) {
+int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent) {
   g_is_child = true;
   watch_parent(parent);
   auto server = std::make_shared<child_server>();
@@ -259,7 +260,9 @@ int serve(int fd, std::size_t max_message_size, pid_t parent) {
     o.max_callbacks = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
   if (const char* v = std::getenv("PROCXY_CALLBACK_TIMEOUT_MS"))
     o.callback_timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
-  auto conn = connection::create(make_socket_transport(fd), server, o);
+  auto conn = connection::create(shm_fd >= 0 ? make_shm_transport(fd, shm_fd, shm_ring, 1, shm::may_spin())
+                                             : make_socket_transport(fd),
+                                 server, o);
   ::unsetenv("PROCXY_MAX_CALLBACKS");
   ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");
@@ -284,18 +287,24 @@ void init(int /*argc*/, char** argv) {
   int fd = std::atoi(fdv);
   const char* pp = std::getenv("PROCXY_PARENT_PID");
   const char* mm = std::getenv("PROCXY_MAX_MESSAGE");
+  const char* shm_fd = std::getenv("PROCXY_SHM_FD");
+  const char* shm_ring = std::getenv("PROCXY_SHM_RING");
+  const int sfd = shm_fd && shm_ring ? std::atoi(shm_fd) : -1;
+  const std::size_t ring = shm_ring ? static_cast<std::size_t>(std::strtoull(shm_ring, nullptr, 10)) : 0;
   pid_t parent = pp ? static_cast<pid_t>(std::atol(pp)) : ::getppid();
   std::size_t max = mm ? static_cast<std::size_t>(std::strtoull(mm, nullptr, 10)) : (std::size_t{256} << 20);
   ::unsetenv("PROCXY_CHANNEL_FD");
   ::unsetenv("PROCXY_PARENT_PID");
   ::unsetenv("PROCXY_MAX_MESSAGE");
+  ::unsetenv("PROCXY_SHM_FD");
+  ::unsetenv("PROCXY_SHM_RING");
   // A re-executed child runs /proc/self/exe, so the kernel names it "exe"; give it the parent's
   // program name, as ps, top and pkill show it (at most 15 bytes, the kernel's limit).
   if (argv && argv[0]) {
     const char* base = std::strrchr(argv[0], '/');
     ::prctl(PR_SET_NAME, base ? base + 1 : argv[0], 0, 0, 0);
   }
-  _exit(detail::serve(fd, max, parent));
+  _exit(detail::serve(fd, sfd, ring, max, parent));
 }
 
 }  // namespace procxy

@@ -35,6 +35,8 @@ namespace {
 std::string g_program_name = "procxy-child";
 
 constexpr int channel_fd_in_child = 3;
+constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
+constexpr int first_free_fd = 5;
 
 struct fd_guard {
   int fd = -1;
@@ -55,11 +57,13 @@ std::chrono::milliseconds callback_timeout(const spawn_options& o) {
 
 namespace {
 
-std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) {
+std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, std::size_t shm_ring) {
   std::vector<std::string> env;
   auto ours = [](std::string_view kv) { return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
                                                kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 ||
+                                               kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
+                                               kv.rfind("PROCXY_SHM_RING=", 0) == 0 ||
                                                kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
                                                kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0; };
   if (o.environment == env_mode::merge) {
@@ -80,6 +84,10 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg) 
   env.push_back("PROCXY_CHANNEL_FD=" + std::to_string(channel_fd_in_child));
   env.push_back("PROCXY_PARENT_PID=" + std::to_string(::getpid()));
   env.push_back("PROCXY_MAX_MESSAGE=" + std::to_string(max_msg));
+  if (shm_ring > 0) {
+    env.push_back("PROCXY_SHM_FD=" + std::to_string(shm_fd_in_child));
+    env.push_back("PROCXY_SHM_RING=" + std::to_string(shm_ring));
+  }
   env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
   return env;
@@ -99,7 +107,8 @@ std::shared_ptr<child_process> adopt_child(pid_t pid) {
   return std::make_shared<child_process>(pid, pidfd);
 }
 
-std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd) {
+std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
+                                          int shm_fd, std::size_t shm_ring) {
   std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
   if (o.mode == spawn_mode::executable && exe.empty())
     throw spawn_error("procxy: spawn_mode::executable needs spawn_options::executable");
@@ -109,18 +118,11 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  auto env = build_env(o, o.max_message_size);
+  auto env = build_env(o, o.max_message_size, shm_fd >= 0 ? shm_ring : 0);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  // dup2(x, x) would keep FD_CLOEXEC set, so make sure the source is not already fd 3.
-  fd_guard moved;
-  if (child_fd == channel_fd_in_child) {
-    moved.fd = ::fcntl(child_fd, F_DUPFD_CLOEXEC, 10);
-    if (moved.fd < 0) throw_errno("fcntl", errno);
-    child_fd = moved.fd;
-  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_t at;
@@ -134,9 +136,10 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
     }
   } c{&fa, &at};
   posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
+  if (shm_fd >= 0) posix_spawn_file_actions_adddup2(&fa, shm_fd, shm_fd_in_child);
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
   // The child inherits stdio and its channel only, whatever the parent forgot to mark CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&fa, channel_fd_in_child + 1);
+  posix_spawn_file_actions_addclosefrom_np(&fa, shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1);
   if (!o.working_directory.empty())
     posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
   sigset_t none, all;
@@ -152,7 +155,7 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 }
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
-                                          int stderr_fd) {
+                                          int stderr_fd, int shm_fd, std::size_t shm_ring) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork", errno);
@@ -161,25 +164,44 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     if (stderr_fd >= 0 && ::dup2(stderr_fd, 2) < 0) _exit(127);
     // Keep stdio and the channel only, as posix_spawn's closefrom does: without exec, CLOEXEC
     // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
-    if (child_fd != channel_fd_in_child && ::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
-    ::close_range(channel_fd_in_child + 1, ~0U, 0);
+    if (::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
+    if (shm_fd >= 0 && ::dup2(shm_fd, shm_fd_in_child) < 0) _exit(127);
+    ::close_range(shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1, ~0U, 0);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
     if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
-    _exit(serve(channel_fd_in_child, o.max_message_size, parent));
+    _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring, o.max_message_size,
+                parent));
   }
   return adopt_child(pid);
 }
 
 }  // namespace
 
-launched_child launch_child(const spawn_options& o) {
+namespace {
+
+// A close-on-exec copy of `fd` numbered at least 10, so that the dup2s to the child's fixed
+// numbers (3, 4) neither clobber one another nor dup2 a descriptor onto itself (which would
+// keep FD_CLOEXEC set).
+int above_fixed_numbers(int fd, fd_guard& keep) {
+  if (fd < 0 || fd >= first_free_fd) return fd;
+  keep.fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  if (keep.fd < 0) throw_errno("fcntl", errno);
+  return keep.fd;
+}
+
+}  // namespace
+
+launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_ring) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", errno);
   fd_guard parent_end{sv[0]}, child_end{sv[1]};
+  fd_guard moved_channel, moved_shm;
+  const int child_fd = above_fixed_numbers(sv[1], moved_channel);
+  shm_fd = above_fixed_numbers(shm_fd, moved_shm);
   fd_guard err_read, err_write;
   if (o.capture_stderr > 0) {
     int p[2];
@@ -187,9 +209,11 @@ launched_child launch_child(const spawn_options& o) {
     err_read.fd = p[0];
     err_write.fd = p[1];
   }
+  fd_guard moved_err;
+  const int err_fd = above_fixed_numbers(err_write.fd, moved_err);
   launched_child l;
-  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], sv[1], err_write.fd)
-                                         : spawn_exec(o, sv[1], err_write.fd);
+  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring)
+                                         : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring);
   ::close(child_end.release());
   if (err_write.fd >= 0) {
     ::close(err_write.release());

@@ -184,7 +184,9 @@ struct launched_child {
 };
 // Starts a child as `o` says (mode, executable, args, env, cwd, stderr capture). Throws
 // spawn_error when it cannot be started.
-launched_child launch_child(const spawn_options& o);
+// With shm_fd >= 0 (a memfd from shm::create, shm_ring bytes per ring) the child gets it as
+// fd 4 and speaks over the shared-memory transport; the caller keeps its own descriptor.
+launched_child launch_child(const spawn_options& o, int shm_fd = -1, std::size_t shm_ring = 0);
 
 // The callback timeout in effect (callback_timeout, or call_timeout when that is negative).
 std::chrono::milliseconds callback_timeout(const spawn_options& o);

@@ -2,11 +2,18 @@
 // stderr) to its connection, its endpoint (parent_handler) and its dispatch thread.
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <system_error>
+#include <utility>
 
 #include "procxy/detail/core.hpp"
 #include "procxy/detail/method.hpp"
+#include "procxy/detail/shm_transport.hpp"
 #include "process.hpp"
 
 namespace procxy::detail {
@@ -132,12 +139,48 @@ class parent_handler final : public endpoint {
   std::function<void()> on_exit_;
 };
 
+namespace {
+
+// transport_kind::automatic is shared memory, unless PROCXY_TRANSPORT says otherwise.
+transport_kind resolve(transport_kind k) {
+  if (k != transport_kind::automatic) return k;
+  const char* v = std::getenv("PROCXY_TRANSPORT");
+  if (v == nullptr || *v == '\0') return transport_kind::shared_memory;
+  if (std::strcmp(v, "socket") == 0) return transport_kind::socket;
+  if (std::strcmp(v, "shared_memory") == 0) return transport_kind::shared_memory;
+  throw spawn_error(std::string("procxy: PROCXY_TRANSPORT is '") + v +
+                    "'; it must be 'socket' or 'shared_memory' (or unset)");
+}
+
+struct memfd_guard {
+  int fd = -1;
+  ~memfd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
                                               const char* class_name) {
   std::shared_ptr<proxy_core> core(new proxy_core());
   core->opts_ = opts;
   core->class_name_ = class_name;
-  auto launched = launch_child(opts);
+  // The transport (docs/design.md "Shared-memory transport"): automatic falls back to the socket
+  // where no sealed memfd can be made; asked for explicitly, shared memory fails the spawn.
+  const transport_kind kind = resolve(opts.transport);
+  memfd_guard shm_fd;
+  std::size_t ring = 0;
+  if (kind == transport_kind::shared_memory) {
+    ring = shm::ring_size(opts.shared_memory_ring);
+    try {
+      shm_fd.fd = shm::create(ring);
+    } catch (const std::system_error& e) {
+      if (opts.transport == transport_kind::shared_memory)
+        throw spawn_error(std::string("procxy: the shared-memory transport cannot be set up: ") + e.what());
+    }
+  }
+  auto launched = launch_child(opts, shm_fd.fd, ring);
   int channel_fd = launched.channel_fd;
   core->child_ = std::move(launched.process);
   core->stderr_ = std::move(launched.err);
@@ -174,7 +217,10 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   co.callback_timeout = callback_timeout(opts);
   co.on_callback_error = opts.on_callback_error;
   co.callback_executor = opts.callback_executor;
-  core->conn_ = connection::create(make_socket_transport(channel_fd), core->handler_, co);
+  core->conn_ = connection::create(
+      shm_fd.fd >= 0 ? make_shm_transport(channel_fd, std::exchange(shm_fd.fd, -1), ring, 0, shm::may_spin())
+                     : make_socket_transport(channel_fd),
+      core->handler_, co);
   // The thread keeps the handler alive: after terminate() from inside a callback it is detached
   // and may outlive the core by the rest of that callback.
   core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });

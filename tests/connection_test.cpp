@@ -1,9 +1,14 @@
-// The channel layer alone: two connections over a socketpair in one process (no fork), and a raw
-// socket end playing a hostile peer.
+// The channel layer alone: two connections over a socketpair or over shared-memory rings in one
+// process (no fork), a raw socket end playing a hostile peer, and the shared-memory transport
+// alone with the test writing its rings' indices.
 #include "procxy/detail/connection.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +19,7 @@
 #include <vector>
 
 #include "procxy/detail/method.hpp"
+#include "procxy/detail/shm_transport.hpp"
 
 using namespace std::chrono_literals;
 using namespace procxy::detail;
@@ -45,7 +51,10 @@ struct running_end {
   std::thread thread;
   running_end(int fd, connection::side s, endpoint* h = nullptr,
               std::size_t max = std::size_t{64} << 20)
-      : conn(connection::create(make_socket_transport(fd),
+      : running_end(make_socket_transport(fd), s, h, max) {}
+  running_end(std::unique_ptr<transport> t, connection::side s, endpoint* h = nullptr,
+              std::size_t max = std::size_t{64} << 20)
+      : conn(connection::create(std::move(t),
                                 h ? std::shared_ptr<endpoint>(std::shared_ptr<void>(), h)  // not owned
                                   : std::make_shared<no_requests>(),
                                 connection::options{s, max})) {
@@ -79,11 +88,24 @@ void write_raw(int fd, const frame_header& h, const std::string& body = {}) {
   ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
 }
 
-TEST(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
+// Both ends of a transport of the kind asked for ("socket" or "shm"), in this process.
+std::pair<std::unique_ptr<transport>, std::unique_ptr<transport>> transport_pair(
+    const std::string& kind, std::size_t ring = shm::default_ring) {
   auto [a, b] = socket_pair();
+  if (kind == "socket") return {make_socket_transport(a), make_socket_transport(b)};
+  const int memfd = shm::create(ring);
+  const int memfd2 = ::fcntl(memfd, F_DUPFD_CLOEXEC, 0);
+  return {make_shm_transport(a, memfd, ring, 0, shm::may_spin()),
+          make_shm_transport(b, memfd2, ring, 1, shm::may_spin())};
+}
+
+class Connection : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
+  auto [a, b] = transport_pair(GetParam());
   echo_handler echo;
-  running_end server(b, connection::side::child, &echo);
-  running_end client(a, connection::side::parent);
+  running_end server(std::move(b), connection::side::child, &echo);
+  running_end client(std::move(a), connection::side::parent);
   EXPECT_EQ(call_string(*client.conn, "hello").get(), "hello");
   auto st = client.conn->stats();
   EXPECT_EQ(st.frames_sent, 2u);  // the hello, the call
@@ -91,11 +113,11 @@ TEST(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
   EXPECT_EQ(st.pending_calls, 0u);
 }
 
-TEST(Connection, ConcurrentCallersEachGetTheirOwnReply) {
-  auto [a, b] = socket_pair();
+TEST_P(Connection, ConcurrentCallersEachGetTheirOwnReply) {
+  auto [a, b] = transport_pair(GetParam());
   echo_handler echo;
-  running_end server(b, connection::side::child, &echo);
-  running_end client(a, connection::side::parent);
+  running_end server(std::move(b), connection::side::child, &echo);
+  running_end client(std::move(a), connection::side::parent);
   std::atomic<int> wrong{0};
   std::vector<std::thread> ts;
   for (int t = 0; t < 8; ++t)
@@ -109,17 +131,33 @@ TEST(Connection, ConcurrentCallersEachGetTheirOwnReply) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
-TEST(Connection, LargeMessagesCrossInBothDirections) {
-  auto [a, b] = socket_pair();
+// Messages far larger than the transport's buffer (a socket's, or a 4 KiB ring), in flight both
+// ways at once: each side's writes stream through while its reader keeps draining.
+TEST_P(Connection, LargeMessagesCrossInBothDirections) {
+  auto [a, b] = transport_pair(GetParam(), shm::min_ring);
   echo_handler echo;
-  running_end server(b, connection::side::child, &echo);
-  running_end client(a, connection::side::parent);
+  running_end server(std::move(b), connection::side::child, &echo);
+  running_end client(std::move(a), connection::side::parent);
   std::string big(8 << 20, 'x');
   big[12345] = 'y';
   std::vector<procxy::future<std::string>> fs;
   for (int i = 0; i < 4; ++i) fs.push_back(call_string(*client.conn, big));  // both sides block
   for (auto& f : fs) EXPECT_EQ(f.get(), big);
 }
+
+// The peer's end destroyed (its process gone, as far as this side can tell): the pending call
+// fails, nothing hangs. Over shared memory this is the hang-up of the socket beside the rings.
+TEST_P(Connection, PeerGoneFailsPendingCalls) {
+  auto [a, b] = transport_pair(GetParam());
+  running_end client(std::move(a), connection::side::parent);
+  auto f = call_string(*client.conn, "never answered");
+  b.reset();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_THROW(f.get(), procxy::terminated);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transport, Connection, testing::Values("socket", "shm"),
+                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 void write_bytes(int fd, const byte_buffer& b) {
   ASSERT_EQ(::write(fd, b.data(), b.size()), static_cast<ssize_t>(b.size()));
@@ -409,3 +447,141 @@ TEST_F(ConnectionHello, ASecondHelloIsAProtocolError) {
   write_bytes(raw, hello);
   expect_protocol_error(std::move(f));
 }
+
+namespace {
+
+// ---- the shared-memory transport alone; the test plays the child by writing its words -------------
+
+struct shm_peer : ::testing::Test {
+  static constexpr std::size_t ring = shm::min_ring;
+  std::unique_ptr<transport> t;  // the parent's end
+  int sock = -1;                 // the child's socket end
+  std::byte* m = nullptr;        // the test's own mapping: the child's view
+  void SetUp() override {
+    auto [a, b] = socket_pair();
+    sock = b;
+    const int memfd = shm::create(ring);
+    m = static_cast<std::byte*>(::mmap(nullptr, shm::mapping_size(ring), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
+    ASSERT_NE(m, MAP_FAILED);
+    t = make_shm_transport(a, memfd, ring, 0, false);
+  }
+  void TearDown() override {
+    t.reset();
+    ::munmap(m, shm::mapping_size(ring));
+    if (sock >= 0) ::close(sock);
+  }
+  std::atomic_ref<std::uint64_t> word(std::size_t off) {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m + off));
+  }
+  void child_writes(const std::string& bytes) {  // into ring 1 at its head, then rings
+    auto h = word(shm::off_head(1)).load();
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+      m[shm::off_data(1, ring) + ((h + i) & (ring - 1))] = static_cast<std::byte>(bytes[i]);
+    word(shm::off_head(1)).store(h + bytes.size());
+    auto* bell = reinterpret_cast<std::uint32_t*>(m + shm::off_bell(0));
+    std::atomic_ref<std::uint32_t>(*bell).fetch_add(1);
+    ::syscall(SYS_futex, bell, FUTEX_WAKE, 1 << 30, nullptr, nullptr, 0);
+  }
+  std::string read_some() {
+    std::string out(64, '\0');
+    bool reset = false;
+    auto n = t->read(reinterpret_cast<std::byte*>(out.data()), out.size(), reset);
+    out.resize(n);
+    return out;
+  }
+  void expect_broken(const std::string& words) {
+    auto r = t->wait(true, false, transport::wake_slot::reader, std::chrono::steady_clock::now() + 5s);
+    EXPECT_TRUE(r.readable);
+    try {
+      read_some();
+      ADD_FAILURE() << "read succeeded";
+    } catch (const procxy::protocol_error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(t->write_some(reinterpret_cast<const std::byte*>("x"), 1), procxy::terminated);
+  }
+};
+using ShmTransport = shm_peer;
+
+TEST_F(ShmTransport, BytesCrossAndWrapAroundTheRing) {
+  std::string got;
+  for (int round = 0; round < 3 * static_cast<int>(ring) / 50; ++round) {  // wraps three times
+    const std::string msg = "message " + std::to_string(round) + std::string(40 - std::to_string(round).size(), '.');
+    child_writes(msg);
+    std::string r;
+    while (r.size() < msg.size()) r += read_some();
+    ASSERT_EQ(r, msg);
+  }
+}
+
+TEST_F(ShmTransport, ASleepingReaderIsWokenByTheWrite) {
+  std::thread writer([&] {
+    std::this_thread::sleep_for(50ms);
+    child_writes("late");
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(read_some(), "late");  // blocks in the futex until the write rings it
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  writer.join();
+}
+
+TEST_F(ShmTransport, AWakeSlotInterruptsAWait) {
+  std::thread waker([&] {
+    std::this_thread::sleep_for(20ms);
+    t->wake(transport::wake_slot::io);
+  });
+  auto r = t->wait(true, false, transport::wake_slot::io, std::chrono::steady_clock::now() + 10s);
+  EXPECT_TRUE(r.woken);
+  EXPECT_FALSE(r.readable);
+  waker.join();
+}
+
+TEST_F(ShmTransport, ClosedRingReadsWhatWasWrittenThenEof) {
+  child_writes("last words");
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(m + shm::off_closed(1))).store(1);
+  EXPECT_EQ(read_some(), "last words");
+  EXPECT_EQ(read_some(), "");
+}
+
+TEST_F(ShmTransport, SocketHangUpIsEofForASleepingReader) {
+  std::thread closer([&] {
+    std::this_thread::sleep_for(30ms);
+    ::close(std::exchange(sock, -1));
+  });
+  EXPECT_EQ(read_some(), "");  // woken by the hang-up watcher, not by the ring
+  closer.join();
+  EXPECT_THROW(t->write_some(reinterpret_cast<const std::byte*>("x"), 1), procxy::terminated);
+}
+
+TEST_F(ShmTransport, WriteIndexPastTheRingIsAProtocolError) {
+  word(shm::off_head(1)).store(ring + 1);
+  expect_broken("past our read index");
+}
+
+TEST_F(ShmTransport, WriteIndexMovingBackwardsIsAProtocolError) {
+  child_writes("0123456789");
+  EXPECT_EQ(read_some(), "0123456789");
+  word(shm::off_head(1)).store(4);
+  expect_broken("moved backwards");
+}
+
+TEST_F(ShmTransport, ReadIndexPastWhatWasWrittenIsAProtocolError) {
+  ASSERT_EQ(t->write_some(reinterpret_cast<const std::byte*>("abc"), 3), 3u);
+  word(shm::off_tail(0)).store(4);
+  expect_broken("past what we wrote");
+}
+
+TEST_F(ShmTransport, AFullRingTakesNothingMoreUntilThePeerReads) {
+  std::string big(ring + 100, 'z');
+  auto n = t->write_some(reinterpret_cast<const std::byte*>(big.data()), big.size());
+  EXPECT_EQ(n, ring);
+  EXPECT_EQ(t->write_some(reinterpret_cast<const std::byte*>(big.data()), big.size()), 0u);
+  auto r = t->wait(false, true, transport::wake_slot::io, std::chrono::steady_clock::now() + 20ms);
+  EXPECT_FALSE(r.writable);
+  word(shm::off_tail(0)).store(100);  // the child read 100 bytes
+  r = t->wait(false, true, transport::wake_slot::io, std::chrono::steady_clock::now() + 5s);
+  EXPECT_TRUE(r.writable);
+  EXPECT_EQ(t->write_some(reinterpret_cast<const std::byte*>(big.data()), big.size()), 100u);
+}
+
+}  // namespace

@@ -253,6 +253,84 @@ TEST(HostileChild, TruncatedConstructReplyFromALiveChildFailsWithSpawnErrorAtSta
   good.expect_healthy();
 }
 
+// ---- the shared-memory rings (docs/design.md "Shared-memory transport: a hostile child") -------
+// The child writes the rings' indices and wake words itself. Whatever it writes there, the
+// parent neither crashes, nor reads outside the mapping, nor hangs: it fails the pending calls
+// with protocol_error and kills the child.
+
+procxy::spawn_options over_rings(const std::string& mode) {
+  return hostile(mode, "call", {.transport = procxy::transport_kind::shared_memory});
+}
+
+class HostileRing : public testing::TestWithParam<const char*> {};
+
+TEST_P(HostileRing, PendingCallsFailWithProtocolErrorAndTheChildIsKilled) {
+  const std::string mode = GetParam();
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(over_rings(mode));
+  auto started = bad.started();
+  ASSERT_EQ(started.wait_for(hang_guard), std::future_status::ready);
+  ASSERT_TRUE(started.try_get().has_value());
+  std::vector<procxy::future<double>> pending;
+  for (int i = 0; i < 3; ++i) pending.push_back(bad.add(i, 2));
+  std::size_t first_failing = 0;
+  if (mode == "ring_head_backwards") {  // the reply before the index moved back is good
+    ASSERT_EQ(pending[0].wait_for(hang_guard), std::future_status::ready);
+    EXPECT_EQ(pending[0].get(), 2.0);
+    first_failing = 1;
+  }
+  for (std::size_t i = first_failing; i < pending.size(); ++i)
+    expect_fails_with<procxy::protocol_error>(pending[i], "pending call " + std::to_string(i));
+  try {
+    auto later = bad.add(5, 6);
+    later.get();
+    ADD_FAILURE() << "a later call succeeded";
+  } catch (const procxy::protocol_error& e) {
+    EXPECT_NE(std::string(e.what()).find("shared-memory ring"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(stops_running(bad)) << "the hostile child was not killed";
+  good.expect_healthy();
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, HostileRing,
+                         testing::Values("ring_head_past", "ring_head_backwards", "ring_tail_backwards",
+                                         "ring_tail_past", "ring_bell_spam"),
+                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+
+// A child that writes its replies without ever waking the parent (its wake word stuck): each
+// reply is still found (a sleeping parent looks at the ring at least every 100 ms), and a few
+// such replies in a row are a protocol error.
+TEST(HostileChild, RepliesThatNeverWakeTheParentAreAProtocolError) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(over_rings("ring_no_wake"));
+  ASSERT_EQ(bad.started().wait_for(hang_guard), std::future_status::ready);
+  std::string error;
+  int answered = 0;
+  for (int i = 0; i < 10 && error.empty(); ++i) {
+    auto f = bad.add(i, 1);
+    ASSERT_EQ(f.wait_for(hang_guard), std::future_status::ready) << "call " << i << " hangs";
+    try {
+      EXPECT_EQ(f.get(), i + 1);
+      ++answered;
+    } catch (const procxy::protocol_error& e) {
+      error = e.what();
+    }
+  }
+  EXPECT_NE(error.find("wake word is stuck"), std::string::npos) << "after " << answered << " answers: " << error;
+  EXPECT_TRUE(stops_running(bad));
+  good.expect_healthy();
+}
+
+// The parent seals the shared memory: the child cannot shrink it (the parent would take SIGBUS
+// on its next access) or grow it. The hostile child tries both, exits with 9 if either works,
+// and answers correctly otherwise.
+TEST(HostileChild, SharedMemoryCannotBeResizedByTheChild) {
+  auto bad = procxy::spawn<Adder>(over_rings("ring_truncate"));
+  auto f = bad.add(2, 3);
+  ASSERT_EQ(f.wait_for(hang_guard), std::future_status::ready);
+  EXPECT_EQ(f.get(), 5.0);
+}
+
 }  // namespace
 
 // ---- the hello exchange (protocol.hpp) ----------------------------------------------------------

@@ -57,6 +57,19 @@ enum class event_overflow {
   drop_oldest,
 };
 
+// What carries the bytes between parent and child (docs/design.md "Shared-memory transport").
+enum class transport_kind {
+  // shared_memory where it can be set up (a memfd), else socket. PROCXY_TRANSPORT=socket or
+  // PROCXY_TRANSPORT=shared_memory in the parent's environment chooses instead (the test suite
+  // runs over both this way).
+  automatic,
+  // An AF_UNIX socketpair: every message is a system call each way.
+  socket,
+  // Two rings in memory both processes map, with a futex to sleep on: a message costs a copy,
+  // and a system call only when the receiver sleeps. The socket stays, to see the peer's death.
+  shared_memory,
+};
+
 struct exit_info {
   int pid = -1;
   int exit_code = -1;  // >= 0 when the child exited (exit, _exit, return from main)
@@ -92,6 +105,10 @@ struct spawn_options {
   std::chrono::milliseconds terminate_grace{std::chrono::seconds(2)};
 
   spawn_mode mode = spawn_mode::reexec;
+  transport_kind transport = transport_kind::automatic;
+  // Size of each of the two shared-memory rings (bytes; rounded up to a power of two between
+  // 4 KiB and 1 GiB). A message larger than a ring streams through it in pieces.
+  std::size_t shared_memory_ring = std::size_t{256} << 10;
   std::filesystem::path executable{};  // for spawn_mode::executable
   std::vector<std::string> args{};     // extra argv entries after argv[0]
   std::map<std::string, std::string> env{};

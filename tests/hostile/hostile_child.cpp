@@ -30,12 +30,31 @@
 //   bad_hello_version  a hello with protocol 999 and build id "procxy 9.9.9 hostile"
 //   bad_hello_body     a hello whose body is 2 bytes (a u32 version does not fit)
 //
+// Over the shared-memory transport (PROCXY_SHM_FD set) it speaks through the rings with an
+// implementation of its own (it never sleeps on its futex: it polls, and rings the parent's
+// word after each write), and these modes break the ring instead of the frames, in reply to
+// the call:
+//
+//   ring_head_past       its write index a ring and a byte ahead of the parent's read index
+//   ring_head_backwards  the correct reply; once read, its write index moved back 8 bytes
+//   ring_tail_backwards  its read index of the parent's ring moved back to 0
+//   ring_tail_past       its read index of the parent's ring 2^40 bytes past what the parent wrote
+//   ring_no_wake         correct replies, never ringing the parent's wake word (stuck at 0)
+//   ring_bell_spam       no reply; rings the parent's wake word over and over
+//   ring_truncate        tries to shrink and grow the shared memory, then replies correctly
+//
 // After misbehaving it stays alive, reading and discarding until EOF (so the parent has to kill
 // it), except `truncated`. alarm(60) bounds its life if a broken parent never does.
+#include <linux/futex.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +63,7 @@
 #include <vector>
 
 #include "procxy/detail/protocol.hpp"
+#include "procxy/detail/shm_transport.hpp"  // the layout constants only
 
 namespace {
 
@@ -51,15 +71,70 @@ using procxy::detail::frame_header;
 using procxy::detail::header_size;
 using procxy::detail::message_kind;
 
+namespace shm = procxy::detail::shm;
+
 int g_fd = -1;
+
+// The shared-memory side, when the parent chose it: this child is side 1; it reads ring 0 and
+// writes ring 1.
+struct rings {
+  char* base = nullptr;
+  std::size_t size = 0;
+  int memfd = -1;
+  std::uint64_t tail = 0;  // read from ring 0
+  std::uint64_t head = 0;  // written to ring 1
+  bool ring_parent = true;
+  template <class T>
+  std::atomic_ref<T> at(std::size_t off) {
+    return std::atomic_ref<T>(*reinterpret_cast<T*>(base + off));
+  }
+  void wake_parent() {
+    if (!ring_parent) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    auto* bell = reinterpret_cast<std::uint32_t*>(base + shm::off_bell(0));
+    std::atomic_ref<std::uint32_t>(*bell).fetch_add(1);
+    ::syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
+  void publish_head(std::uint64_t h) {
+    at<std::uint64_t>(shm::off_head(1)).store(h, std::memory_order_release);
+    wake_parent();
+  }
+} g_shm;
+
+bool parent_hung_up(int timeout_ms) {
+  pollfd p{g_fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, timeout_ms) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+// Reads what is there (waits for at least one byte); 0 at EOF.
+std::size_t read_some(char* p, std::size_t n) {
+  if (g_shm.base == nullptr) {
+    ssize_t r = ::read(g_fd, p, n);
+    return r > 0 ? static_cast<std::size_t>(r) : 0;
+  }
+  const std::size_t mask = g_shm.size - 1;
+  char* data = g_shm.base + shm::off_data(0, g_shm.size);
+  for (;;) {
+    const std::uint64_t h = g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
+    if (h != g_shm.tail) {
+      std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(h - g_shm.tail, n));
+      for (std::size_t i = 0; i < k; ++i) p[i] = data[(g_shm.tail + i) & mask];
+      g_shm.tail += k;
+      g_shm.at<std::uint64_t>(shm::off_tail(0)).store(g_shm.tail, std::memory_order_release);
+      g_shm.wake_parent();
+      return k;
+    }
+    if (g_shm.at<std::uint32_t>(shm::off_closed(0)).load() != 0 || parent_hung_up(1)) return 0;
+  }
+}
 
 bool read_exact(void* out, std::size_t n) {
   auto* p = static_cast<char*>(out);
   while (n > 0) {
-    ssize_t r = ::read(g_fd, p, n);
-    if (r <= 0) return false;
+    std::size_t r = read_some(p, n);
+    if (r == 0) return false;
     p += r;
-    n -= static_cast<std::size_t>(r);
+    n -= r;
   }
   return true;
 }
@@ -67,6 +142,25 @@ bool read_exact(void* out, std::size_t n) {
 void write_all(const std::vector<char>& bytes) {
   const char* p = bytes.data();
   std::size_t n = bytes.size();
+  if (g_shm.base != nullptr) {
+    const std::size_t mask = g_shm.size - 1;
+    char* data = g_shm.base + shm::off_data(1, g_shm.size);
+    while (n > 0) {
+      const std::uint64_t t = g_shm.at<std::uint64_t>(shm::off_tail(1)).load(std::memory_order_acquire);
+      std::size_t room = g_shm.size - static_cast<std::size_t>(g_shm.head - t);
+      if (room == 0) {
+        if (parent_hung_up(1)) _exit(3);
+        continue;
+      }
+      std::size_t k = std::min(room, n);
+      for (std::size_t i = 0; i < k; ++i) data[(g_shm.head + i) & mask] = p[i];
+      g_shm.head += k;
+      g_shm.publish_head(g_shm.head);
+      p += k;
+      n -= k;
+    }
+    return;
+  }
   while (n > 0) {
     ssize_t w = ::send(g_fd, p, n, MSG_NOSIGNAL);
     if (w <= 0) _exit(3);
@@ -117,7 +211,7 @@ void put_string(std::vector<char>& out, const std::string& s) {
 
 [[noreturn]] void drain_until_eof() {
   char buf[4096];
-  while (::read(g_fd, buf, sizeof buf) > 0) {
+  while (read_some(buf, sizeof buf) > 0) {
   }
   _exit(0);
 }
@@ -133,11 +227,72 @@ double sum_of(const frame& call) {
   return a + b;
 }
 
+frame read_frame();
+
+// The ring modes: break the shared-memory rings' rules in reply to `request`.
+[[noreturn]] void break_ring(const std::string& mode, const frame& request) {
+  if (g_shm.base == nullptr) {
+    std::fprintf(stderr, "procxy_hostile_child: %s needs the shared-memory transport\n", mode.c_str());
+    _exit(2);
+  }
+  std::vector<char> reply;
+  std::vector<char> sum;
+  put(sum, sum_of(request));
+  append_frame(reply, message_kind::reply_value, request.h.id, sum);
+  if (mode == "ring_head_past") {
+    g_shm.publish_head(g_shm.head + g_shm.size + 1);
+  } else if (mode == "ring_head_backwards") {
+    write_all(reply);  // then, once the parent has read it all, move the index back
+    while (g_shm.at<std::uint64_t>(shm::off_tail(1)).load(std::memory_order_acquire) != g_shm.head)
+      if (parent_hung_up(1)) _exit(0);
+    g_shm.publish_head(g_shm.head - 8);
+  } else if (mode == "ring_tail_backwards") {
+    // Back to 0: the parent has seen at least the hello and the construct frame read.
+    g_shm.at<std::uint64_t>(shm::off_tail(0)).store(0, std::memory_order_release);
+    g_shm.wake_parent();
+  } else if (mode == "ring_tail_past") {
+    const std::uint64_t written = g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
+    g_shm.at<std::uint64_t>(shm::off_tail(0)).store(written + (std::uint64_t{1} << 40), std::memory_order_release);
+    g_shm.wake_parent();
+  } else if (mode == "ring_no_wake") {
+    g_shm.ring_parent = false;
+    for (frame f = request;; f = read_frame()) {
+      std::vector<char> out, s2;
+      put(s2, sum_of(f));
+      append_frame(out, message_kind::reply_value, f.h.id, s2);
+      write_all(out);
+    }
+  } else if (mode == "ring_bell_spam") {
+    auto* bell = reinterpret_cast<std::uint32_t*>(g_shm.base + shm::off_bell(0));
+    while (!parent_hung_up(0)) {
+      std::atomic_ref<std::uint32_t>(*bell).fetch_add(1);
+      ::syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+    }
+    _exit(0);
+  } else if (mode == "ring_truncate") {
+    const bool shrunk = ::ftruncate(g_shm.memfd, 0) == 0;
+    const bool grown = ::ftruncate(g_shm.memfd, static_cast<off_t>(shm::mapping_size(g_shm.size) * 2)) == 0;
+    if (shrunk || grown) _exit(9);  // the seals did not hold: the parent may already have crashed
+    write_all(reply);
+  } else {
+    std::fprintf(stderr, "procxy_hostile_child: unknown mode '%s'\n", mode.c_str());
+    _exit(2);
+  }
+  if (mode == "ring_tail_backwards" || mode == "ring_tail_past") {
+    // Reading on would publish the true read index again: wait for the end instead.
+    while (!parent_hung_up(100)) {
+    }
+    _exit(0);
+  }
+  drain_until_eof();
+}
+
 [[noreturn]] void misbehave(const std::string& mode, const frame& request) {
   const std::uint64_t id = request.h.id;
   std::vector<char> out;
   std::vector<char> a_double;
   put(a_double, 3.0);
+  if (mode.rfind("ring_", 0) == 0) break_ring(mode, request);
   if (mode == "garbage") {
     std::uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64, fixed seed: the same bytes every run
     for (int i = 0; i < 4096; ++i) {
@@ -223,6 +378,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   g_fd = std::atoi(fdv);
+  if (const char* m = std::getenv("PROCXY_SHM_FD")) {
+    const char* r = std::getenv("PROCXY_SHM_RING");
+    g_shm.memfd = std::atoi(m);
+    g_shm.size = r ? static_cast<std::size_t>(std::strtoull(r, nullptr, 10)) : 0;
+    void* p = ::mmap(nullptr, shm::mapping_size(g_shm.size), PROT_READ | PROT_WRITE, MAP_SHARED, g_shm.memfd, 0);
+    if (p == MAP_FAILED) _exit(8);
+    g_shm.base = static_cast<char*>(p);
+  }
   const std::string mode = argv[1];
   const std::string when = argc > 2 ? argv[2] : "call";
 

@@ -7,7 +7,9 @@
 namespace procxy::detail {
 
 // Serves the object the parent constructs over `fd` until shutdown or EOF; returns the exit code.
-int serve(int fd, std::size_t max_message_size, pid_t parent);
+// With shm_fd >= 0 the bytes go through the shared-memory rings of that memfd (shm_ring bytes
+// each) and `fd` only tells the parent's hang-up.
+int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent);
 // argv[0] of this program, for the re-executed child's argv[0].
 void set_program_name(const char* argv0);
 const char* program_name() noexcept;
