@@ -67,8 +67,12 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// Spin budget bounds: a wait that spins at most this long before it sleeps on the futex.
+// Spin budget bounds: a wait spins at most max_spin_ns before it sleeps on the futex, and at
+// least min_spin_ns. The floor is what lets a burst after an idle spell find its way back to
+// spinning: the peer's usual turnaround (1-3 µs) falls inside it, while a futex wake-up across
+// CPUs (25-50 µs on the small VMs we measure on) would never look short enough to restore it.
 constexpr std::int64_t max_spin_ns = 30'000;
+constexpr std::int64_t min_spin_ns = 5'000;
 // A sleeper wakes at least this often to look at the ring itself, so a peer that writes without
 // ringing (a stuck wake word) is noticed, not waited for.
 constexpr auto sleep_slice = std::chrono::milliseconds(100);
@@ -412,9 +416,10 @@ class shm_transport final : public transport, hangup_target {
     return r;
   }
 
-  // Spins up to the current budget. The budget adapts: a wait the spin would have covered (the
-  // data came within max_spin_ns) puts it back to the maximum, a spin that found nothing halves
-  // it, so an idle peer quickly costs no spinning at all.
+  // Spins up to the current budget. The budget adapts: a spin that found the data doubles it, a
+  // wait the spin would have covered (the data came within max_spin_ns) puts it back to the
+  // maximum, a spin that found nothing halves it down to min_spin_ns, so an idle peer costs a
+  // few microseconds of spinning per wait, and there are few waits while it is idle.
   wait_result spin(bool readable, bool writable, int slot, time_point deadline) {
     const std::int64_t budget = spin_ns_.load(std::memory_order_relaxed);
     if (budget <= 0) return {};
@@ -423,10 +428,13 @@ class shm_transport final : public transport, hangup_target {
     for (unsigned i = 1;; ++i) {
       cpu_relax();
       wait_result r = check(readable, writable, slot);
-      if (any(r)) return r;
+      if (any(r)) {
+        spin_ns_.store(std::min(max_spin_ns, budget * 2), std::memory_order_relaxed);
+        return r;
+      }
       if ((i & 15) == 0 && clock::now() >= until) break;
     }
-    spin_ns_.store(budget / 2, std::memory_order_relaxed);
+    spin_ns_.store(std::max(min_spin_ns, budget / 2), std::memory_order_relaxed);
     return {};
   }
 
