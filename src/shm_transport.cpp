@@ -345,8 +345,10 @@ class shm_transport final : public transport, hangup_target {
   // Bytes the peer has written that we have not read, after checking what it published: its
   // write index never moves backwards and never runs more than a ring ahead of our read index.
   std::uint64_t in_available() noexcept {
+    // `seen` first: it was raised by a thread that loaded the peer's index earlier, so (acquire /
+    // release on `seen`) our load of the index cannot legitimately return less.
+    const std::uint64_t seen = in_head_seen_.load(std::memory_order_acquire);
     const std::uint64_t h = at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_acquire);
-    const std::uint64_t seen = in_head_seen_.load(std::memory_order_relaxed);
     const std::uint64_t t = tail_.load(std::memory_order_relaxed);
     if (h < seen) {
       broke("its write index moved backwards (" + std::to_string(seen) + " -> " + std::to_string(h) + ")");
@@ -357,15 +359,23 @@ class shm_transport final : public transport, hangup_target {
             std::to_string(ring_));
       return 0;
     }
-    in_head_seen_.store(h, std::memory_order_relaxed);
+    raise(in_head_seen_, h);
     return h - t;
+  }
+
+  // Several threads look at the rings at once (a writer, waiters): what one has seen only grows.
+  static void raise(std::atomic<std::uint64_t>& seen, std::uint64_t v) noexcept {
+    std::uint64_t cur = seen.load(std::memory_order_relaxed);
+    while (cur < v && !seen.compare_exchange_weak(cur, v, std::memory_order_release, std::memory_order_relaxed)) {
+    }
   }
 
   // Room in our ring, after checking the peer's read index: it never moves backwards and never
   // passes what we wrote.
   std::uint64_t out_space() noexcept {
+    const std::uint64_t seen = out_tail_seen_.load(std::memory_order_acquire);
     const std::uint64_t t = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_acquire);
-    const std::uint64_t seen = out_tail_seen_.load(std::memory_order_relaxed);
+    // Loaded after the peer's index: everything the peer can have read was written before it.
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
     if (t < seen) {
       broke("its read index moved backwards (" + std::to_string(seen) + " -> " + std::to_string(t) + ")");
@@ -375,7 +385,7 @@ class shm_transport final : public transport, hangup_target {
       broke("its read index " + std::to_string(t) + " is past what we wrote (" + std::to_string(h) + ")");
       return 0;
     }
-    out_tail_seen_.store(t, std::memory_order_relaxed);
+    raise(out_tail_seen_, t);
     return ring_ - (h - t);
   }
 
