@@ -74,7 +74,7 @@ void reply_sink::current_exception() const {
   byte_buffer& buf = scratch_buffer();
   encode_reply_error(buf, id);
   if (conn->tracing()) conn->trace("send error #" + std::to_string(id) + " " + what);
-  conn->send(buf.view());
+  post(buf);
 }
 
 // Serves one object over one connection, on the object thread.

@@ -156,6 +156,18 @@ TEST_P(Connection, PeerGoneFailsPendingCalls) {
   EXPECT_THROW(f.get(), procxy::terminated);
 }
 
+// A reply sent after the peer is gone is dropped, not thrown: a method's reply path runs where an
+// exception cannot go anywhere (the child aborted with SIGABRT when its parent had gone mid-call).
+TEST(ConnectionReply, AReplyToAPeerThatIsGoneIsDropped) {
+  auto [a, b] = socket_pair();
+  running_end child(b, connection::side::child);
+  ::close(a);
+  reply_sink sink{child.conn, 7, "m"};
+  EXPECT_NO_THROW(sink.value());
+  EXPECT_NO_THROW(sink.value());
+  EXPECT_NO_THROW(sink.value(42));
+}
+
 INSTANTIATE_TEST_SUITE_P(Transport, Connection, testing::Values("socket", "shm"),
                          [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 

@@ -189,17 +189,26 @@ struct reply_sink {
       print_value(t, v);
       conn->trace(t);
     }
-    conn->send(buf.view());
+    post(buf);
   }
   void value() const {
     before();
     byte_buffer& buf = scratch_buffer();
     encode_reply_void(buf, id);
     if (conn->tracing()) conn->trace("send reply #" + std::to_string(id) + " " + what + " = void");
-    conn->send(buf.view());
+    post(buf);
   }
   // Call from inside a catch block.
   void current_exception() const;
+  // Sends a reply. A connection already closed (the parent is gone, or broke the channel) has
+  // nobody to read it: the reply is dropped and the child ends when its reader sees the end,
+  // instead of the method's caller getting an exception it cannot handle.
+  void post(const byte_buffer& buf) const {
+    try {
+      conn->send(buf.view());
+    } catch (const terminated&) {
+    }
+  }
 };
 
 using method_invoker = void (*)(void* obj, decoder& args, reply_sink& reply);
