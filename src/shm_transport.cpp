@@ -457,7 +457,7 @@ class shm_transport final : public transport, hangup_target {
     const std::uint64_t out_tail0 = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_relaxed);
     const std::uint32_t local0 = local_rings_.load(std::memory_order_relaxed);
     enlist(readable, writable, +1);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    shm::full_fence();
     wait_result r = check(readable, writable, slot);
     if (any(r)) {
       enlist(readable, writable, -1);
@@ -518,7 +518,7 @@ class shm_transport final : public transport, hangup_target {
   // store before the load of its wants word, as its fence orders its wants store before its
   // load of our index (a Dekker pair: one of the two sees the other).
   void ring_peer(std::uint32_t what) noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    shm::full_fence();
     if ((at<std::uint32_t>(base_, shm::off_wants(peer_)).load(std::memory_order_relaxed) & what) == 0) return;
     auto* bell = reinterpret_cast<std::uint32_t*>(base_ + shm::off_bell(peer_));
     std::atomic_ref<std::uint32_t>(*bell).fetch_add(1, std::memory_order_release);
@@ -528,7 +528,7 @@ class shm_transport final : public transport, hangup_target {
   // Wakes this side's sleepers (a local wake slot, shutdown, the peer's hang-up, a broken ring).
   void ring_local(bool always) noexcept {
     local_rings_.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    shm::full_fence();
     if (!always && sleepers_.load(std::memory_order_relaxed) == 0) return;
     auto* bell = reinterpret_cast<std::uint32_t*>(base_ + shm::off_bell(side_));
     std::atomic_ref<std::uint32_t>(*bell).fetch_add(1, std::memory_order_release);

@@ -90,7 +90,7 @@ struct rings {
   }
   void wake_parent() {
     if (!ring_parent) return;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    shm::full_fence();
     auto* bell = reinterpret_cast<std::uint32_t*>(base + shm::off_bell(0));
     std::atomic_ref<std::uint32_t>(*bell).fetch_add(1);
     ::syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);

@@ -6,6 +6,7 @@
 // play the other side by writing these words directly.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,6 +38,18 @@ inline constexpr std::uint32_t wants_writable = 2;  // asleep until the peer fre
 inline constexpr std::size_t min_ring = 4096;
 inline constexpr std::size_t max_ring = std::size_t{1} << 30;
 inline constexpr std::size_t default_ring = std::size_t{256} << 10;
+
+// The full barrier of the wake-up protocol's Dekker pair (docs/design.md). ThreadSanitizer does
+// not model fences (GCC warns, -Wtsan); under it a sequentially consistent read-modify-write,
+// which is a full barrier on the CPUs procxy runs on (x86-64 LOCK, AArch64 LSE), stands in.
+inline void full_fence() noexcept {
+#if defined(__SANITIZE_THREAD__)
+  static std::atomic<int> barrier{0};
+  barrier.fetch_add(0, std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
 
 // The ring size used for a request: a power of two in [min_ring, max_ring].
 std::size_t ring_size(std::size_t requested);
