@@ -198,8 +198,9 @@ class hangup_watcher {
       }
       std::lock_guard lk(mu_);
       for (int i = 0; i < n; ++i) {
-        if (evs[i].data.u64 == 0) return;  // stopped
-        auto it = targets_.find(evs[i].data.u64);
+        const std::uint64_t id = evs[i].data.u64;  // a copy: epoll_event is packed (x86-64)
+        if (id == 0) return;                        // stopped
+        auto it = targets_.find(id);
         if (it == targets_.end() || it->second.fd < 0) continue;  // removed (the fd may be reused)
         it->second.target->on_hangup();
         // Level-triggered: a hung-up socket stays "ready"; it has said all it will.
@@ -230,7 +231,7 @@ class shm_transport final : public transport, hangup_target {
   }
 
   ~shm_transport() override {
-    hangup_watcher::get().remove(watch_id_, sock_);
+    unwatch();
     ::close(sock_);
     ::munmap(base_, shm::mapping_size(ring_));
   }
@@ -295,6 +296,10 @@ class shm_transport final : public transport, hangup_target {
     ring_peer(shm::wants_readable | shm::wants_writable);
     ::shutdown(sock_, SHUT_RDWR);  // the peer's watcher sees the hang-up
     ring_local(true);
+    // Nothing is left to watch for. Done here, not only in the destructor, so that a connection
+    // kept alive a little longer (by a detached dispatch thread) does not keep the watcher's
+    // thread running after terminate() returned.
+    unwatch();
   }
 
   void shutdown_write() noexcept override {
@@ -312,6 +317,10 @@ class shm_transport final : public transport, hangup_target {
 
  private:
   static bool any(const wait_result& r) { return r.readable || r.writable || r.woken; }
+
+  void unwatch() noexcept {
+    if (auto id = watch_id_.exchange(0)) hangup_watcher::get().remove(id, sock_);
+  }
 
   // slot -1: read()'s own wait, which no wake slot interrupts.
   wait_result wait_for(bool readable, bool writable, int slot, time_point deadline, bool spinning) {
@@ -542,7 +551,7 @@ class shm_transport final : public transport, hangup_target {
   std::byte* const out_data_;
   std::byte* const in_data_;
   const bool spin_;
-  std::uint64_t watch_id_ = 0;
+  std::atomic<std::uint64_t> watch_id_{0};
 
   // Our own indices are kept here, never read back from the shared mapping.
   std::atomic<std::uint64_t> head_{0};           // bytes written (writing role)

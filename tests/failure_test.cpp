@@ -279,8 +279,9 @@ TEST(Timeouts, KillChildPolicyKillsTheChildAndFailsEverythingElse) {
 
 TEST(Timeouts, IdempotentCallIsSentAgainAfterATimeout) {
   auto p = procxy::spawn<Fragile>();
-  // First run sleeps 300 ms: the 200 ms attempt times out, the retry runs right after it.
-  EXPECT_EQ(p.with({.timeout = 200ms, .retries = 2}).slow_first(300).get(), 2);
+  // First run sleeps 600 ms: the 400 ms attempt times out, the retry runs right after it, 200 ms
+  // before its own deadline (a margin that holds under the sanitizers on a loaded machine).
+  EXPECT_EQ(p.with({.timeout = 400ms, .retries = 2}).slow_first(600).get(), 2);
   EXPECT_EQ(p.stats().calls_retried, 1u);
   EXPECT_EQ(p.stats().calls_timed_out, 0u);
 }
