@@ -121,26 +121,19 @@ for name, base, target, floor in [
             "" if floor is None else " " + verdict(None if ips is None else ips >= floor),
             "n/a" if rr is None else "%.2f" % rr)
     print("| %s | %s | %s |%s" % (name, base or "—", target, cells))
-cells = ""
-for r in runs:
-    b = r["med"].get("CallbackRoundTrip")
-    ips = b.get("items_per_second") if b else None
-    base = us(r, "RawPingPong")
-    per = None if not ips else 1e6 / ips
-    rr = None if per is None or base is None else per / base
-    cells += " %s per callback | %s %s |" % (fmt(per), "n/a" if rr is None else "%.2f" % rr,
-                                             verdict(None if rr is None else rr <= 1.15))
-print("| CallbackRoundTrip (child calls a parent int(int)) | RawPingPong | ≤ 1.15× |%s" % cells)
-cells = ""
-for r in runs:
-    b = r["med"].get("CallbackRoundTrip_Shm")
-    ips = b.get("items_per_second") if b else None
-    base = us(r, "RawShmPingPong")
-    per = None if not ips else 1e6 / ips
-    rr = None if per is None or base is None else per / base
-    cells += " %s per callback | %s %s |" % (fmt(per), "n/a" if rr is None else "%.2f" % rr,
-                                             verdict(None if rr is None else rr <= 1.2))
-print("| CallbackRoundTrip_Shm | RawShmPingPong | ≤ 1.2× |%s" % cells)
+def callback_row(name, label, base_name, limit):
+    cells = ""
+    for r in runs:
+        b = r["med"].get(name)
+        ips = b.get("items_per_second") if b else None
+        base = us(r, base_name)
+        per = None if not ips else 1e6 / ips
+        rr = None if per is None or base is None else per / base
+        cells += " %s per callback | %s %s |" % (fmt(per), "n/a" if rr is None else "%.2f" % rr,
+                                                 verdict(None if rr is None else rr <= limit))
+    print("| %s | %s | ≤ %s× |%s" % (label, base_name, limit, cells))
+callback_row("CallbackRoundTrip", "CallbackRoundTrip (child calls a parent int(int))", "RawPingPong", 1.15)
+callback_row("CallbackRoundTrip_Shm", "CallbackRoundTrip_Shm", "RawShmPingPong", 1.2)
 def rate_row(name, label, unit, floor):
     cells = ""
     for r in runs:

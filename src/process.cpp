@@ -38,13 +38,6 @@ constexpr int channel_fd_in_child = 3;
 constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
 constexpr int first_free_fd = 5;
 
-struct fd_guard {
-  int fd = -1;
-  ~fd_guard() {
-    if (fd >= 0) ::close(fd);
-  }
-  int release() { return std::exchange(fd, -1); }
-};
 
 }  // namespace
 

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
+#include <utility>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,6 +25,15 @@
 #include "procxy/options.hpp"
 
 namespace procxy::detail {
+
+// Owns a descriptor until release(): closed on every path that does not hand it on.
+struct fd_guard {
+  int fd = -1;
+  ~fd_guard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
 
 // Throws spawn_error("procxy: <what>: <strerror(e)>").
 [[noreturn]] void throw_errno(const std::string& what, int e);

@@ -152,13 +152,6 @@ transport_kind resolve(transport_kind k) {
                     "'; it must be 'socket' or 'shared_memory' (or unset)");
 }
 
-struct memfd_guard {
-  int fd = -1;
-  ~memfd_guard() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
 }  // namespace
 
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
@@ -169,7 +162,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   // The transport (docs/design.md "Shared-memory transport"): automatic falls back to the socket
   // where no sealed memfd can be made; asked for explicitly, shared memory fails the spawn.
   const transport_kind kind = resolve(opts.transport);
-  memfd_guard shm_fd;
+  fd_guard shm_fd;
   std::size_t ring = 0;
   if (kind == transport_kind::shared_memory) {
     ring = shm::ring_size(opts.shared_memory_ring);
@@ -218,7 +211,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   co.on_callback_error = opts.on_callback_error;
   co.callback_executor = opts.callback_executor;
   core->conn_ = connection::create(
-      shm_fd.fd >= 0 ? make_shm_transport(channel_fd, std::exchange(shm_fd.fd, -1), ring, 0, shm::may_spin())
+      shm_fd.fd >= 0 ? make_shm_transport(channel_fd, shm_fd.release(), ring, 0, shm::may_spin())
                      : make_socket_transport(channel_fd),
       core->handler_, co);
   // The thread keeps the handler alive: after terminate() from inside a callback it is detached

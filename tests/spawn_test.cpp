@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <exception>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -56,8 +57,16 @@ class Probe {
   int child_pid() const { return static_cast<int>(::getpid()); }
   int parent() const { return static_cast<int>(::getppid()); }
   void busy(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+  // Whether this process maps the shared-memory transport's rings (memfd "procxy-ring").
+  bool maps_rings() const {
+    std::ifstream in("/proc/self/maps");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.find("procxy-ring") != std::string::npos) return true;
+    return false;
+  }
 };
-PROCXY_CLASS(Probe, env, cwd, argv, open_fds, child_pid, parent, busy);
+PROCXY_CLASS(Probe, env, cwd, argv, open_fds, child_pid, parent, busy, maps_rings);
 
 TEST(Spawn, ReexecIsTheDefaultAndRunsThisExecutable) {
   auto p = procxy::spawn<Probe>();
@@ -219,3 +228,58 @@ TEST(Spawn, IdleChildExitsWhenItsParentIsKilled) { expect_child_exits_when_paren
 TEST(Spawn, BusyChildExitsWhenItsParentIsKilled) { expect_child_exits_when_parent_is_killed(true); }
 
 }  // namespace
+
+// ---- the transport (options.hpp, transport_kind) ------------------------------------------------
+
+// Restores an environment variable of the test process when it goes.
+struct scoped_env {
+  std::string name;
+  std::optional<std::string> old;
+  scoped_env(const char* n, const char* v) : name(n) {
+    if (const char* o = std::getenv(n)) old = o;
+    ::setenv(n, v, 1);
+  }
+  ~scoped_env() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+TEST(Transport, TheKindAskedForIsUsedInEverySpawnMode) {
+  for (auto mode : {procxy::spawn_mode::reexec, procxy::spawn_mode::fork}) {
+    for (auto kind : {procxy::transport_kind::socket, procxy::transport_kind::shared_memory}) {
+      SCOPED_TRACE(std::string(mode == procxy::spawn_mode::fork ? "fork, " : "reexec, ") +
+                   (kind == procxy::transport_kind::socket ? "socket" : "shared_memory"));
+      auto p = procxy::spawn<Probe>({.mode = mode, .transport = kind});
+      EXPECT_EQ(p.maps_rings().get(), kind == procxy::transport_kind::shared_memory);
+      EXPECT_EQ(p.env("PROCXY_SHM_FD").get(), "<unset>");  // init() removed it
+    }
+  }
+}
+
+TEST(Transport, AutomaticIsSharedMemoryUnlessProcxyTransportSaysOtherwise) {
+  {
+    scoped_env e("PROCXY_TRANSPORT", "");
+    EXPECT_TRUE(procxy::spawn<Probe>().maps_rings().get());
+  }
+  {
+    scoped_env e("PROCXY_TRANSPORT", "socket");
+    EXPECT_FALSE(procxy::spawn<Probe>().maps_rings().get());
+    // An explicit choice wins over the environment.
+    EXPECT_TRUE(procxy::spawn<Probe>({.transport = procxy::transport_kind::shared_memory}).maps_rings().get());
+  }
+}
+
+TEST(Transport, AnUnknownProcxyTransportFailsTheSpawnSayingWhatIsAllowed) {
+  scoped_env e("PROCXY_TRANSPORT", "carrier_pigeon");
+  try {
+    auto p = procxy::spawn<Probe>();
+    FAIL() << "spawned";
+  } catch (const procxy::spawn_error& x) {
+    const std::string w = x.what();
+    EXPECT_NE(w.find("carrier_pigeon"), std::string::npos) << w;
+    EXPECT_NE(w.find("'socket' or 'shared_memory'"), std::string::npos) << w;
+  }
+}

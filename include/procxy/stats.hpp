@@ -15,6 +15,8 @@ struct channel_stats {
   std::uint64_t frames_received = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
+  // Writes to the transport: system calls over the socket; copies into the ring over shared
+  // memory (a system call there only when the peer sleeps).
   std::uint64_t write_syscalls = 0;
   std::size_t pending_calls = 0;
   std::uint64_t calls_timed_out = 0;  // failed with timeout_error
