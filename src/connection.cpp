@@ -737,13 +737,15 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
       lead_read(lk, until, with_wakeup);
       continue;
     }
+    const auto seq = wake_seq_;
     lk.unlock();
     flush();
     lk.lock();
     // Re-check: while unlocked, the reader may have queued work for E (a nested request, or E's
-    // own reply behind one) and let go of the role and taken it again; its notify came before
-    // this wait.
-    if (st.is_ready() || (e && e_has_work())) continue;
+    // own reply behind one) and let go of the role and taken it again, or a callback may have
+    // been posted for this executor-blocked task to run (wake_waiters): their notify came
+    // before this wait.
+    if (st.is_ready() || (e && e_has_work()) || seq != wake_seq_) continue;
     const bool defer = defer_to_dispatch(e) || past;
     if (!past && !reading_ && !disconnected_ && !events_full()) {
       if (!defer) continue;  // take the role
