@@ -22,10 +22,6 @@ constexpr std::size_t read_chunk = 64 * 1024;
 // After this long without traffic the I/O thread stops re-checking, every linger, a reading role
 // held by another thread, and sleeps until woken (an idle proxy costs no CPU).
 constexpr auto active_window = std::chrono::milliseconds(100);
-// Coalesced one-way frames (events, notifications inside a request) go out within this long.
-constexpr auto oneway_delay = std::chrono::microseconds(500);
-// A one-way sender waits while this much is queued and not yet written (backpressure).
-constexpr std::size_t oneway_high_water = std::size_t{1} << 20;
 
 bool trace_enabled() {
   const char* v = std::getenv("PROCXY_TRACE");
@@ -54,6 +50,7 @@ connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> e
       side_(o.s),
       opts_(o),
       trace_(trace_enabled()),
+      writer_(*t_, io_link_, reading_linger),
       max_events_(o.max_events),
       drop_oldest_(o.drop_oldest) {
   rbuf_.reserve(read_chunk);
@@ -70,7 +67,7 @@ std::shared_ptr<connection> connection::create(std::unique_ptr<transport> t,
   // The hello goes first, before anything any thread can send (protocol.hpp).
   byte_buffer hello;
   encode_hello(hello);
-  c->enqueue(hello.view(), hold::none, false);
+  c->writer_.enqueue(hello.view(), hold::none);
   // The I/O thread keeps the connection alive until close() stops it.
   c->io_ = std::thread([c] { c->run_io(); });
   if (c->trace_) c->trace(std::string("transport: ") + c->t_->name());
@@ -91,141 +88,31 @@ void connection::trace(const std::string& text) const {
 // ---- sending -----------------------------------------------------------------------------------
 
 void connection::send(std::span<const std::byte> f, bool defer) {
-  enqueue(f, defer ? hold::call : hold::none);
+  writer_.enqueue(f, defer ? hold::call : hold::none);
 }
 
 void connection::send_one_way(std::span<const std::byte> f) {
   // Inside a request on the dispatch thread (a method that emits, a callback that notifies):
   // coalesced, and written within oneway_delay by the I/O thread if the reply does not come
   // first. From anywhere else: at once.
-  enqueue(f, on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none, /*bounded=*/true);
+  writer_.enqueue(f, on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none, /*bounded=*/true);
 }
 
-void connection::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
-  bool wake = false;
-  {
-    std::unique_lock lk(wmu_);
-    if (bounded && queued_bytes() >= oneway_high_water) {
-      // Backpressure: the peer reads slower than this side emits (the parent stops reading
-      // while its listeners are behind, block_emitter). Wait until the I/O thread has written
-      // the queue down, so an emitter cannot grow this process's memory without bound.
-      ++wfull_waiters_;
-      wcv_.wait(lk, [&] { return wclosed_ || queued_bytes() < oneway_high_water; });
-      --wfull_waiters_;
-    }
-    if (wclosed_) throw terminated("procxy: the connection is closed");
-    bump(frames_sent_, 1);  // wmu_ held: no other writer
-    bump(bytes_sent_, f.size());
-    wpending_.append(f.data(), f.size());
-    if (writing_) return;  // the owner of the writing role sends these bytes next, in order
-    if (h == hold::none || wpending_.size() >= read_chunk) {
-      writing_ = true;
-      drain_writes(lk);
-      return;
-    }
-    // Held for a flush trigger (docs/design.md "Liveness", point 4); the I/O thread is the one
-    // that is always there, so it must look by the time they are due.
-    clock::time_point now{};
-    if (deferred_since_.load(std::memory_order_relaxed) == no_deadline_rep) {
-      now = clock::now();
-      deferred_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
-      wake = io_deep_.load(std::memory_order_relaxed);
-    }
-    if (h == hold::one_way && !oneway_deferred_.exchange(true, std::memory_order_relaxed)) {
-      // An I/O thread that looks again within the delay anyway picks these up; waking it for
-      // every call that emits would cost a context switch each.
-      if (now == clock::time_point{}) now = clock::now();
-      wake = wake || from_rep(io_wake_at_.load(std::memory_order_relaxed)) > now + oneway_delay;
-    }
-  }
-  if (wake) {
-    std::lock_guard lk(mu_);
-    wake_io();
-  }
+void connection::flush() { writer_.flush(); }
+
+void connection::shutdown_write() noexcept { writer_.shutdown_write(); }
+
+void connection::io_link::wake_for_writes() {
+  std::lock_guard lk(c_.mu_);
+  c_.wake_io();
 }
 
-void connection::flush() {
-  std::unique_lock lk(wmu_);
-  if (writing_ || wpending_.empty()) return;
-  writing_ = true;
-  try {
-    drain_writes(lk);
-  } catch (const terminated&) {
-    // The peer is gone; the reader sees EOF and fails what is pending.
-  }
+bool connection::io_link::is_current() const noexcept {
+  return std::this_thread::get_id() == c_.io_.get_id();
 }
 
-void connection::drain_writes(std::unique_lock<std::mutex>& lk) {
-  for (;;) {
-    if (woff_ == wspare_.size()) {
-      wspare_.clear();
-      woff_ = 0;
-      if (wpending_.empty()) break;
-      std::swap(wpending_, wspare_);
-      deferred_since_.store(no_deadline_rep, std::memory_order_relaxed);
-      oneway_deferred_.store(false, std::memory_order_relaxed);
-    }
-    lk.unlock();
-    std::size_t n = 0;
-    try {
-      n = t_->write_some(wspare_.data() + woff_, wspare_.size() - woff_);
-    } catch (...) {
-      lk.lock();
-      writing_ = false;
-      wclosed_ = true;
-      wpending_.clear();
-      wspare_.clear();
-      woff_ = 0;
-      wcv_.notify_all();
-      throw;
-    }
-    bump(write_syscalls_, 1);  // the writing role: one thread at a time
-    lk.lock();
-    if (n == 0) {
-      // The transport is full: the peer reads (its I/O thread always does), but not right now.
-      // The I/O thread keeps the writing role and goes on when there is room; this thread
-      // returns at once (docs/design.md "Liveness": no user thread waits for the peer).
-      wblocked_.store(true, std::memory_order_release);
-      if (std::this_thread::get_id() != io_.get_id()) {
-        lk.unlock();
-        {
-          std::lock_guard g(mu_);
-          wake_io();
-        }
-        lk.lock();
-      }
-      return;
-    }
-    woff_ += n;
-    if (wfull_waiters_ > 0 && queued_bytes() < oneway_high_water) wcv_.notify_all();
-  }
-  writing_ = false;
-  if (shut_write_) t_->shutdown_write();
-  wcv_.notify_all();
-}
-
-void connection::io_write() {
-  std::unique_lock lk(wmu_);
-  if (!wblocked_.load(std::memory_order_acquire)) return;
-  wblocked_.store(false, std::memory_order_release);
-  try {
-    drain_writes(lk);  // keeps the role: writing_ is still set
-  } catch (...) {
-    // The peer is gone; the reader sees EOF.
-  }
-}
-
-void connection::shutdown_write() noexcept {
-  std::lock_guard lk(wmu_);
-  shut_write_ = true;
-  if (!writing_ && wpending_.empty()) t_->shutdown_write();
-}
-
-clock::time_point connection::deferred_due() const {
-  auto since = deferred_since_.load(std::memory_order_relaxed);
-  if (since == no_deadline_rep) return no_deadline;
-  auto at = from_rep(since);
-  return oneway_deferred_.load(std::memory_order_relaxed) ? at + oneway_delay : at + reading_linger;
+clock::time_point connection::io_link::looks_again_at() const noexcept {
+  return from_rep(c_.io_wake_at_.load());
 }
 
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
@@ -983,15 +870,8 @@ void connection::stop() {
 }
 
 void connection::close(std::chrono::milliseconds drain) {
-  if (drain.count() > 0) {
-    std::unique_lock wl(wmu_);
-    wcv_.wait_for(wl, drain, [&] { return wclosed_ || (!writing_ && wpending_.empty()); });
-  }
-  {
-    std::lock_guard wl(wmu_);
-    wclosed_ = true;  // nothing more goes out; an emitter held by backpressure gives up
-    wcv_.notify_all();
-  }
+  if (drain.count() > 0) writer_.drain(drain);
+  writer_.close();  // nothing more goes out; an emitter held by backpressure gives up
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
@@ -1039,14 +919,14 @@ void connection::run_io() {
       continue;
     }
     auto now = clock::now();
-    const auto flush_due = deferred_due();
+    const auto flush_due = writer_.due();
     if (flush_due <= now) {
       lk.unlock();
       flush();
       lk.lock();
       continue;
     }
-    const bool want_write = wblocked_.load(std::memory_order_acquire);
+    const bool want_write = writer_.blocked();
     bool read = false;
     if (io_should_read(now, keep)) {
       read = true;
@@ -1065,7 +945,10 @@ void connection::run_io() {
         else if (now - last < active_window)
           wake = std::min(wake, now + reading_linger);  // the holder may let go with nobody after it
       }
-      io_wake_at_.store(wake.time_since_epoch().count(), std::memory_order_relaxed);
+      // seq_cst store, then due() again: a frame held meanwhile either saw this time (and
+      // wakes this thread, through mu_) or is seen here (frame_writer::enqueue).
+      io_wake_at_.store(wake.time_since_epoch().count());
+      if (writer_.due() < flush_due) continue;
       // Not looking again within a linger: whoever frees the role must wake this thread.
       io_deep_.store(wake > now + reading_linger, std::memory_order_relaxed);
       if (wake == no_deadline)
@@ -1075,8 +958,9 @@ void connection::run_io() {
       io_deep_.store(false, std::memory_order_relaxed);
       continue;
     }
-    const auto until = std::min(calls_.next_deadline(), flush_due);
-    io_wake_at_.store(until.time_since_epoch().count(), std::memory_order_relaxed);
+    auto until = std::min(calls_.next_deadline(), flush_due);
+    io_wake_at_.store(until.time_since_epoch().count());  // as above
+    until = std::min(until, writer_.due());
     io_polls_ = true;
     lk.unlock();
     std::vector<frame> batch;
@@ -1094,7 +978,7 @@ void connection::run_io() {
       } catch (const std::exception&) {
         disconnect(std::current_exception());
       }
-      if (r.writable) io_write();
+      if (r.writable) writer_.continue_blocked();
       if (read && r.readable) read_frames(batch);
     }
     if (read && !batch.empty())
@@ -1189,11 +1073,11 @@ std::exception_ptr connection::broken_reason() const {
 
 channel_stats connection::stats() const {
   channel_stats s;
-  s.frames_sent = frames_sent_.load();
+  s.frames_sent = writer_.frames();
   s.frames_received = frames_received_.load();
-  s.bytes_sent = bytes_sent_.load();
+  s.bytes_sent = writer_.bytes();
   s.bytes_received = bytes_received_.load();
-  s.write_syscalls = write_syscalls_.load();
+  s.write_syscalls = writer_.write_calls();
   s.calls_timed_out = calls_timed_out_.load();
   s.calls_retried = calls_retried_.load();
   s.callbacks_lent = callbacks_->local_live();

@@ -15,14 +15,12 @@
 #include <vector>
 
 #include "procxy/detail/buffer.hpp"
+#include "procxy/detail/clock.hpp"
 #include "procxy/detail/codec.hpp"
 #include "procxy/detail/protocol.hpp"
 #include "procxy/future.hpp"
 
 namespace procxy::detail {
-
-using clock = std::chrono::steady_clock;
-inline constexpr clock::time_point no_deadline = clock::time_point::max();
 
 // Completes `st` from a reply body: reply_value carries the value, reply_error an error payload
 // (typed; see method.hpp).

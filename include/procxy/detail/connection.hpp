@@ -38,6 +38,7 @@
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/call_table.hpp"
 #include "procxy/detail/codec.hpp"
+#include "procxy/detail/frame_writer.hpp"
 #include "procxy/detail/transport.hpp"
 #include "procxy/detail/protocol.hpp"
 #include "procxy/future.hpp"
@@ -327,20 +328,17 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Runs the endpoint's disconnected() and fails what is pending (I/O thread).
   void handle_disconnect(std::exception_ptr cause);
 
-  // ---- writing
-  // How long a frame may wait for company: not at all, a linger (calls past 8 in flight,
-  // releases), or oneway_delay (one-way frames of the dispatch thread inside a request).
-  enum class hold { none, call, one_way };
-  // `bounded` (one-way frames of user code): waits while 1 MiB is queued and unwritten.
-  void enqueue(std::span<const std::byte> frame, hold h, bool bounded = false);
-  std::size_t queued_bytes() const noexcept {  // wmu_ held
-    return wpending_.size() + (wspare_.size() - woff_);
-  }
-  // Writes wpending_ until it is empty or the transport is full (then the I/O thread goes on).
-  // wmu_ held on entry and exit; the caller has just taken the writing role (writing_).
-  void drain_writes(std::unique_lock<std::mutex>& lk);
-  // The I/O thread continues a write the transport could not take.
-  void io_write();
+  // ---- writing: frame_writer (the I/O thread as the writer sees it)
+  class io_link final : public frame_writer::io_thread {
+   public:
+    explicit io_link(connection& c) : c_(c) {}
+    void wake_for_writes() override;
+    bool is_current() const noexcept override;
+    clock::time_point looks_again_at() const noexcept override;
+
+   private:
+    connection& c_;
+  };
 
   const std::unique_ptr<transport> t_;
   const std::shared_ptr<endpoint> ep_;
@@ -352,20 +350,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::thread io_;
   std::mutex close_mu_;
 
-  // --- write side, under wmu_. Bytes go out in this order: wspare_[woff_..], then wpending_.
-  std::mutex wmu_;
-  std::condition_variable wcv_;    // close(drain): the queue emptied
-  bool writing_ = false;           // someone owns the writing role (wspare_)
-  std::atomic<bool> wblocked_{false};  // the transport is full: the I/O thread owns the role
-  bool wclosed_ = false;           // the peer is gone or close() ran: frames are refused
-  bool shut_write_ = false;        // shut the write side down once the queue is empty
-  int wfull_waiters_ = 0;          // one-way senders waiting for the queue to shrink
-  byte_buffer wpending_, wspare_;
-  std::size_t woff_ = 0;
-  // Held-back frames waiting since (no_deadline: none); whether they include coalesced one-way
-  // frames (due sooner). Written under wmu_, read by the I/O thread without it.
-  std::atomic<clock::rep> deferred_since_{no_deadline.time_since_epoch().count()};
-  std::atomic<bool> oneway_deferred_{false};
+  // --- write side (its own lock; never taken with mu_ held, except by the I/O thread's
+  // wake-up through io_link, which takes mu_ with no writer lock held)
+  io_link io_link_{*this};
+  frame_writer writer_;
 
   // --- read side: rbuf_ is touched only by the thread holding the reading role
   byte_buffer rbuf_;
@@ -381,7 +369,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool reader_polls_ = false;      // the role holder waits in transport::wait (wake it there)
   bool reader_is_io_ = false;      // the role holder is the I/O thread (its own wake slot)
   bool io_polls_ = false;          // the I/O thread waits in transport::wait
-  std::atomic<clock::rep> io_wake_at_{no_deadline.time_since_epoch().count()};  // looks again
+  // When the I/O thread looks again unwoken (seq_cst: pairs with frame_writer's held frames).
+  std::atomic<clock::rep> io_wake_at_{no_deadline.time_since_epoch().count()};
   std::atomic<bool> io_deep_{false};  // the I/O thread sleeps until woken (nothing to watch)
   bool e_busy_ = false;            // E is running queued items
   bool e_idle_ = false;            // E waits for work in run_dispatch_loop
@@ -423,8 +412,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::atomic<bool> e_is_elsewhere_{false};
   std::uint64_t wake_seq_ = 0;     // under mu_: wake_waiters() calls (no lost wake-up, see wait)
 
-  std::atomic<std::uint64_t> frames_sent_{0}, frames_received_{0}, bytes_sent_{0},
-      bytes_received_{0}, write_syscalls_{0}, calls_timed_out_{0}, calls_retried_{0};
+  std::atomic<std::uint64_t> frames_received_{0}, bytes_received_{0}, calls_timed_out_{0},
+      calls_retried_{0};
 
   friend class connection_test_access;
 };
