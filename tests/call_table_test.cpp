@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <vector>
 
 #include "procxy/detail/call_table.hpp"
 
@@ -130,6 +131,51 @@ TEST(CallTable, TakeAllEmptiesTheTable) {
   EXPECT_TRUE(t.empty());
   EXPECT_EQ(t.next_deadline(), no_deadline);
   EXPECT_TRUE(t.expire(t0 + 1h, true).expired.empty());
+}
+
+// More calls in flight than the ring holds: the oldest move beside it and are still found,
+// expired and taken by take_all; answered out of order, each is found exactly once.
+TEST(CallTable, CallsBeyondTheRingAreKeptAndFoundInAnyOrder) {
+  call_table t;
+  const std::size_t n = call_table::max_ring * 3 + 5;
+  std::vector<std::uint64_t> ids;
+  for (std::size_t i = 0; i < n; ++i) ids.push_back(t.add(call(i % 7 == 0 ? t0 : no_deadline)));
+  EXPECT_EQ(t.size(), n);
+  // Take every other one, newest first, then check the rest are still there.
+  for (std::size_t i = n; i-- > 0;)
+    if (i % 2 == 1) {
+      auto pc = t.take(ids[i]);
+      ASSERT_TRUE(pc.has_value()) << i;
+      EXPECT_EQ(pc->st->call_id, ids[i]);
+      EXPECT_FALSE(t.take(ids[i]).has_value());
+    }
+  EXPECT_EQ(t.size(), n - n / 2);
+  // The calls with a deadline expire wherever they are kept.
+  auto x = t.expire(t0, false);
+  std::size_t with_deadline = 0;
+  for (std::size_t i = 0; i < n; i += 2) with_deadline += i % 7 == 0;
+  EXPECT_EQ(x.expired.size(), with_deadline);
+  for (auto& pc : x.expired) EXPECT_TRUE(t.forget_late(pc.st->call_id));
+  EXPECT_EQ(t.next_deadline(), no_deadline);
+  auto rest = t.take_all();
+  EXPECT_EQ(rest.size(), n - n / 2 - with_deadline);
+  EXPECT_TRUE(t.empty());
+  for (std::size_t i = 0; i < n; ++i) EXPECT_FALSE(t.take(ids[i]).has_value());
+}
+
+// A call that stays out while many others come and go is still there at the end.
+TEST(CallTable, ALongCallOutlivesManyShortOnes) {
+  call_table t;
+  const auto slow = t.add(call(no_deadline, "slow"));
+  for (int i = 0; i < 100'000; ++i) {
+    auto id = t.add(call(no_deadline));
+    ASSERT_TRUE(t.take(id).has_value());
+  }
+  EXPECT_EQ(t.size(), 1u);
+  auto pc = t.take(slow);
+  ASSERT_TRUE(pc.has_value());
+  EXPECT_STREQ(pc->what, "slow");
+  EXPECT_TRUE(t.empty());
 }
 
 }  // namespace

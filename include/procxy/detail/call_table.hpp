@@ -49,6 +49,10 @@ struct pending_call {
   clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
 };
 
+// Ids are handed out in sequence and most calls are answered roughly in order, so the calls in
+// flight live in a ring indexed by the id's low bits (no allocation, no hashing per call); a
+// call still in flight when the ring wraps onto its slot (more than `max_ring` newer calls went
+// out after it) moves to a hash map beside the ring.
 class call_table {
  public:
   // Registers a call under a new id (ids start at 1 and never repeat) and returns the id; the
@@ -69,16 +73,31 @@ class call_table {
   // again; the others are returned to be failed.
   expiry expire(clock::time_point now, bool retry);
   // Takes every call out (the connection broke).
-  std::unordered_map<std::uint64_t, pending_call> take_all();
+  std::vector<pending_call> take_all();
 
   // The earliest deadline of a call in flight (no_deadline if none).
   clock::time_point next_deadline() const noexcept { return next_deadline_; }
-  std::size_t size() const noexcept { return calls_.size(); }
-  bool empty() const noexcept { return calls_.empty(); }
+  std::size_t size() const noexcept { return in_ring_ + spilled_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+
+  static constexpr std::size_t first_ring = 16, max_ring = 4096;  // slots, powers of two
 
  private:
+  struct slot {
+    std::uint64_t id = 0;  // 0: free
+    pending_call pc;
+  };
+  void insert(std::uint64_t id, pending_call&& pc);
+  void grow();
+  // Calls every f(id, pending_call&) for the calls in flight; f returns true to take it out
+  // (then it must have moved the call away).
+  template <typename F>
+  void sweep(F&& f);
   void recompute_deadline();
-  std::unordered_map<std::uint64_t, pending_call> calls_;
+
+  std::vector<slot> ring_;
+  std::size_t in_ring_ = 0;
+  std::unordered_map<std::uint64_t, pending_call> spilled_;  // older calls the ring wrapped onto
   std::unordered_set<std::uint64_t> late_;  // timed out: a late reply is dropped, not an error
   std::uint64_t next_id_ = 1;
   clock::time_point next_deadline_ = no_deadline;

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -282,6 +283,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Routes frames in order: replies complete directly unless a one-way request is ahead of them
   // (parent); everything else goes through E's queue. mu_ held.
   void route(std::vector<frame>& batch, std::unique_lock<std::mutex>& lk);
+  // Keeps a read batch's storage for the next reader (mu_ held, the batch routed).
+  void keep_batch(std::vector<frame>& batch);
+  static constexpr std::size_t max_kept_batch = 4096;
   // Gives the reading role back and tells whoever should take it next. mu_ held.
   void release_role(bool read_replies);
   void complete(frame& f);
@@ -359,6 +363,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   byte_buffer rbuf_;
   std::size_t rpos_ = 0;
   bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
+  std::vector<frame> spare_batch_;  // under mu_: storage for the next reader's batch
+  std::vector<std::optional<pending_call>> run_calls_;  // route()'s run of replies (the role's)
 
   // --- shared state, under mu_
   mutable std::mutex mu_;
