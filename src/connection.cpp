@@ -32,8 +32,6 @@ bool trace_enabled() {
 // for anything, it keeps serving their queues (docs/design.md "Liveness: nested work").
 thread_local std::vector<connection*> t_dispatching;
 
-clock::time_point from_rep(clock::rep r) { return clock::time_point(clock::duration(r)); }
-constexpr clock::rep no_deadline_rep = no_deadline.time_since_epoch().count();
 
 }  // namespace
 

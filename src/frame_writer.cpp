@@ -6,18 +6,6 @@
 
 namespace procxy::detail {
 
-namespace {
-
-clock::time_point from_rep(clock::rep r) { return clock::time_point(clock::duration(r)); }
-constexpr clock::rep no_deadline_rep = no_deadline.time_since_epoch().count();
-
-// Adds to a counter only the writing role's holder (or mu_'s) changes: no locked RMW.
-void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
-}  // namespace
-
 frame_writer::frame_writer(transport& t, io_thread& io, std::chrono::microseconds linger)
     : t_(t), io_(io), linger_(linger) {}
 

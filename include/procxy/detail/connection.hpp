@@ -75,11 +75,6 @@ struct frame {
   frame_body body;
 };
 
-// Adds to a statistics counter that only one thread at a time changes (under a lock or a role):
-// a plain load and store, no locked read-modify-write; readers on other threads see a value.
-inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 
 class connection;
 

@@ -27,6 +27,12 @@
 
 namespace procxy::detail {
 
+// Adds to a statistics counter that only one thread at a time changes (under a lock or a role):
+// a plain load and store, no locked read-modify-write; readers on other threads see a value.
+inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
 // How long a frame may wait for company: not at all, a linger (calls past 8 in flight,
 // releases), or oneway_delay (one-way frames of the dispatch thread inside a request).
 enum class hold { none, call, one_way };
