@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -270,6 +271,40 @@ TEST(Transport, AutomaticIsSharedMemoryUnlessProcxyTransportSaysOtherwise) {
     // An explicit choice wins over the environment.
     EXPECT_TRUE(procxy::spawn<Probe>({.transport = procxy::transport_kind::shared_memory}).maps_rings().get());
   }
+}
+
+// Where no sealed memfd of the ring's size can be made (here: a file-size limit below it, so its
+// ftruncate fails with EFBIG), automatic falls back to the socket; shared memory asked for
+// explicitly fails the spawn and says why.
+TEST(Transport, AutomaticFallsBackToTheSocketWhereNoSharedMemoryCanBeMade) {
+  scoped_env e("PROCXY_TRANSPORT", "");
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);  // else the failed ftruncate kills the test
+  rlimit small = old;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  bool fell_back = false, refused = false;
+  std::string why;
+  try {
+    fell_back = !procxy::spawn<Probe>().maps_rings().get();
+    try {
+      auto p = procxy::spawn<Probe>({.transport = procxy::transport_kind::shared_memory});
+    } catch (const procxy::spawn_error& x) {
+      refused = true;
+      why = x.what();
+    }
+  } catch (...) {
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, old_handler);
+    throw;
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_TRUE(fell_back);
+  EXPECT_TRUE(refused);
+  EXPECT_NE(why.find("shared-memory transport cannot be set up"), std::string::npos) << why;
+  EXPECT_TRUE(procxy::spawn<Probe>().maps_rings().get());  // and back once it can
 }
 
 TEST(Transport, AnUnknownProcxyTransportFailsTheSpawnSayingWhatIsAllowed) {
