@@ -100,6 +100,11 @@ void connection::flush() { writer_.flush(); }
 
 void connection::shutdown_write() noexcept { writer_.shutdown_write(); }
 
+void connection::stop_reading() noexcept {
+  read_stopped_.store(true, std::memory_order_release);
+  t_->shutdown_read();
+}
+
 void connection::io_link::wake_for_writes() {
   std::lock_guard lk(c_.mu_);
   c_.wake_io();
@@ -189,7 +194,7 @@ bool connection::read_frames(std::vector<frame>& out) {
     rbuf_.resize(have);
     // EOF in the middle of a frame: the peer sent a truncated one. (A peer that exits with our
     // frames unread in its socket gives ECONNRESET instead of EOF: the same case.)
-    if (have > 0)
+    if (have > 0 && !read_stopped_.load(std::memory_order_acquire))
       disconnect(std::make_exception_ptr(protocol_error(
           "procxy: the peer closed the connection in the middle of a frame (" +
           std::to_string(have) + " bytes of an incomplete frame)")));

@@ -264,7 +264,7 @@ class shm_transport final : public transport, hangup_target {
     reset = false;
     for (;;) {
       if (broken_.load(std::memory_order_acquire)) throw protocol_error(why());
-      if (shut_.load(std::memory_order_acquire)) return 0;
+      if (shut_.load(std::memory_order_acquire) || read_shut_.load(std::memory_order_acquire)) return 0;
       std::uint64_t avail = in_available();
       if (broken_.load(std::memory_order_acquire)) continue;
       if (avail > 0) return take(p, static_cast<std::size_t>(std::min<std::uint64_t>(avail, n)));
@@ -305,6 +305,11 @@ class shm_transport final : public transport, hangup_target {
   void shutdown_write() noexcept override {
     at<std::uint32_t>(base_, shm::off_closed(side_)).store(1, std::memory_order_release);
     ring_peer(shm::wants_readable);
+  }
+
+  void shutdown_read() noexcept override {
+    read_shut_.store(true, std::memory_order_release);
+    ring_local(true);
   }
 
   bool can_pass_descriptors() const noexcept override { return false; }
@@ -424,7 +429,8 @@ class shm_transport final : public transport, hangup_target {
   wait_result check(bool readable, bool writable, int slot) noexcept {
     wait_result r;
     const bool done = shut_.load(std::memory_order_acquire) || peer_gone_.load(std::memory_order_acquire);
-    if (readable) r.readable = done || in_available() > 0 || in_closed();
+    if (readable)
+      r.readable = done || read_shut_.load(std::memory_order_acquire) || in_available() > 0 || in_closed();
     // The peer's read index is checked on every look, not only when this side writes: a peer
     // that breaks it is caught while we wait for its reply.
     const bool room = out_space() > 0;
@@ -560,6 +566,7 @@ class shm_transport final : public transport, hangup_target {
   std::atomic<std::uint64_t> in_head_seen_{0};   // the peer's write index, last checked
 
   std::atomic<bool> shut_{false}, peer_gone_{false}, broken_{false};
+  std::atomic<bool> read_shut_{false};  // shutdown_read(): every read is EOF from now on
   std::mutex why_mu_;
   std::string why_;
   std::atomic<bool> woken_[2] = {false, false};

@@ -309,6 +309,9 @@ void proxy_core::terminate(const char* reason) {
       // already gone; the waits below reap it
     }
     conn_->shutdown_write();
+    // Every call has failed: a thread blocked reading for its reply returns now, not when the
+    // child has exited (up to the grace periods below).
+    conn_->stop_reading();
     int grace = static_cast<int>(opts_.terminate_grace.count());
     if (!child_->wait_exit(grace)) {
       child_->kill(SIGTERM);

@@ -45,6 +45,7 @@ class scripted_transport final : public transport {
     std::lock_guard lk(mu);
     write_shut_at = out.size();
   }
+  void shutdown_read() noexcept override {}
   bool can_pass_descriptors() const noexcept override { return false; }
   const char* name() const noexcept override { return "scripted"; }
 

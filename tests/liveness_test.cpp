@@ -46,12 +46,16 @@ namespace liveness_test {
 
 using clock_type = std::chrono::steady_clock;
 
+// Sanitized builds run these tests 10-30x slower, and the million-call tests slower still when
+// two run at once on two CPUs (29-36 s under TSan, 2026-12-03): their bounds are doubled there.
+constexpr std::chrono::seconds scaled(std::chrono::seconds s) { return sanitized_build ? 2 * s : s; }
+
 // Ends the whole process if the test has not finished within `limit`: the last resort for a
 // block outside any bounded wait (a call expression that never returns, a destructor that never
 // ends). Declared first in a test, so it is destroyed last, after the proxies.
 class watchdog {
  public:
-  explicit watchdog(std::chrono::seconds limit = 55s)
+  explicit watchdog(std::chrono::seconds limit = scaled(55s))
       : thread_([this, limit] {
           std::unique_lock lk(m_);
           if (!cv_.wait_for(lk, limit, [&] { return done_; })) {
@@ -238,7 +242,7 @@ void many_in_flight_from_one_thread(int n) {
   const auto t0 = clock_type::now();
   for (int i = 0; i < n; ++i) futures.push_back(p.inc(i));
   const auto issued_ms = ms_since(t0);
-  const auto deadline = clock_type::now() + 30s;
+  const auto deadline = clock_type::now() + scaled(30s);
   for (int i = 0; i < n; ++i) {
     auto& f = futures[static_cast<std::size_t>(i)];
     ASSERT_EQ(f.wait_until(deadline), std::future_status::ready)
@@ -269,7 +273,7 @@ TEST(Liveness, OneMillionCallsInFlightFromEightThreadsAtOnceAllComplete) {
       futures.reserve(per_thread);
       const int base = t * per_thread;
       for (int i = 0; i < per_thread; ++i) futures.push_back(p.inc(base + i));
-      const auto deadline = clock_type::now() + 30s;
+      const auto deadline = clock_type::now() + scaled(30s);
       for (int i = 0; i < per_thread; ++i) {
         auto& f = futures[static_cast<std::size_t>(i)];
         if (f.wait_until(deadline) != std::future_status::ready) {
@@ -584,6 +588,31 @@ TEST(Liveness, AnEmitterThatThePeerDoesNotKeepUpWithWaits) {
   std::lock_guard lk(m);
   EXPECT_EQ(delivered, n);
   std::filesystem::remove(path);
+}
+
+// A thread waiting for a call's reply (holding the reading role, blocked in a read) while
+// another thread terminates the proxy: the call fails at once and that thread returns then, not
+// when the child has finished its work and exited (an outside user's trial: get() returned only
+// after terminate_grace, 2 s, with the future already failed).
+TEST(Liveness, AThreadWaitingForAReplyReturnsAtOnceWhenTheProxyIsTerminated) {
+  for (int round = 0; round < 2; ++round) {
+    auto w = procxy::spawn<Timing>({.terminate_grace = std::chrono::seconds(20)});
+    ASSERT_EQ(w.fast(1).get(), 1);
+    auto busy = w.sleep_ms(2500);  // the child is busy in user code
+    auto f = w.fast(2);            // queued behind it; this thread will read for it
+    std::chrono::steady_clock::time_point asked{};
+    std::thread killer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      asked = std::chrono::steady_clock::now();
+      w.terminate();
+    });
+    EXPECT_THROW(f.get(), procxy::terminated);
+    const auto returned = std::chrono::steady_clock::now();
+    killer.join();
+    // Without stop_reading() this is >= 2.45 s (the child's sleep); with it, milliseconds.
+    EXPECT_LT(returned - asked, std::chrono::milliseconds(1500)) << "round " << round;
+    EXPECT_THROW(busy.get(), procxy::terminated);
+  }
 }
 
 }  // namespace liveness_test

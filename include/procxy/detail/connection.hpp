@@ -180,6 +180,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void close(std::chrono::milliseconds drain = {});
   // Half-closes: no more frames will be sent by this side (after those queued).
   void shutdown_write() noexcept;
+  // Nothing more from the peer matters (terminate(), after break_with): every reader returns
+  // now, a thread blocked in a read for a call that has just failed included, and the channel
+  // ends as at EOF (never a protocol error for a frame cut short).
+  void stop_reading() noexcept;
 
   // Fails every pending call with `e` and refuses new ones (first reason wins). Thread-safe.
   void break_with(std::exception_ptr e);
@@ -358,6 +362,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   byte_buffer rbuf_;
   std::size_t rpos_ = 0;
   bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
+  std::atomic<bool> read_stopped_{false};  // stop_reading() ran
   std::vector<frame> spare_batch_;  // under mu_: storage for the next reader's batch
   std::vector<std::optional<pending_call>> run_calls_;  // route()'s run of replies (the role's)
 

@@ -15,6 +15,7 @@
 //                  each on its own wake slot.
 //   wake(slot)     makes the current or next wait() on that slot return. Any thread.
 //   shutdown()     wakes every reader (EOF) and writer (error); idempotent, any thread.
+//   shutdown_read()  the same for readers only (terminate: nothing more from the peer matters).
 #pragma once
 
 #include <chrono>
@@ -48,6 +49,9 @@ class transport {
   virtual void shutdown() noexcept = 0;
   // No more bytes will be written by this side (the peer reads EOF after what was sent).
   virtual void shutdown_write() noexcept = 0;
+  // No more bytes will be read by this side: a reader blocked in read() returns 0 (EOF) now, as
+  // does every later read, and waits for readable return at once. The peer's writes may fail.
+  virtual void shutdown_read() noexcept = 0;
   // Whether file descriptors can travel with the bytes (SCM_RIGHTS on a unix socket).
   virtual bool can_pass_descriptors() const noexcept = 0;
   virtual const char* name() const noexcept = 0;
