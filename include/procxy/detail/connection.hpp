@@ -376,7 +376,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool reader_is_io_ = false;      // the role holder is the I/O thread (its own wake slot)
   bool io_polls_ = false;          // the I/O thread waits in transport::wait
   // When the I/O thread looks again unwoken (seq_cst: pairs with frame_writer's held frames).
-  std::atomic<clock::rep> io_wake_at_{no_deadline.time_since_epoch().count()};
+  std::atomic<clock::rep> io_wake_at_{no_deadline_rep};
   std::atomic<bool> io_deep_{false};  // the I/O thread sleeps until woken (nothing to watch)
   bool e_busy_ = false;            // E is running queued items
   bool e_idle_ = false;            // E waits for work in run_dispatch_loop

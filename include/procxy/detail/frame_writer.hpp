@@ -112,7 +112,7 @@ class frame_writer {
   std::size_t off_ = 0;
   // Held frames waiting since (no_deadline: none); whether they include one-way frames (due
   // sooner). Written under mu_, read by the I/O thread without it.
-  std::atomic<clock::rep> held_since_{no_deadline.time_since_epoch().count()};
+  std::atomic<clock::rep> held_since_{no_deadline_rep};
   std::atomic<bool> oneway_held_{false};
 
   std::atomic<std::uint64_t> frames_{0}, bytes_{0}, write_calls_{0};
