@@ -125,7 +125,7 @@ class child_server final : public endpoint {
     auto it = ctor_table().find(id);
     try {
       if (it == ctor_table().end())
-        throw std::logic_error(
+        throw spawn_error(
             "procxy: this executable has no registered constructor for the requested class and "
             "argument types (a worker binary needs PROCXY_CONSTRUCTOR(Class, Args...))");
       reply.what = it->second.name;

@@ -50,7 +50,8 @@ enum class exception_code : std::uint8_t {
   system_error,
   serialization_error,  // procxy's own: a result too large or not encodable in the child
   registered,           // a PROCXY_EXCEPTION type
-  last = registered,
+  spawn_error,          // procxy's own: the child has no constructor for the construct request
+  last = spawn_error,
 };
 
 enum class category_code : std::uint8_t { generic = 0, system = 1, other = 2 };
@@ -76,6 +77,7 @@ exception_code classify(const std::exception& e) {
   if (is_exactly<std::system_error>(e)) return exception_code::system_error;
   if (is_exactly<std::exception>(e)) return exception_code::exception;
   if (is_exactly<serialization_error>(e)) return exception_code::serialization_error;
+  if (is_exactly<spawn_error>(e)) return exception_code::spawn_error;
   return exception_code::other;
 }
 
@@ -113,6 +115,15 @@ std::uint64_t register_exception_entry(const exception_entry& e) {
   r.by_type.emplace(std::type_index(*e.type), id);
   if (e.rebuilt_type) r.by_type.emplace(std::type_index(*e.rebuilt_type), id);
   return id;
+}
+
+std::string readable_type_name(const std::type_info& t) {
+  std::string s = demangle(t.name());
+  static constexpr std::string_view long_string =
+      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >";
+  for (auto at = s.find(long_string); at != std::string::npos; at = s.find(long_string, at))
+    s.replace(at, long_string.size(), "std::string");
+  return s;
 }
 
 std::string demangle(const char* mangled) {
@@ -208,6 +219,8 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method, int pid) 
     }
     case exception_code::serialization_error:
       return std::make_exception_ptr(serialization_error(what));
+    case exception_code::spawn_error:
+      return std::make_exception_ptr(spawn_error(what));
     case exception_code::registered: {
       auto id = d.raw<std::uint64_t>();
       auto n = d.raw<std::uint32_t>();

@@ -31,6 +31,13 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
   try {
     try {
       std::rethrow_exception(cause);
+    } catch (const spawn_error&) {
+      // The child refused before any constructor ran: it has none registered for these types.
+      std::throw_with_nested(spawn_error(
+          std::string("procxy: the child has no constructor ") + what +
+          " (the constructor never ran). A worker binary (spawn_mode::executable) must register "
+          "each constructor a parent spawns with: PROCXY_CONSTRUCTOR(Class, argument types...), "
+          "string-like arguments as std::string"));
     } catch (...) {
       std::throw_with_nested(
           spawn_error(std::string("procxy: the constructor of ") + what + " threw in the child"));
@@ -155,7 +162,7 @@ transport_kind resolve(transport_kind k) {
 }  // namespace
 
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
-                                              const char* class_name) {
+                                              const char* class_name, const char* constructor) {
   std::shared_ptr<proxy_core> core(new proxy_core());
   core->opts_ = opts;
   core->class_name_ = class_name;
@@ -220,7 +227,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
 
   core->started_ = state_ptr<state<void>>(new state<void>());
   core->conn_->call(construct, state_ptr<state_base>(core->started_), &decode_construct_reply,
-                    core->deadline_for(opts.start_timeout), class_name, /*fatal_timeout=*/true);
+                    core->deadline_for(opts.start_timeout), constructor, /*fatal_timeout=*/true);
   return core;
 }
 

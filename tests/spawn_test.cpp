@@ -17,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -132,12 +133,62 @@ TEST(Spawn, DedicatedWorkerExecutable) {
   EXPECT_NE(g.binary().get().find("procxy_test_worker"), std::string::npos);
 }
 
-TEST(Spawn, WorkerWithoutTheConstructorFailsWithSpawnError) {
+TEST(Spawn, WorkerWithoutTheConstructorFailsWithSpawnErrorNamingItAndTheFix) {
   auto g = procxy::spawn<worker_demo::Greeter>(
       {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER},
-      std::string("Hi"), 3);  // the worker registered Greeter(std::string) only
-  EXPECT_THROW(g.started().get(), procxy::spawn_error);
+      "Hi", 3);  // the worker registered Greeter(std::string) only
+  try {
+    g.started().get();
+    FAIL() << "no exception";
+  } catch (const procxy::spawn_error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("no constructor worker_demo::Greeter(std::string, int)"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("the constructor never ran"), std::string::npos) << what;
+    EXPECT_NE(what.find("PROCXY_CONSTRUCTOR(Class, argument types...)"), std::string::npos) << what;
+    EXPECT_EQ(what.find("threw"), std::string::npos) << what;
+  }
   EXPECT_THROW(g.greet("x").get(), procxy::spawn_error);
+}
+
+// String literals, char buffers, const char* and string_view all cross as a string and find the
+// worker's PROCXY_CONSTRUCTOR(Greeter, std::string).
+TEST(Spawn, WorkerConstructorTakesAnyStringLikeArgument) {
+  const procxy::spawn_options worker{.mode = procxy::spawn_mode::executable,
+                                     .executable = PROCXY_TEST_WORKER};
+  auto literal = procxy::spawn<worker_demo::Greeter>(worker, "Hello");
+  EXPECT_EQ(literal.greet("literal").get(), "Hello, literal");
+  char buffer[16] = "Hey";  // a buffer longer than its text: only the text crosses
+  auto buf = procxy::spawn<worker_demo::Greeter>(worker, buffer);
+  EXPECT_EQ(buf.greet("buffer").get(), "Hey, buffer");
+  const char* pointer = "Hi";
+  auto ptr = procxy::spawn<worker_demo::Greeter>(worker, pointer);
+  EXPECT_EQ(ptr.greet("pointer").get(), "Hi, pointer");
+  auto view = procxy::spawn<worker_demo::Greeter>(worker, std::string_view("Yo there").substr(0, 2));
+  EXPECT_EQ(view.greet("view").get(), "Yo, view");
+}
+
+// The same in the default (re-exec) mode, for a constructor taking const char* and one taking
+// std::string_view: the child builds the argument back as the constructor wants it.
+class Named {
+ public:
+  explicit Named(const char* name) : name_(name) {}
+  Named(std::string_view first, int n) : name_(std::string(first) + "#" + std::to_string(n)) {}
+  std::string name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+PROCXY_CLASS(Named, name);
+
+TEST(Spawn, StringLiteralsAsConstructorArguments) {
+  auto a = procxy::spawn<Named>({}, "db.sqlite");
+  EXPECT_EQ(a.name().get(), "db.sqlite");
+  auto b = procxy::spawn<Named>({}, "first", 2);
+  EXPECT_EQ(b.name().get(), "first#2");
+  char buffer[8] = {'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'};  // no NUL: stops at the end
+  auto c = procxy::spawn<Named>({}, buffer, 1);
+  EXPECT_EQ(c.name().get(), "abcdefgh#1");
 }
 
 TEST(Spawn, MissingExecutableThrowsSpawnErrorAtOnce) {

@@ -223,10 +223,10 @@ namespace detail {
 template <class T, class... A>
 std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args) {
   auto& buf = scratch_buffer();
-  encode_request(buf, message_kind::construct, ctor_id<T, std::decay_t<A>...>, nullptr, args...);
+  encode_request(buf, message_kind::construct, ctor_id<T, ctor_arg_t<A>...>, nullptr, args...);
   byte_buffer frame;
   frame.append(buf.data(), buf.size());
-  return proxy_core::start(opts, frame, class_name<T>());
+  return proxy_core::start(opts, frame, class_name<T>(), ctor_signature<T, A...>());
 }
 
 // A typed face on any call target (a pool, a restarting child, a remote one: call_target.hpp).
@@ -268,7 +268,8 @@ class call_view : public call_api<T, call_view<T>> {
 // (the constructor's exception nested).
 template <class T, class... A>
 proxy<T> spawn(const spawn_options& opts = {}, A&&... args) {
-  static_assert(std::is_constructible_v<T, A&&...>,
+  // What the child does: decodes each argument and passes it on (string-like ones as a string).
+  static_assert(std::is_constructible_v<T, detail::passed_t<detail::ctor_arg_t<A>>...>,
                 "procxy: spawn<T>(options, args...) — T has no constructor taking these arguments");
   return proxy<T>(detail::spawn_target<T>(opts, std::forward<A>(args)...));
 }

@@ -1,4 +1,5 @@
 // expect: procxy: call<&C::m>() names a method of another class
+// expect-gnu: MP = &Beta::f
 #include <procxy/procxy.hpp>
 
 struct Alpha {

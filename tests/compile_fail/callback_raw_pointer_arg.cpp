@@ -1,4 +1,5 @@
 // expect: procxy: raw pointers cannot cross a process boundary
+// expect-gnu: T = int*
 #include <procxy/procxy.hpp>
 
 #include <functional>

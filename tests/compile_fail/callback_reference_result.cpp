@@ -1,4 +1,5 @@
 // expect: procxy: a callback cannot return a reference
+// expect-gnu: R = const int&
 #include <procxy/procxy.hpp>
 
 #include <functional>

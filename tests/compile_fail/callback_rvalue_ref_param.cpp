@@ -1,4 +1,5 @@
 // expect: procxy: a callback parameter is an rvalue reference
+// expect-gnu: A = std::__cxx11::basic_string<char>&&
 #include <procxy/procxy.hpp>
 
 #include <functional>

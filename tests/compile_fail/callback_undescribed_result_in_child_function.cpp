@@ -1,4 +1,5 @@
 // expect: procxy: this class is neither an aggregate nor described
+// expect-gnu: R = Opaque
 #include <procxy/procxy.hpp>
 
 #include <functional>

@@ -70,6 +70,7 @@ foreach(_src IN LISTS _procxy_cf_cases)
   add_test(NAME CompileFail.${_case}
     COMMAND ${CMAKE_COMMAND}
       -DCXX=${CMAKE_CXX_COMPILER}
+      -DCXX_ID=${CMAKE_CXX_COMPILER_ID}
       -DRSP=${_procxy_cf_rsp}
       -DSRC=${_src}
       -P ${_procxy_cf_dir}/run_compile_fail.cmake)

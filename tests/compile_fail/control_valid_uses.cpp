@@ -53,6 +53,29 @@ class valid_error : public std::runtime_error {
 };
 PROCXY_EXCEPTION(valid_error, code);
 
+// String-like constructor arguments cross as strings, whatever the constructor takes.
+class Db {
+ public:
+  explicit Db(const std::string& path) : path_(path) {}
+  Db(std::string_view path, int flags) : path_(path) { (void)flags; }
+  Db(const char* a, const char* b, int) : path_(std::string(a) + b) {}
+  std::string path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+PROCXY_CLASS(Db, path);
+
+[[maybe_unused]] void literals() {
+  auto a = procxy::spawn<Db>({}, ":memory:");
+  char name[32] = "file.db";
+  auto b = procxy::spawn<Db>({}, name, 2);
+  auto c = procxy::spawn<Db>({}, std::string_view("x"), 2);
+  auto d = procxy::spawn<Db>({}, "a", "b", 3);
+  auto e = procxy::spawn<Db>({}, static_cast<const char*>("p"));
+  (void)a; (void)b; (void)c; (void)d; (void)e;
+}
+
 [[maybe_unused]] void use() {
   auto s = procxy::spawn<Service>({}, 1);
   (void)s.by_value(1);

@@ -1,4 +1,5 @@
 // expect: procxy: a described value type must be default-constructible to be decoded
+// expect-gnu: W = Reading
 #include <procxy/procxy.hpp>
 
 #include <boost/describe/class.hpp>

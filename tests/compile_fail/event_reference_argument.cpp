@@ -1,4 +1,5 @@
 // expect: procxy: event arguments are values
+// expect-gnu: class procxy::event<const std::__cxx11::basic_string<char
 #include <procxy/procxy.hpp>
 
 #include <string>

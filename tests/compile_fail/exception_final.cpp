@@ -1,4 +1,5 @@
 // expect: procxy: PROCXY_EXCEPTION needs a non-final class
+// expect-gnu: E = sealed_error
 #include <procxy/procxy.hpp>
 
 #include <stdexcept>

@@ -1,4 +1,5 @@
 // expect: procxy: PROCXY_EXCEPTION needs a class derived from std::exception
+// expect-gnu: E = not_an_exception
 #include <procxy/procxy.hpp>
 
 struct not_an_exception {

@@ -1,4 +1,5 @@
 // expect: procxy: PROCXY_EXCEPTION(E, members...) needs a constructor E(members...) or E(std::string what, members...)
+// expect-gnu: E = odd_error
 #include <procxy/procxy.hpp>
 
 #include <stdexcept>

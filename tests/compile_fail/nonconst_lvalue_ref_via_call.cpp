@@ -1,4 +1,5 @@
 // expect: procxy: a method parameter is a non-const lvalue reference
+// expect-gnu: P = std::vector<int>&
 #include <procxy/procxy.hpp>
 
 #include <vector>

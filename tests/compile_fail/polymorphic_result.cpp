@@ -1,4 +1,5 @@
 // expect: procxy: polymorphic class types cannot cross a process boundary
+// expect-gnu: U = Shape
 #include <procxy/procxy.hpp>
 
 struct Shape {

@@ -1,5 +1,6 @@
 // expect: procxy: raw pointers cannot cross a process boundary
 // expect: pass the pointee by value or const reference
+// expect-gnu: U = const int*
 #include <procxy/procxy.hpp>
 
 struct Holder {

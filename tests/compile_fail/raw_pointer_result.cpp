@@ -1,4 +1,5 @@
 // expect: procxy: raw pointers cannot cross a process boundary
+// expect-gnu: U = int*
 #include <procxy/procxy.hpp>
 
 struct Holder {

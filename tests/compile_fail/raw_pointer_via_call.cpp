@@ -1,4 +1,5 @@
 // expect: procxy: raw pointers cannot cross a process boundary
+// expect-gnu: U = const double*
 // The macro-free form checks parameters too.
 #include <procxy/procxy.hpp>
 

@@ -34,6 +34,15 @@ execute_process(COMMAND ${CXX} @${RSP} ${SRC}
 if(rc EQUAL 0)
   message(FATAL_ERROR "${SRC} compiled, but it must fail with \"${first}\"\n${out}")
 endif()
+# "// expect-gnu: <text>": the offending type as g++ names it in the instantiation context
+# ("[with U = Temperature]"), so each message is checked to name the type as well as the fix.
+if(CXX_ID STREQUAL "GNU")
+  file(STRINGS ${SRC} gnu_lines REGEX "^// expect-gnu: ")
+  foreach(line IN LISTS gnu_lines)
+    string(REGEX REPLACE "^// expect-gnu: " "" text "${line}")
+    list(APPEND expected "${text}")
+  endforeach()
+endif()
 foreach(text IN LISTS expected)
   string(FIND "${out}" "${text}" pos)
   if(pos EQUAL -1)

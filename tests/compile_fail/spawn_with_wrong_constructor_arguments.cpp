@@ -1,5 +1,6 @@
 // expect: procxy: spawn<T>(options, args...)
 // expect: T has no constructor taking these arguments
+// expect-gnu: T = Widget
 #include <procxy/procxy.hpp>
 
 #include <string>

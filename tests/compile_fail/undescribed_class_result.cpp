@@ -1,4 +1,5 @@
 // expect: procxy: this class is neither an aggregate nor described
+// expect-gnu: U = Temperature
 #include <procxy/procxy.hpp>
 
 class Temperature {

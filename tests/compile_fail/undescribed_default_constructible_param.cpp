@@ -1,5 +1,6 @@
 // expect: procxy: this class is neither an aggregate nor described
 // expect: make it a plain aggregate (public fields, no constructors)
+// expect-gnu: U = Temperature
 #include <procxy/procxy.hpp>
 
 class Temperature {

@@ -1,5 +1,6 @@
 // expect: procxy: this class is neither an aggregate nor described
 // expect: describe it with BOOST_DESCRIBE_STRUCT / BOOST_DESCRIBE_CLASS
+// expect-gnu: U = Temperature
 #include <procxy/procxy.hpp>
 
 class Temperature {

@@ -4,8 +4,7 @@
 #include "greeter.hpp"
 
 namespace worker_demo {
-PROCXY_CONSTRUCTOR(Greeter, std::string);
-PROCXY_CONSTRUCTOR(Greeter, const char*);
+PROCXY_CONSTRUCTOR(Greeter, std::string);  // string literals, const char* and string_view too
 }  // namespace worker_demo
 
 int main(int argc, char** argv) {

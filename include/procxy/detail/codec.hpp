@@ -176,6 +176,10 @@ constexpr void reject_untransferable() {
                   "procxy: polymorphic class types cannot cross a process boundary (the other "
                   "process has no vtable for them); pass a plain aggregate or a described value "
                   "type instead");
+  } else if constexpr (std::is_array_v<U>) {
+    static_assert(always_false<U>,
+                  "procxy: a C array cannot cross a process boundary (only char arrays, as "
+                  "strings); pass a std::array or a std::vector instead");
   } else if constexpr (std::is_reference_v<U>) {
     static_assert(always_false<U>, "procxy: references cannot be stored in a transferred value");
   } else {
@@ -280,6 +284,11 @@ void encoder::operator()(const T& v) {
                        std::is_same_v<std::remove_cv_t<std::remove_pointer_t<U>>, char>) {
     if (v == nullptr) throw serialization_error("procxy: a null const char* cannot be sent");
     (*this)(std::string_view(v));
+  } else if constexpr (std::is_array_v<U> &&
+                       std::is_same_v<std::remove_cv_t<std::remove_extent_t<U>>, char>) {
+    // A string literal or char buffer: its text up to the first NUL (never past its end).
+    const std::string_view all(v, std::extent_v<U>);
+    (*this)(all.substr(0, all.find('\0')));
   } else if constexpr (is_reflected_aggregate<U>) {
     boost::pfr::for_each_field(v, [this](const auto& f) { (*this)(f); });
     if constexpr (boost::pfr::tuple_size_v<U> == 0) raw(std::uint8_t{0});

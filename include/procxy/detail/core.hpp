@@ -23,8 +23,9 @@ class stderr_capture;
 class proxy_core final : public call_target, public std::enable_shared_from_this<proxy_core> {
  public:
   // Starts the child and sends `construct_frame` (a construct frame: ctor id + arguments).
+  // `constructor`: its signature for messages, "Db(std::string)".
   static std::shared_ptr<proxy_core> start(const spawn_options& opts, byte_buffer& construct_frame,
-                                           const char* class_name);
+                                           const char* class_name, const char* constructor);
   ~proxy_core();
   proxy_core(const proxy_core&) = delete;
   proxy_core& operator=(const proxy_core&) = delete;

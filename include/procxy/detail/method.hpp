@@ -107,6 +107,10 @@ decltype(auto) pass_arg(wire_t<P>& v) {
     return std::move(v);
 }
 
+// What pass_arg<P> hands the callee.
+template <class P>
+using passed_t = decltype(pass_arg<P>(std::declval<wire_t<P>&>()));
+
 // Values are decoded into a default-constructed object. A described class without a default
 // constructor says so; any other class without one is not transferable at all, and says why.
 template <class W>
@@ -331,10 +335,50 @@ served_object construct_with(decoder& d, std::index_sequence<I...>) {
   return s;
 }
 
+// The key a constructor is registered and asked for under: its argument types after decay, with
+// every string-like type (a literal, char*, const char*, std::string_view) as std::string, since
+// they all cross as a string. So spawn<Db>(opts, ":memory:") finds PROCXY_CONSTRUCTOR(Db,
+// std::string) in a worker binary, and a re-executed child built from the same spawn call.
+template <class A>
+struct ctor_key {
+  using type = std::decay_t<A>;
+};
+template <>
+struct ctor_key<char*> {
+  using type = std::string;
+};
+template <>
+struct ctor_key<const char*> {
+  using type = std::string;
+};
+template <>
+struct ctor_key<std::string_view> {
+  using type = std::string;
+};
+template <class A>
+using ctor_key_t = typename ctor_key<std::decay_t<A>>::type;
+// What the child decodes a spawn argument of type A into and passes on: char* as const char*.
+template <class A>
+using ctor_arg_t =
+    std::conditional_t<std::is_same_v<std::decay_t<A>, char*>, const char*, std::decay_t<A>>;
+
+// "Db(std::string, int)", for messages about constructors.
+std::string readable_type_name(const std::type_info& t);
+template <class C, class... A>
+const char* ctor_signature() {
+  static const std::string s = [] {
+    std::string out = readable_type_name(typeid(C)) + "(";
+    [[maybe_unused]] const char* sep = "";
+    ((out += sep, out += readable_type_name(typeid(ctor_key_t<A>)), sep = ", "), ...);
+    return out + ")";
+  }();
+  return s.c_str();
+}
+
 template <class C, class... A>
 std::uint64_t register_constructor() {
   static const std::string name = demangle(typeid(C).name());
-  return register_ctor(tag_id<ctor_tag<C, A...>>(),
+  return register_ctor(tag_id<ctor_tag<C, ctor_key_t<A>...>>(),
                        ctor_entry{name.c_str(), [](decoder& d) {
                                     return construct_with<C, A...>(d, std::index_sequence_for<A...>{});
                                   }});
