@@ -124,6 +124,36 @@ class Emitter {
 };
 PROCXY_CLASS(Emitter, run, stamp, tick, stamped);
 
+// Streams rows to the parent four ways (README "Callbacks: which to use when"): a two-way
+// std::function (a round trip per row), a one-way procxy::notify (coalesced), an event, or all
+// rows returned at once.
+struct Row {
+  int id;
+  std::string name;
+  double value;
+};
+class Rows {
+ public:
+  procxy::event<Row> row;
+  static Row make(int i) { return Row{i, "row-" + std::to_string(i), i * 0.5}; }
+  void by_callback(int n, std::function<void(const Row&)> f) {
+    for (int i = 0; i < n; ++i) f(make(i));
+  }
+  void by_notify(int n, procxy::notify<void(Row)> f) {
+    for (int i = 0; i < n; ++i) f(make(i));
+  }
+  void by_event(int n) {
+    for (int i = 0; i < n; ++i) row.emit(make(i));
+  }
+  std::vector<Row> returned(int n) {
+    std::vector<Row> out;
+    out.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) out.push_back(make(i));
+    return out;
+  }
+};
+PROCXY_CLASS(Rows, by_callback, by_notify, by_event, returned, row);
+
 namespace {
 
 [[noreturn]] void die(const char* what) {
@@ -452,6 +482,40 @@ void event_stream(benchmark::State& state, const procxy::spawn_options& o) {
 }
 void BM_EventStream(benchmark::State& state) { event_stream(state, over_socket); }
 void BM_EventStream_Shm(benchmark::State& state) { event_stream(state, over_shm); }
+
+// Rows per second, child → parent, with the default options (the automatic transport).
+template <class Run>
+void rows(benchmark::State& state, int n, Run run) {
+  auto p = procxy::spawn<Rows>();
+  p.started().get();
+  long long seen = 0;
+  run(p, std::min(n, 100), seen);  // warm
+  seen = 0;
+  for (auto _ : state) run(p, n, seen);
+  if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost rows");
+  state.SetItemsProcessed(state.iterations() * n);
+}
+void BM_RowsByCallback(benchmark::State& state) {
+  rows(state, 2'000, [](procxy::proxy<Rows>& p, int n, long long& seen) {
+    p.by_callback(n, [&](const Row& r) { seen += r.id >= 0; }).get();
+  });
+}
+void BM_RowsByNotify(benchmark::State& state) {
+  rows(state, 100'000, [](procxy::proxy<Rows>& p, int n, long long& seen) {
+    p.by_notify(n, [&](const Row& r) { seen += r.id >= 0; }).get();
+  });
+}
+void BM_RowsByEvent(benchmark::State& state) {
+  rows(state, 100'000, [](procxy::proxy<Rows>& p, int n, long long& seen) {
+    auto sub = p.row().on([&](const Row& r) { seen += r.id >= 0; });
+    p.by_event(n).get();
+  });
+}
+void BM_RowsReturned(benchmark::State& state) {
+  rows(state, 100'000, [](procxy::proxy<Rows>& p, int n, long long& seen) {
+    for (const auto& r : p.returned(n).get()) seen += r.id >= 0;
+  });
+}
 
 // One event: emit (in the child) → listener (in the parent), measured with the shared monotonic
 // clock; the iteration is a call that emits one event and returns.
@@ -795,6 +859,10 @@ BENCHMARK(bench::BM_NotifyStream)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_NotifyStream_Shm)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventStream)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventStream_Shm)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_RowsByCallback)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_RowsByNotify)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_RowsByEvent)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_RowsReturned)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_EventLatency)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_RawInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_RawInFlight1000_Batched)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -146,6 +146,20 @@ rate_row("NotifyStream", "NotifyStream (one-way, coalesced)", "notifications", 1
 rate_row("EventStream", "EventStream (child → parent, one listener, coalesced)", "events", 5000000)
 rate_row("NotifyStream_Shm", "NotifyStream_Shm", "notifications", 1000000)
 rate_row("EventStream_Shm", "EventStream_Shm", "events", 10000000)
+def rows_row(name, label):
+    cells = ""
+    for r in runs:
+        b = r["med"].get(name)
+        ips = b.get("items_per_second") if b else None
+        base = r["med"].get("RowsByCallback", {}).get("items_per_second")
+        ratio = None if not ips or not base else ips / base
+        cells += " — | %s rows/s, %s× the callback |" % (
+            "n/a" if ips is None else "{:,.0f}".format(ips), "n/a" if ratio is None else "%.1f" % ratio)
+    print("| %s | RowsByCallback | (info) |%s" % (label, cells))
+rows_row("RowsByCallback", "RowsByCallback (a row {int, string, double} per std::function call)")
+rows_row("RowsByNotify", "RowsByNotify (procxy::notify<void(Row)>)")
+rows_row("RowsByEvent", "RowsByEvent (procxy::event<Row>, one listener)")
+rows_row("RowsReturned", "RowsReturned (std::vector<Row> returned by one call)")
 for name in ("IdleProxyCpu_Socket", "IdleProxyCpu_Shm"):
     cells = ""
     for r in runs:
