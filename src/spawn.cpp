@@ -37,7 +37,8 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
           std::string("procxy: the child has no constructor ") + what +
           " (the constructor never ran). A worker binary (spawn_mode::executable) must register "
           "each constructor a parent spawns with: PROCXY_CONSTRUCTOR(Class, argument types...), "
-          "string-like arguments as std::string"));
+          "string-like arguments as std::string; a class described with PROCXY_INTERFACE has "
+          "its constructors only there, never in the parent's own binary (re-exec, fork)"));
     } catch (...) {
       std::throw_with_nested(
           spawn_error(std::string("procxy: the constructor of ") + what + " threw in the child"));

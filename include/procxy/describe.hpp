@@ -51,23 +51,41 @@
 
 #define PROCXY_DETAIL_MEMBER(r, C, entry) PROCXY_DETAIL_FN_TYPE(C, entry) PROCXY_DETAIL_NAME(entry);
 #define PROCXY_DETAIL_BIND(r, C, entry) ::procxy::detail::bind_fn(PROCXY_DETAIL_NAME(entry), c);
-#define PROCXY_DETAIL_REGISTER(r, C, entry) \
-  ::procxy::detail::register_fn(static_cast<PROCXY_DETAIL_FN_TYPE(C, entry)*>(nullptr));
+// Inside procxy_register<D>(): dependent on D, so nothing is instantiated before it is called.
+#define PROCXY_DETAIL_REGISTER(r, C, entry)                                                   \
+  ::procxy::detail::register_fn(                                                              \
+      static_cast<::procxy::detail::dependent_t<D, PROCXY_DETAIL_FN_TYPE(C, entry)>*>(nullptr));
 
-#define PROCXY_CLASS(C, ...)                                                                   \
+// The typed face of C: one member per entry, binding, and (as a template, so that nothing is
+// instantiated until a process that serves C asks) the registration of C's members for the child.
+#define PROCXY_DETAIL_FACE(C, interface_only, ...)                                             \
   struct procxy_methods_##C {                                                                  \
+    static constexpr bool procxy_interface_only = interface_only;                             \
     BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_MEMBER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
     void procxy_bind([[maybe_unused]] const ::procxy::detail::binding* c) noexcept {           \
       BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_BIND, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
     }                                                                                          \
+    template <class D = void>                                                                  \
+    static bool procxy_register() {                                                            \
+      BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_REGISTER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))  \
+      return true;                                                                             \
+    }                                                                                          \
   };                                                                                           \
-  [[maybe_unused]] inline procxy_methods_##C procxy_methods_of(C*) { return {}; }              \
-  inline const bool procxy_registered_##C = [] {                                               \
-    BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_REGISTER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))    \
-    return true;                                                                               \
-  }()
+  [[maybe_unused]] inline procxy_methods_##C procxy_methods_of(C*) { return {}; }
 
-// For worker binaries (spawn_mode::executable): registers the constructor C(Args...) that parents
-// will call with spawn<C>(options, args...) (argument types after decay).
+#define PROCXY_CLASS(C, ...)                   \
+  PROCXY_DETAIL_FACE(C, false, __VA_ARGS__)    \
+  inline const bool procxy_registered_##C = procxy_methods_##C::procxy_register()
+
+// Describes C for a parent that does not link C's member functions: the child side (a worker
+// binary, or a module loaded by procxy-host) has them and registers them with
+// PROCXY_CONSTRUCTOR. The same entries as PROCXY_CLASS; nothing here odr-uses a member of C.
+// Such a class cannot be spawned in the parent's own binary (re-exec or fork mode): the child
+// has no constructor for it and spawn_error says so.
+#define PROCXY_INTERFACE(C, ...) PROCXY_DETAIL_FACE(C, true, __VA_ARGS__) static_assert(true)
+
+// For worker binaries (spawn_mode::executable) and modules: registers the constructor C(Args...)
+// that parents will call with spawn<C>(options, args...) (argument types after decay, string-like
+// ones as std::string), and C's described members (with PROCXY_INTERFACE nothing else does).
 #define PROCXY_CONSTRUCTOR(C, ...) \
   inline const std::uint64_t BOOST_PP_CAT(procxy_ctor_##C##_, __LINE__) = ::procxy::detail::ctor_id<C __VA_OPT__(, ) __VA_ARGS__>

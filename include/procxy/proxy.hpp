@@ -56,6 +56,14 @@ void bind_fn(F& f, const binding* b) noexcept {
     f.binding_ = b;
 }
 
+// T, as a type that depends on D (delays instantiation to a template's use).
+template <class D, class T>
+struct dependent_type {
+  using type = T;
+};
+template <class D, class T>
+using dependent_t = typename dependent_type<D, T>::type;
+
 // Instantiates (and so registers) the method ids behind a described member.
 template <auto MP, class P>
 void register_fn(method_fn<MP, P>*) {
@@ -223,7 +231,12 @@ namespace detail {
 template <class T, class... A>
 std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args) {
   auto& buf = scratch_buffer();
-  encode_request(buf, message_kind::construct, ctor_id<T, ctor_arg_t<A>...>, nullptr, args...);
+  std::uint64_t id;
+  if constexpr (interface_only<T>())  // the child side has the constructor; this binary may not
+    id = tag_id<ctor_tag<T, ctor_key_t<ctor_arg_t<A>>...>>();
+  else
+    id = ctor_id<T, ctor_arg_t<A>...>;
+  encode_request(buf, message_kind::construct, id, nullptr, args...);
   byte_buffer frame;
   frame.append(buf.data(), buf.size());
   return proxy_core::start(opts, frame, class_name<T>(), ctor_signature<T, A...>());

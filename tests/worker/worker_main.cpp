@@ -1,10 +1,14 @@
-// A dedicated worker binary: serves Greeter for parents that spawn it with spawn_mode::executable.
+// A dedicated worker binary: serves Greeter and Counter for parents that spawn it with
+// spawn_mode::executable. Counter's members are linked here (counter.cpp), not in its parents.
 #include <cstdio>
 
+#include "counter.hpp"
 #include "greeter.hpp"
 
 namespace worker_demo {
 PROCXY_CONSTRUCTOR(Greeter, std::string);  // string literals, const char* and string_view too
+PROCXY_CONSTRUCTOR(Counter, int);  // also registers Counter's members (PROCXY_INTERFACE)
+PROCXY_CONSTRUCTOR(Counter, std::string, int);
 }  // namespace worker_demo
 
 int main(int argc, char** argv) {

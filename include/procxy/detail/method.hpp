@@ -375,9 +375,26 @@ const char* ctor_signature() {
   return s.c_str();
 }
 
+// Whether C is described with PROCXY_INTERFACE (the parent does not link C's members): then
+// nothing in the parent may instantiate what the child runs (invokers, constructors).
+template <class C>
+constexpr bool interface_only() {
+  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only; })
+    return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only;
+  else
+    return false;
+}
+// Registers C's described members for the child (idempotent), if C is described.
+template <class C>
+void register_described_members() {
+  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_register<>(); })
+    decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_register<>();
+}
+
 template <class C, class... A>
 std::uint64_t register_constructor() {
   static const std::string name = demangle(typeid(C).name());
+  register_described_members<C>();  // a worker of a PROCXY_INTERFACE class: nothing else does
   return register_ctor(tag_id<ctor_tag<C, ctor_key_t<A>...>>(),
                        ctor_entry{name.c_str(), [](decoder& d) {
                                     return construct_with<C, A...>(d, std::index_sequence_for<A...>{});
@@ -424,7 +441,13 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
     st->fail(std::make_exception_ptr(terminated("procxy: call through a moved-from proxy")));
     return result;
   }
-  const std::uint64_t id = method_id<MP>;
+  // The wire id; registering the invoker too (for a child that is this binary) unless the class
+  // is a PROCXY_INTERFACE, whose members this process may not link.
+  std::uint64_t id;
+  if constexpr (interface_only<typename traits::cls>())
+    id = tag_id<method_tag<MP>>();
+  else
+    id = method_id<MP>;
   byte_buffer& buf = scratch_buffer();
   connection* channel = nullptr;
   try {

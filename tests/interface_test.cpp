@@ -1,0 +1,54 @@
+// A parent that uses a class it only declares (PROCXY_INTERFACE): this executable links no
+// definition of Counter's members (tests/worker/counter.cpp is linked into the worker only), so
+// linking it at all is half of the test; the calls below are the other half.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "counter.hpp"
+
+namespace {
+
+using worker_demo::Counter;
+
+procxy::spawn_options worker() {
+  return {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER};
+}
+
+TEST(Interface, ParentCallsAClassWhoseMembersItDoesNotLink) {
+  auto c = procxy::spawn<Counter>(worker(), 10);
+  EXPECT_EQ(c.add(5).get(), 15);
+  EXPECT_EQ(c.add(1, 2).get(), 18);  // a described overload
+  EXPECT_EQ(c.name().get(), "counter");
+  EXPECT_EQ(c.history().get(), (std::vector<int>{5, 3}));
+  EXPECT_EQ(c.call<static_cast<int (Counter::*)(int)>(&Counter::add)>(2).get(), 20);
+}
+
+TEST(Interface, CallbacksEventsAndPropertiesWork) {
+  auto c = procxy::spawn<Counter>(worker(), "named", 1);
+  EXPECT_EQ(c.name().get(), "named");
+  std::vector<int> seen;
+  c.count_to(3, [&](int i) { seen.push_back(i); }).get();
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+  std::atomic<int> last{0};
+  auto sub = c.changed().on([&](int v) { last = v; });
+  c.add(4).get();
+  EXPECT_EQ(last.load(), 5);
+  EXPECT_EQ(c.value(), 5);
+}
+
+TEST(Interface, SpawningItInThisBinaryIsASpawnErrorNamingTheWay) {
+  auto c = procxy::spawn<Counter>({}, 1);  // re-exec: this binary has no constructor for it
+  try {
+    c.started().get();
+    FAIL() << "no exception";
+  } catch (const procxy::spawn_error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("no constructor worker_demo::Counter(int)"), std::string::npos) << what;
+    EXPECT_NE(what.find("PROCXY_INTERFACE"), std::string::npos) << what;
+  }
+}
+
+}  // namespace
