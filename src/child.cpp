@@ -121,13 +121,19 @@ class child_server final : public endpoint {
     byte_reader r(f.body.view());
     decoder d(r);
     auto id = decode_target(d);
+    const auto signature = d.get<std::string>();
+    const auto described = d.get<described_members>();
     reply_sink reply{conn_->shared_from_this(), f.header.id, "constructor"};
     auto it = ctor_table().find(id);
     try {
       if (it == ctor_table().end())
         throw spawn_error(
-            "procxy: this executable has no registered constructor for the requested class and "
-            "argument types (a worker binary needs PROCXY_CONSTRUCTOR(Class, Args...))");
+            "procxy: the child has no constructor " + signature +
+            " (the constructor never ran). A worker binary (spawn_mode::executable) must register "
+            "each constructor a parent spawns with: PROCXY_CONSTRUCTOR(Class, argument types...), "
+            "string-like arguments as std::string; a class described with PROCXY_INTERFACE has "
+            "its constructors only there, never in the parent's own binary (re-exec, fork)");
+      check_description(it->second, described);
       reply.what = it->second.name;
       obj_ = it->second.make(d);
       obj_.class_name = it->second.name;
@@ -139,6 +145,32 @@ class child_server final : public endpoint {
       reply.current_exception();
       conn_->stop();  // nothing to serve: exit once the reply is out
     }
+  }
+
+  // Every member the parent's description names must be served here, with the same signature
+  // (the wire id hashes both); else spawn_error naming each difference, before constructing.
+  static void check_description(const ctor_entry& e, const described_members& described) {
+    std::vector<std::string> here;  // what this executable serves, for the message
+    for (const auto& [mid, m] : *e.methods) here.emplace_back(m.label);
+    for (const auto& ev : e.members->events) here.emplace_back(std::string(ev.name) + " (an event)");
+    for (const auto& p : e.members->properties) here.emplace_back(std::string(p.name) + " (a property)");
+    std::string missing;
+    for (const auto& [mid, label] : described) {
+      bool served = e.methods->count(mid) != 0;
+      for (const auto& ev : e.members->events) served = served || ev.id == mid;
+      for (const auto& p : e.members->properties) served = served || p.id == mid;
+      if (served) continue;
+      missing += "\n  " + label;
+      const std::string name = label.substr(0, label.find(": "));  // "Counter::add"
+      for (const auto& h : here)  // the same name served with another signature or kind
+        if (h.compare(0, name.size(), name) == 0 && h.size() > name.size() &&
+            (h[name.size()] == ':' || h[name.size()] == ' '))
+          missing += " (the child has " + h + ")";
+    }
+    if (!missing.empty())
+      throw spawn_error(std::string("procxy: the parent's description of ") + e.name +
+                        " does not match the child's (different builds of the class?); the "
+                        "parent describes members the child does not serve:" + missing);
   }
 
   void call(frame& f) {

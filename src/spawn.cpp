@@ -32,13 +32,10 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
     try {
       std::rethrow_exception(cause);
     } catch (const spawn_error&) {
-      // The child refused before any constructor ran: it has none registered for these types.
-      std::throw_with_nested(spawn_error(
-          std::string("procxy: the child has no constructor ") + what +
-          " (the constructor never ran). A worker binary (spawn_mode::executable) must register "
-          "each constructor a parent spawns with: PROCXY_CONSTRUCTOR(Class, argument types...), "
-          "string-like arguments as std::string; a class described with PROCXY_INTERFACE has "
-          "its constructors only there, never in the parent's own binary (re-exec, fork)"));
+      // The child refused before any constructor ran (no such constructor, or a description
+      // that does not match): its message says why, at top level.
+      st.fail(cause);
+      return;
     } catch (...) {
       std::throw_with_nested(
           spawn_error(std::string("procxy: the constructor of ") + what + " threw in the child"));

@@ -52,3 +52,37 @@ TEST(Interface, SpawningItInThisBinaryIsASpawnErrorNamingTheWay) {
 }
 
 }  // namespace
+
+// The parent's build of Versioned: size changed from int(int) to long(long), and extra() added.
+// The worker (tests/worker/worker_main.cpp) has the other build.
+namespace worker_demo {
+class Versioned {
+ public:
+  explicit Versioned(int base);
+  long size(long n) const;
+  std::string label() const;
+  int extra();
+};
+PROCXY_INTERFACE(Versioned, size, label, extra);
+}  // namespace worker_demo
+
+namespace {
+TEST(Interface, ADescriptionThatDiffersFromTheWorkersIsASpawnErrorNamingEachDifference) {
+  auto v = procxy::spawn<worker_demo::Versioned>(worker(), 1);
+  try {
+    v.started().get();
+    FAIL() << "no exception";
+  } catch (const procxy::spawn_error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("does not match"), std::string::npos) << what;
+    EXPECT_NE(what.find("Versioned::size: long (worker_demo::Versioned::*)(long) const"),
+              std::string::npos) << what;
+    EXPECT_NE(what.find("the child has worker_demo::Versioned::size: int (worker_demo::Versioned::*)(int) const"),
+              std::string::npos) << what;
+    EXPECT_NE(what.find("Versioned::extra"), std::string::npos) << what;
+    EXPECT_EQ(what.find("Versioned::label"), std::string::npos) << what;  // it matches
+  }
+  // Nothing reached the wrong code: every call fails the same way.
+  EXPECT_THROW(v.label().get(), procxy::spawn_error);
+}
+}  // namespace

@@ -51,6 +51,9 @@
 
 #define PROCXY_DETAIL_MEMBER(r, C, entry) PROCXY_DETAIL_FN_TYPE(C, entry) PROCXY_DETAIL_NAME(entry);
 #define PROCXY_DETAIL_BIND(r, C, entry) ::procxy::detail::bind_fn(PROCXY_DETAIL_NAME(entry), c);
+#define PROCXY_DETAIL_DESCRIBE(r, C, entry)                                                   \
+  ::procxy::detail::describe_fn(                                                              \
+      out, static_cast<::procxy::detail::dependent_t<D, PROCXY_DETAIL_FN_TYPE(C, entry)>*>(nullptr));
 // Inside procxy_register<D>(): dependent on D, so nothing is instantiated before it is called.
 #define PROCXY_DETAIL_REGISTER(r, C, entry)                                                   \
   ::procxy::detail::register_fn(                                                              \
@@ -64,6 +67,12 @@
     BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_MEMBER, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
     void procxy_bind([[maybe_unused]] const ::procxy::detail::binding* c) noexcept {           \
       BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_BIND, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))      \
+    }                                                                                          \
+    template <class D = void>                                                                  \
+    static ::procxy::detail::described_members procxy_describe() {                             \
+      ::procxy::detail::described_members out;                                                 \
+      BOOST_PP_SEQ_FOR_EACH(PROCXY_DETAIL_DESCRIBE, C, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))  \
+      return out;                                                                              \
     }                                                                                          \
     template <class D = void>                                                                  \
     static bool procxy_register() {                                                            \

@@ -250,6 +250,15 @@ struct member_face<MP> {
 template <auto MP>
 using member_face_t = typename member_face<MP>::type;
 
+template <auto MP, class E>
+void describe_fn(described_members& out, event_face<MP, E>*) {
+  out.emplace_back(tag_id<method_tag<MP>>(), member_label<MP>());
+}
+template <auto MP, class T>
+void describe_fn(described_members& out, property_face<MP, T>*) {
+  out.emplace_back(tag_id<method_tag<MP>>(), member_label<MP>());
+}
+
 // Registration for the child (instantiated by PROCXY_CLASS).
 template <auto MP, class E>
 void register_fn(event_face<MP, E>*) {

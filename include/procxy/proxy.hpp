@@ -74,6 +74,16 @@ void register_fn(overload_set<F...>*) {
   (register_fn(static_cast<F*>(nullptr)), ...);
 }
 
+// Adds a described member's (id, label) to the parent's description (nothing odr-used).
+template <auto MP, class P>
+void describe_fn(described_members& out, method_fn<MP, P>*) {
+  out.emplace_back(tag_id<method_tag<MP>>(), member_label<MP>());
+}
+template <class... F>
+void describe_fn(described_members& out, overload_set<F...>*) {
+  (describe_fn(out, static_cast<F*>(nullptr)), ...);
+}
+
 template <class C, class Sig>
 using member_ptr_t = Sig C::*;
 
@@ -236,7 +246,8 @@ std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args
     id = tag_id<ctor_tag<T, ctor_key_t<ctor_arg_t<A>>...>>();
   else
     id = ctor_id<T, ctor_arg_t<A>...>;
-  encode_request(buf, message_kind::construct, id, nullptr, args...);
+  encode_request(buf, message_kind::construct, id, nullptr, std::string_view(ctor_signature<T, A...>()),
+                 describe_members<T>(), args...);
   byte_buffer frame;
   frame.append(buf.data(), buf.size());
   return proxy_core::start(opts, frame, class_name<T>(), ctor_signature<T, A...>());

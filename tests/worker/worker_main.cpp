@@ -6,6 +6,20 @@
 #include "greeter.hpp"
 
 namespace worker_demo {
+// The worker's build of Versioned; tests/interface_test.cpp describes another (a changed
+// signature, an added method) to check that the spawn fails naming the differences.
+class Versioned {
+ public:
+  explicit Versioned(int base) : base_(base) {}
+  int size(int n) const { return base_ + n; }
+  std::string label() const { return "v1"; }
+
+ private:
+  int base_;
+};
+PROCXY_CLASS(Versioned, size, label);
+PROCXY_CONSTRUCTOR(Versioned, int);
+
 PROCXY_CONSTRUCTOR(Greeter, std::string);  // string literals, const char* and string_view too
 PROCXY_CONSTRUCTOR(Counter, int);  // also registers Counter's members (PROCXY_INTERFACE)
 PROCXY_CONSTRUCTOR(Counter, std::string, int);

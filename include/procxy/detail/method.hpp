@@ -63,6 +63,21 @@ const char* member_name() {
   return name.c_str();
 }
 
+// "Counter::add: int (worker_demo::Counter::*)(int)": a described member as messages name it.
+std::string readable_type_name(const std::type_info& t);
+template <auto MP>
+const char* member_label() {
+  static const std::string label =
+      std::string(member_name<MP>()) + ": " + readable_type_name(typeid(decltype(MP)));
+  return label.c_str();
+}
+
+// What the parent's description of a class says it will use: (wire id, label) per member. Sent
+// with the construct request; the child refuses (spawn_error naming each difference) if it does
+// not serve every one, so a parent and a worker or module built from different descriptions
+// never call into the wrong code.
+using described_members = std::vector<std::pair<std::uint64_t, std::string>>;
+
 // ---- member pointer traits ---------------------------------------------------------------------
 
 template <class MP>
@@ -219,6 +234,7 @@ using method_invoker = void (*)(void* obj, decoder& args, reply_sink& reply);
 struct method_entry {
   const char* name;
   method_invoker invoke;
+  const char* label = "";  // member_label: name and signature
 };
 using method_table = std::unordered_map<std::uint64_t, method_entry>;
 
@@ -241,6 +257,8 @@ using ctor_fn = served_object (*)(decoder& args);
 struct ctor_entry {
   const char* name;
   ctor_fn make;
+  const method_table* methods = nullptr;  // what the class serves here, checked against the
+  const member_tables* members = nullptr;  // parent's described_members before constructing
 };
 std::uint64_t register_ctor(std::uint64_t id, ctor_entry e);
 
@@ -316,7 +334,8 @@ std::uint64_t register_member() {
   using traits = member_traits<decltype(MP)>;
   return register_method(methods_of<typename traits::cls>(), tag_id<method_tag<MP>>(),
                          method_entry{member_name<MP>(),
-                                      &invoker<MP, typename traits::params>::invoke});
+                                      &invoker<MP, typename traits::params>::invoke,
+                                      member_label<MP>()});
 }
 // Instantiated by every call site and by PROCXY_CLASS, in the parent and the child alike.
 template <auto MP>
@@ -384,6 +403,14 @@ constexpr bool interface_only() {
   else
     return false;
 }
+// The parent's description of C (empty for an undescribed class).
+template <class C>
+described_members describe_members() {
+  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_describe<>(); })
+    return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_describe<>();
+  else
+    return {};
+}
 // Registers C's described members for the child (idempotent), if C is described.
 template <class C>
 void register_described_members() {
@@ -396,9 +423,11 @@ std::uint64_t register_constructor() {
   static const std::string name = demangle(typeid(C).name());
   register_described_members<C>();  // a worker of a PROCXY_INTERFACE class: nothing else does
   return register_ctor(tag_id<ctor_tag<C, ctor_key_t<A>...>>(),
-                       ctor_entry{name.c_str(), [](decoder& d) {
+                       ctor_entry{name.c_str(),
+                                  [](decoder& d) {
                                     return construct_with<C, A...>(d, std::index_sequence_for<A...>{});
-                                  }});
+                                  },
+                                  &methods_of<C>(), &members_of<C>()});
 }
 template <class C, class... A>
 inline const std::uint64_t ctor_id = register_constructor<C, A...>();
