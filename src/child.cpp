@@ -1,4 +1,5 @@
 // The child's side: init(), the serve loop, the method tables and the parent watchdog.
+#include <dlfcn.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -56,6 +57,22 @@ std::uint64_t register_method(method_table& table, std::uint64_t id, method_entr
   }
   return id;
 }
+
+namespace {
+std::string g_module_error;  // why spawn_options::module could not be loaded, for the construct reply
+
+// Loads spawn_options::module (procxy-host): its static initialisers register its classes.
+void load_module() {
+  const char* path = std::getenv("PROCXY_MODULE");
+  if (path == nullptr) return;
+  if (::dlopen(path, RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    const char* why = ::dlerror();
+    g_module_error = std::string("procxy: the module ") + path + " could not be loaded in the child: " +
+                     (why ? why : "unknown error");
+  }
+  ::unsetenv("PROCXY_MODULE");
+}
+}  // namespace
 
 namespace {
 std::unordered_map<std::uint64_t, ctor_entry>& ctor_table() {
@@ -126,6 +143,7 @@ class child_server final : public endpoint {
     reply_sink reply{conn_->shared_from_this(), f.header.id, "constructor"};
     auto it = ctor_table().find(id);
     try {
+      if (it == ctor_table().end() && !g_module_error.empty()) throw spawn_error(g_module_error);
       if (it == ctor_table().end())
         throw spawn_error(
             "procxy: the child has no constructor " + signature +
@@ -280,8 +298,10 @@ void watch_parent(pid_t parent) {
 
 }  // namespace
 
+
 int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent) {
   g_is_child = true;
+  load_module();
   watch_parent(parent);
   auto server = std::make_shared<child_server>();
   connection::options o;

@@ -13,7 +13,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,7 +60,8 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
                                                kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_SHM_RING=", 0) == 0 ||
                                                kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
-                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0; };
+                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 ||
+                                               kv.rfind("PROCXY_MODULE=", 0) == 0; };
   if (o.environment == env_mode::merge) {
     for (char** e = environ; e && *e; ++e) {
       std::string_view kv(*e);
@@ -83,6 +86,8 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
   }
   env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
+  if (!o.module.empty())  // absolute: the child may run in another working directory
+    env.push_back("PROCXY_MODULE=" + std::filesystem::absolute(o.module).string());
   return env;
 }
 
@@ -100,12 +105,35 @@ std::shared_ptr<child_process> adopt_child(pid_t pid) {
   return std::make_shared<child_process>(pid, pidfd);
 }
 
+// The executable that loads spawn_options::module: `executable`, $PROCXY_HOST, or procxy-host on
+// PATH.
+std::filesystem::path module_host(const spawn_options& o) {
+  if (!o.executable.empty()) return o.executable;
+  if (const char* h = std::getenv("PROCXY_HOST"); h && *h) return h;
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view rest = path;
+    while (!rest.empty()) {
+      auto colon = rest.find(':');
+      std::filesystem::path dir(std::string(rest.substr(0, colon)));
+      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+      auto candidate = (dir.empty() ? std::filesystem::path(".") : dir) / "procxy-host";
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  throw spawn_error("procxy: spawn_options::module needs the procxy-host executable (installed "
+                    "with procxy): put it on PATH, set PROCXY_HOST, or name it in "
+                    "spawn_options::executable");
+}
+
 std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
                                           int shm_fd, std::size_t shm_ring) {
-  std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
+  const bool self = o.mode == spawn_mode::reexec && o.module.empty();
+  std::string exe = self ? std::string("/proc/self/exe")
+                    : o.module.empty() ? o.executable.string()
+                                       : module_host(o).string();
   if (o.mode == spawn_mode::executable && exe.empty())
     throw spawn_error("procxy: spawn_mode::executable needs spawn_options::executable");
-  std::string argv0 = o.mode == spawn_mode::reexec ? std::string(program_name()) : exe;
+  std::string argv0 = self ? std::string(program_name()) : exe;
   std::vector<std::string> args{argv0};
   args.insert(args.end(), o.args.begin(), o.args.end());
   std::vector<char*> argv;
@@ -149,6 +177,9 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
                                           int stderr_fd, int shm_fd, std::size_t shm_ring) {
+  if (!o.module.empty())
+    throw spawn_error("procxy: spawn_options::module needs a host executable to load it: use the "
+                      "default mode or spawn_mode::executable, not spawn_mode::fork");
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork", errno);

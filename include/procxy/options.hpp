@@ -110,6 +110,11 @@ struct spawn_options {
   // 4 KiB and 1 GiB). A message larger than a ring streams through it in pieces.
   std::size_t shared_memory_ring = std::size_t{256} << 10;
   std::filesystem::path executable{};  // for spawn_mode::executable
+  // A shared library to load into the child before it serves (procxy's modulePath): the class,
+  // its description and PROCXY_CONSTRUCTOR live there; the parent needs only the declaration and
+  // PROCXY_INTERFACE. The child is the procxy-host executable (`executable` if set, else
+  // $PROCXY_HOST, else procxy-host on PATH), in the default mode or spawn_mode::executable.
+  std::filesystem::path module{};
   std::vector<std::string> args{};     // extra argv entries after argv[0]
   std::map<std::string, std::string> env{};
   env_mode environment = env_mode::merge;
