@@ -51,10 +51,12 @@ thread_local throw_record t_last;
 void enable_throw_backtraces(bool on) noexcept { g_enabled.store(on, std::memory_order_relaxed); }
 bool throw_backtraces_enabled() noexcept { return g_enabled.load(std::memory_order_relaxed); }
 
-void record_throw(const std::type_info* type) noexcept {
+// Never inlined, so that the frames above the thrower are always this one and the hook: clang
+// inlined it into the hook, and skipping 2 then dropped the throwing function itself.
+[[gnu::noinline]] void record_throw(const std::type_info* type) noexcept {
   auto& r = t_last;
   r.type = type;
-  // skip 2: safe_dump_to's own frame and __cxa_throw
+  // skip 2: this function's frame (safe_dump_to skips its own) and the __cxa_throw hook's
   r.frames = boost::stacktrace::safe_dump_to(2, r.addr, sizeof r.addr);
 }
 
