@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake g++ clang libclang-rt-14-dev libboost1.81-dev libgtest-dev libgmock-dev
+# The library: a C++20 compiler, CMake, Boost >= 1.81's headers, and GCC's libbacktrace
+# (libgcc-12-dev; optional, for backtraces). The tests: GoogleTest, clang (+ its runtime: the
+# fuzzers), pkg-config (the install tests). The benchmarks: Google Benchmark, cereal, Cap'n Proto.
+packages=(build-essential cmake g++ libboost1.81-dev libgcc-12-dev
+          libgtest-dev libgmock-dev clang libclang-rt-14-dev pkg-config
           libbenchmark-dev libcereal-dev libcapnp-dev capnproto)
 missing=()
 for p in "${packages[@]}"; do

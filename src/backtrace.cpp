@@ -7,17 +7,26 @@
 // the raw return addresses (Boost.Stacktrace's safe_dump_to: no allocation) when backtraces are
 // enabled, and forwards to the real one found with dlsym(RTLD_NEXT). When they are disabled the
 // cost of a throw grows by one relaxed atomic load. The definition is weak, so a program that
-// brings its own interposer keeps it (procxy's backtraces are then empty).
+// brings its own interposer, or links the C++ runtime statically, keeps that one (procxy's
+// backtraces are then a note saying why; see the end of this file).
 //
 // Symbolization (function, file:line) happens only when the exception is reported, with Boost.
 // Stacktrace's libbacktrace backend; libbacktrace ships with GCC (libgcc-12-dev). See
 // docs/design.md "Backtraces" for the measured cost.
+//
+// PROCXY_WITH_LIBBACKTRACE=0 (CMake: PROCXY_BACKTRACE=OFF, or AUTO without libbacktrace): Boost.
+// Stacktrace's no-op backend (every stack is empty), no __cxa_throw at all, and a requested
+// backtrace is the note. docs/design.md "Packaging".
+#if PROCXY_WITH_LIBBACKTRACE
 #define BOOST_STACKTRACE_USE_BACKTRACE
+#else
+#define BOOST_STACKTRACE_USE_NOOP
+#endif
+#include <cxxabi.h>
 #include <dlfcn.h>
 
 #include <atomic>
 #include <boost/stacktrace.hpp>
-#include <cstdlib>
 #include <exception>
 #include <sstream>
 #include <typeinfo>
@@ -42,14 +51,18 @@ thread_local throw_record t_last;
 void enable_throw_backtraces(bool on) noexcept { g_enabled.store(on, std::memory_order_relaxed); }
 bool throw_backtraces_enabled() noexcept { return g_enabled.load(std::memory_order_relaxed); }
 
-void record_throw(const std::type_info* type) noexcept {
+// Never inlined, so that the frames above the thrower are always this one and the hook: clang
+// inlined it into the hook, and skipping 2 then dropped the throwing function itself.
+[[gnu::noinline]] void record_throw(const std::type_info* type) noexcept {
   auto& r = t_last;
   r.type = type;
-  // skip 2: safe_dump_to's own frame and __cxa_throw
+  // skip 2: this function's frame (safe_dump_to skips its own) and the __cxa_throw hook's
   r.frames = boost::stacktrace::safe_dump_to(2, r.addr, sizeof r.addr);
 }
 
 std::string take_throw_backtrace(const std::type_info* type) {
+  if (const char* why = throw_backtrace_unavailable_reason(); *why != '\0')
+    return std::string("(no backtrace: ") + why + ")\n";
   auto& r = t_last;
   if (r.frames == 0 || type == nullptr || r.type == nullptr || *r.type != *type) return {};
   auto st = boost::stacktrace::stacktrace::from_dump(r.addr, r.frames * sizeof r.addr[0]);
@@ -72,15 +85,49 @@ std::string take_throw_backtrace(const std::type_info* type) {
 
 }  // namespace procxy::detail
 
-namespace __cxxabiv1 {
+#if PROCXY_WITH_LIBBACKTRACE
 
-extern "C" __attribute__((weak)) void __cxa_throw(void* obj, std::type_info* type, void (*dest)(void*)) {
+// The hook, under its own (hidden) name so that throw_backtrace_unavailable_reason can tell
+// whether the __cxa_throw in use is this one; __cxa_throw below is a weak alias of it.
+extern "C" [[noreturn, gnu::visibility("hidden")]] void procxy_detail_cxa_throw(
+    void* obj, std::type_info* type, void (*dest)(void*)) {
   using real_t = void (*)(void*, std::type_info*, void (*)(void*));
   static const real_t real = reinterpret_cast<real_t>(::dlsym(RTLD_NEXT, "__cxa_throw"));
   if (procxy::detail::g_enabled.load(std::memory_order_relaxed)) procxy::detail::record_throw(type);
-  if (real == nullptr) std::abort();  // statically linked C++ runtime: nothing to forward to
+  // Not reached with a null `real`: this definition is in use only when the runtime's is in a
+  // shared object loaded after it (see g_pull_runtime_throw), which RTLD_NEXT finds.
+  if (real == nullptr) std::terminate();
   real(obj, type, dest);
   __builtin_unreachable();
 }
 
+namespace __cxxabiv1 {
+extern "C" void __cxa_throw(void* obj, std::type_info* type, void (*dest)(void*))
+    __attribute__((weak, alias("procxy_detail_cxa_throw")));
 }  // namespace __cxxabiv1
+
+namespace {
+// A statically linked C++ runtime (-static-libstdc++, -static) must replace the weak definition
+// above rather than leave it with nothing to forward to. Its __cxa_throw sits in the archive
+// member that also defines __cxa_rethrow (libstdc++'s eh_throw.o, libc++abi's cxa_exception.o),
+// and the linker pulls a member only for a symbol still undefined, never to override a weak one.
+// This reference makes every link that contains this file pull that member, whose strong
+// __cxa_throw then wins: the hook is not used, throws behave as without procxy, and backtraces
+// are unavailable (tests/static_runtime). With a shared runtime it binds there and changes nothing.
+[[gnu::used]] void (*const g_pull_runtime_throw)() = &__cxxabiv1::__cxa_rethrow;
+}  // namespace
+
+const char* procxy::detail::throw_backtrace_unavailable_reason() noexcept {
+  // The address of __cxa_throw is that of the definition the link or the dynamic loader chose.
+  if (&__cxxabiv1::__cxa_throw == &procxy_detail_cxa_throw) return "";
+  return "procxy's __cxa_throw hook is not the one in use: this program links the C++ runtime "
+         "statically or brings its own __cxa_throw";
+}
+
+#else
+
+const char* procxy::detail::throw_backtrace_unavailable_reason() noexcept {
+  return "procxy was built without libbacktrace (CMake option PROCXY_BACKTRACE)";
+}
+
+#endif

@@ -105,7 +105,8 @@ class remote_info {
   // The demangled dynamic type of the exception object in the child.
   const std::string& type_name() const noexcept { return type_name_; }
   // The child's symbolized stack at the throw point when backtraces are on
-  // (spawn_options::backtrace or PROCXY_BACKTRACE=1), else empty.
+  // (spawn_options::backtrace or PROCXY_BACKTRACE=1), else empty; "(no backtrace: <why>)" when
+  // they are on but the child cannot record stacks (spawn_options::backtrace says when).
   const std::string& backtrace() const noexcept { return backtrace_; }
 
  private:

@@ -122,7 +122,9 @@ struct spawn_options {
 
   // Record the child's stack at every throw and attach it, symbolized, to exceptions that reach
   // the parent (remote_info::backtrace()). Also on when PROCXY_BACKTRACE=1 is in the child's
-  // environment. Costs a stack walk per throw in the child (docs/design.md "Backtraces").
+  // environment. Costs a stack walk per throw in the child (docs/design.md "Backtraces"). Where
+  // the child cannot record stacks (procxy configured without libbacktrace, or a program linked
+  // with a static C++ runtime) the backtrace is a one-line "(no backtrace: <why>)".
   bool backtrace = false;
 
   // Runs exactly once when the child has ended, for whatever reason, after it was reaped and

@@ -43,7 +43,12 @@ std::uint64_t register_exception_entry(const exception_entry& e);
 // of the exception being handled if it was thrown on the same thread.
 void enable_throw_backtraces(bool on) noexcept;
 bool throw_backtraces_enabled() noexcept;
-// The symbolized stack of the last throw on this thread if it threw an object of `type`, else "".
+// The symbolized stack of the last throw on this thread if it threw an object of `type`, else "";
+// when this program cannot record stacks, a one-line note "(no backtrace: <reason>)".
 std::string take_throw_backtrace(const std::type_info* type);
+// Why this program cannot record the stack at a throw, or "" when it can: procxy built without
+// libbacktrace (CMake option PROCXY_BACKTRACE), or procxy's __cxa_throw hook not the definition in
+// use (a statically linked C++ runtime, or the program's own interposer).
+const char* throw_backtrace_unavailable_reason() noexcept;
 
 }  // namespace procxy::detail
