@@ -186,11 +186,12 @@ class stderr_capture {
 
 
 // A started child: its process, the parent's end of its channel (owned by the caller from now
-// on) and its stderr capture (null unless spawn_options::capture_stderr).
+// on), its stderr capture (null unless spawn_options::capture_stderr) and its crash pipe.
 struct launched_child {
   std::shared_ptr<child_process> process;
   int channel_fd = -1;
   std::shared_ptr<stderr_capture> err;
+  int crash_fd = -1;  // the read end of the crash pipe (src/crash.hpp), owned by the caller too
 };
 // Starts a child as `o` says (mode, executable, args, env, cwd, stderr capture). Throws
 // spawn_error when it cannot be started.
