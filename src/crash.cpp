@@ -53,6 +53,7 @@ constexpr std::size_t max_frames = 64;
 constexpr std::size_t handler_frames = 16;
 
 int g_fd = -1;
+pid_t g_pid = 0;  // the process that installed it: a process the object forks inherits the handler
 struct sigaction g_previous[signal_count];
 // 0: no report yet; 1: a thread is writing one; 2: written. A lock-free atomic int is
 // async-signal-safe.
@@ -277,7 +278,10 @@ void on_crash_signal(int sig, siginfo_t* info, void* ucontext) {
   std::size_t which = 0;
   while (which < signal_count && crash_signals[which] != sig) ++which;
   int idle = 0;
-  if (g_reporting.compare_exchange_strong(idle, 1)) {
+  if (::getpid() != g_pid) {
+    // A process the object forked (without exec) inherited this handler and the pipe: its
+    // crash is not the child's, and must not be reported as the child's.
+  } else if (g_reporting.compare_exchange_strong(idle, 1)) {
     write_report(sig, info, ucontext);
     g_reporting.store(2);
   } else if (idle == 1) {
@@ -304,8 +308,12 @@ void on_crash_signal(int sig, siginfo_t* info, void* ucontext) {
 }  // namespace
 
 void install_crash_handler(int fd) noexcept {
-  if (fd < 0 || g_fd >= 0) return;
+  if (fd < 0) return;
+  // Once per process. In a child forked (fork mode) by a child that is itself served by procxy,
+  // what is installed already is the outer child's: replaced, its chain kept (below).
   g_fd = fd;
+  g_pid = ::getpid();
+  g_reporting.store(0);
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // programs the child execs do not inherit it
   // The unwinder's first use initialises itself (a pthread_once, the binding of its symbols): do
   // that here, in a safe context, not in the handler. One frame is enough (a whole walk would
@@ -313,8 +321,8 @@ void install_crash_handler(int fd) noexcept {
   _Unwind_Backtrace(&stop_at_once, nullptr);
   // An alternate stack for this thread (the object thread), so that a stack overflow in a
   // method can still be reported. A thread that has one already (a sanitizer's) keeps it.
-  stack_t old{};
-  if (::sigaltstack(nullptr, &old) == 0 && (old.ss_flags & SS_DISABLE) != 0) {
+  stack_t current{};
+  if (::sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE) != 0) {
     const long page = ::sysconf(_SC_PAGESIZE);
     const long min = ::sysconf(_SC_MINSIGSTKSZ);
     std::size_t size = std::size_t{64} << 10;
@@ -337,7 +345,13 @@ void install_crash_handler(int fd) noexcept {
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
   for (int s : crash_signals) sigaddset(&sa.sa_mask, s);  // a crash inside the handler kills
-  for (std::size_t i = 0; i < signal_count; ++i) ::sigaction(crash_signals[i], &sa, &g_previous[i]);
+  for (std::size_t i = 0; i < signal_count; ++i) {
+    struct sigaction old{};
+    ::sigaction(crash_signals[i], &sa, &old);
+    // Our own handler (inherited through fork) is not something to hand the signal on to: that
+    // would raise it again for ever. What it handed on to stays in g_previous.
+    if ((old.sa_flags & SA_SIGINFO) == 0 || old.sa_sigaction != &on_crash_signal) g_previous[i] = old;
+  }
 }
 
 // ---- the parent: reading and symbolizing ----------------------------------------------------
@@ -495,10 +509,12 @@ std::string hex(std::uintptr_t v) {
 }
 
 // addr2line, if it is installed, for the addresses (ELF virtual addresses) of a module this
-// process does not have. Bounded: killed at `deadline`. One entry per address (empty: unknown).
+// process does not have. Bounded: killed at `deadline` (`late` is then set). One entry per
+// address (empty: unknown).
 std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& vaddrs,
-                                                    std::chrono::steady_clock::time_point deadline) {
+                                                    std::chrono::steady_clock::time_point deadline, bool& late) {
   std::vector<std::vector<symbol_info>> out(vaddrs.size());
+  late = false;
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return out;
   std::vector<std::string> args{"addr2line", "-a", "-f", "-C", "-i", "-e", path};
@@ -549,7 +565,10 @@ std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path, con
     if (text.size() > (std::size_t{1} << 20)) break;
   }
   ::close(p[0]);
-  if (!finished) ::kill(pid, SIGKILL);
+  if (!finished) {
+    ::kill(pid, SIGKILL);
+    late = std::chrono::steady_clock::now() >= deadline;
+  }
   while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
   if (!finished) return out;
@@ -591,7 +610,11 @@ bool is_crash_signal(int sig) {
 
 std::string symbolize_stack(const parsed_report& r) {
   const auto maps = own_mappings();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  // addr2line reads the module's whole DWARF: ~0.1 s for the test worker on an idle machine,
+  // over 2 s on a loaded one. The pending calls fail only after this, so it is bounded.
+  constexpr auto addr2line_budget = std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + addr2line_budget;
+  std::string notes;
   std::vector<std::vector<symbol_info>> syms(r.frames.size());
   std::vector<std::string> where(r.frames.size());  // module+0xvaddr, for frames not resolved
   // Modules this process does not map, by path: (frame index, ELF address) for addr2line.
@@ -615,7 +638,11 @@ std::string symbolize_stack(const parsed_report& r) {
   for (const auto& [path, frames] : foreign) {
     std::vector<std::uintptr_t> vaddrs;
     for (const auto& fr : frames) vaddrs.push_back(fr.second);
-    auto found = run_addr2line(path, vaddrs, deadline);
+    bool late = false;
+    auto found = run_addr2line(path, vaddrs, deadline, late);
+    if (late)
+      notes += "    (addr2line did not finish within " + std::to_string(addr2line_budget.count()) + " s for " + path +
+               ": its frames are shown as module+address)\n";
     for (std::size_t k = 0; k < frames.size(); ++k) syms[frames[k].first] = std::move(found[k]);
   }
   std::ostringstream out;
@@ -644,7 +671,7 @@ std::string symbolize_stack(const parsed_report& r) {
     // loop, noise for the reader.
     if (invoker) break;
   }
-  return out.str();
+  return out.str() + notes;
 }
 
 }  // namespace

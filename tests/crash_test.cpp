@@ -653,7 +653,9 @@ TEST(CrashContext, WorkerExecutableNamesTheMethodAndItsFrames) {
   auto e = failure_of<procxy::child_crashed>([&] { return g.crash(); });
   EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
   EXPECT_THAT(e.what(), HasSubstr("worker_demo::Greeter::crash was in flight"));
-  if (addr2line_installed())
+  // addr2line is bounded (5 s); on a machine loaded enough to exceed that, the message says so
+  // and the frames are module+offset.
+  if (addr2line_installed() && e.backtrace().find("addr2line did not finish") == std::string::npos)
     EXPECT_THAT(e.backtrace(), HasSubstr(" 0# worker_demo::worker_invalid_write()"));
   else
     EXPECT_THAT(e.backtrace(), HasSubstr(" 0# ?? in " + std::string(PROCXY_TEST_WORKER) + "+0x"));
