@@ -359,6 +359,7 @@ void install_crash_handler(int fd) noexcept {
 namespace {
 
 struct report_frame {
+  bool seen = false;  // a line of the report described it (a cut report has holes)
   std::uintptr_t addr = 0;
   bool exact = false;
   bool mapped = false;
@@ -415,6 +416,7 @@ parsed_report parse(const std::string& text) {
     l >> i >> std::hex >> f.addr >> std::dec >> exact;
     if (!l || i >= r.frames.size()) break;
     f.exact = exact != 0;
+    f.seen = true;
     if (l >> std::hex >> f.offset >> std::dec >> f.dev >> f.inode) {
       l >> std::ws;
       std::getline(l, f.path);
@@ -482,8 +484,14 @@ bool same_file(const report_frame& f) {
 // The ELF virtual address of a file offset (what addr2line and objdump take), from the file's
 // program headers; false when the file is not an ELF object of this machine's class.
 bool file_offset_to_vaddr(const std::string& path, std::uintptr_t offset, std::uintptr_t& vaddr) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // The path comes from the child: never wait in open() (a FIFO put there after same_file()).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return false;
+  }
   bool found = false;
   ElfW(Ehdr) eh{};
   if (::pread(fd, &eh, sizeof eh, 0) == static_cast<ssize_t>(sizeof eh) &&
@@ -621,6 +629,7 @@ std::string symbolize_stack(const parsed_report& r) {
   std::map<std::string, std::vector<std::pair<std::size_t, std::uintptr_t>>> foreign;
   for (std::size_t i = 0; i < r.frames.size(); ++i) {
     const auto& f = r.frames[i];
+    if (!f.seen) continue;
     if (!f.mapped || f.path.empty()) {
       where[i] = hex(f.addr) + " (not in a mapped file)";
       continue;
@@ -647,6 +656,7 @@ std::string symbolize_stack(const parsed_report& r) {
   }
   std::ostringstream out;
   for (std::size_t i = 0; i < r.frames.size(); ++i) {
+    if (!r.frames[i].seen) continue;
     out << (i < 10 ? " " : "") << i << "# ";
     bool invoker = false;
     if (syms[i].empty() || syms[i].front().function.empty()) {
