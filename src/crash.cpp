@@ -316,8 +316,8 @@ void install_crash_handler(int fd) noexcept {
   g_reporting.store(0);
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // programs the child execs do not inherit it
   // The unwinder's first use initialises itself (a pthread_once, the binding of its symbols): do
-  // that here, in a safe context, not in the handler. One frame is enough (a whole walk would
-  // read the unwind tables of every module on the stack: 180 KiB more resident per child).
+  // that here, in a safe context, not in the handler. One frame is enough (a whole walk touched
+  // the unwind tables of every module on the stack: ~80 KiB more resident per child).
   _Unwind_Backtrace(&stop_at_once, nullptr);
   // An alternate stack for this thread (the object thread), so that a stack overflow in a
   // method can still be reported. A thread that has one already (a sanitizer's) keeps it.
