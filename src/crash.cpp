@@ -37,6 +37,8 @@
 #include <utility>
 #include <vector>
 
+#include "process.hpp"
+
 extern char** environ;
 
 namespace procxy::detail {
@@ -538,12 +540,7 @@ std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path, con
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  reset_signals(at);
   pid_t pid = -1;
   const int rc = ::posix_spawnp(&pid, "addr2line", &fa, &at, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);

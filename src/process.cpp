@@ -30,6 +30,15 @@ namespace procxy::detail {
   throw spawn_error("procxy: " + what + ": " + std::strerror(e));
 }
 
+void reset_signals(posix_spawnattr_t& at) {
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 namespace {
 
 std::string g_program_name = "procxy-child";
@@ -142,12 +151,7 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   posix_spawn_file_actions_addclosefrom_np(&fa, crash_fd_in_child(shm_fd >= 0) + 1);
   if (!o.working_directory.empty())
     posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  reset_signals(at);
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &at, argv.data(), envp.data());
   if (rc != 0) throw_errno("cannot start '" + exe + "'", rc);

@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -37,6 +38,10 @@ struct fd_guard {
 
 // Throws spawn_error("procxy: <what>: <strerror(e)>").
 [[noreturn]] void throw_errno(const std::string& what, int e);
+
+// Makes a posix_spawn start its program with no signal blocked and every disposition at its
+// default, whatever the spawning thread had (children and addr2line, src/crash.cpp).
+void reset_signals(posix_spawnattr_t& at);
 
 // Owns a child pid through a pidfd: signals go to the right process even after the pid is reused,
 // and reaping happens exactly once, by whichever thread gets there first.
