@@ -121,6 +121,20 @@ std::vector<pending_call> call_table::take_all() {
   return out;
 }
 
+std::vector<const char*> call_table::in_flight() const {
+  std::vector<std::pair<std::uint64_t, const char*>> calls;
+  calls.reserve(size());
+  if (in_ring_ > 0)
+    for (const auto& s : ring_)
+      if (s.id != 0) calls.emplace_back(s.id, s.pc.what);
+  for (const auto& [id, pc] : spilled_) calls.emplace_back(id, pc.what);
+  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<const char*> out;
+  out.reserve(calls.size());
+  for (const auto& c : calls) out.push_back(c.second);
+  return out;
+}
+
 void call_table::recompute_deadline() {
   next_deadline_ = no_deadline;
   sweep([&](std::uint64_t, pending_call& pc) {

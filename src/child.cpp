@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "crash.hpp"
 #include "procxy/detail/method.hpp"
 #include "procxy/event.hpp"
 #include "procxy/detail/serve.hpp"
@@ -299,8 +300,11 @@ void watch_parent(pid_t parent) {
 }  // namespace
 
 
-int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent) {
+int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent,
+          int crash_fd) {
   g_is_child = true;
+  // First, so that a crash anywhere after it (the module, the constructor) is reported.
+  install_crash_handler(crash_fd);
   load_module();
   watch_parent(parent);
   auto server = std::make_shared<child_server>();
@@ -341,6 +345,8 @@ void init(int /*argc*/, char** argv) {
   const char* mm = std::getenv("PROCXY_MAX_MESSAGE");
   const char* shm_fd = std::getenv("PROCXY_SHM_FD");
   const char* shm_ring = std::getenv("PROCXY_SHM_RING");
+  const char* crash = std::getenv("PROCXY_CRASH_FD");
+  const int crash_fd = crash ? std::atoi(crash) : -1;
   const int sfd = shm_fd && shm_ring ? std::atoi(shm_fd) : -1;
   const std::size_t ring = shm_ring ? static_cast<std::size_t>(std::strtoull(shm_ring, nullptr, 10)) : 0;
   pid_t parent = pp ? static_cast<pid_t>(std::atol(pp)) : ::getppid();
@@ -350,13 +356,14 @@ void init(int /*argc*/, char** argv) {
   ::unsetenv("PROCXY_MAX_MESSAGE");
   ::unsetenv("PROCXY_SHM_FD");
   ::unsetenv("PROCXY_SHM_RING");
+  ::unsetenv("PROCXY_CRASH_FD");
   // A re-executed child runs /proc/self/exe, so the kernel names it "exe"; give it the parent's
   // program name, as ps, top and pkill show it (at most 15 bytes, the kernel's limit).
   if (argv && argv[0]) {
     const char* base = std::strrchr(argv[0], '/');
     ::prctl(PR_SET_NAME, base ? base + 1 : argv[0], 0, 0, 0);
   }
-  _exit(detail::serve(fd, sfd, ring, max, parent));
+  _exit(detail::serve(fd, sfd, ring, max, parent, crash_fd));
 }
 
 }  // namespace procxy

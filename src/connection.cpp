@@ -1107,6 +1107,15 @@ std::exception_ptr connection::broken_reason() const {
   return broken_;
 }
 
+std::vector<std::string> connection::calls_in_flight() const {
+  std::vector<const char*> whats;
+  {
+    std::lock_guard lk(mu_);
+    whats = calls_.in_flight();
+  }
+  return {whats.begin(), whats.end()};
+}
+
 channel_stats connection::stats() const {
   channel_stats s;
   s.frames_sent = writer_.frames();

@@ -32,13 +32,25 @@ namespace procxy::detail {
   throw spawn_error("procxy: " + what + ": " + std::strerror(e));
 }
 
+void reset_signals(posix_spawnattr_t& at) {
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setsigdefault(&at, &all);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
 namespace {
 
 std::string g_program_name = "procxy-child";
 
 constexpr int channel_fd_in_child = 3;
 constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
-constexpr int first_free_fd = 5;
+// The write end of the crash pipe (src/crash.hpp): the next number after the channel's (and the
+// rings'), then nothing.
+constexpr int crash_fd_in_child(bool shm) { return shm ? shm_fd_in_child + 1 : channel_fd_in_child + 1; }
+constexpr int first_free_fd = crash_fd_in_child(true) + 1;
 
 
 }  // namespace
@@ -59,6 +71,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
                                                kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 ||
                                                kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_SHM_RING=", 0) == 0 ||
+                                               kv.rfind("PROCXY_CRASH_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
                                                kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 ||
                                                kv.rfind("PROCXY_MODULE=", 0) == 0; };
@@ -84,6 +97,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
     env.push_back("PROCXY_SHM_FD=" + std::to_string(shm_fd_in_child));
     env.push_back("PROCXY_SHM_RING=" + std::to_string(shm_ring));
   }
+  env.push_back("PROCXY_CRASH_FD=" + std::to_string(crash_fd_in_child(shm_ring > 0)));
   env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
   if (!o.module.empty())  // absolute: the child may run in another working directory
@@ -126,7 +140,7 @@ std::filesystem::path module_host(const spawn_options& o) {
 }
 
 std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
-                                          int shm_fd, std::size_t shm_ring) {
+                                          int shm_fd, std::size_t shm_ring, int crash_fd) {
   const bool self = o.mode == spawn_mode::reexec && o.module.empty();
   std::string exe = self ? std::string("/proc/self/exe")
                     : o.module.empty() ? o.executable.string()
@@ -158,17 +172,14 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   } c{&fa, &at};
   posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
   if (shm_fd >= 0) posix_spawn_file_actions_adddup2(&fa, shm_fd, shm_fd_in_child);
+  posix_spawn_file_actions_adddup2(&fa, crash_fd, crash_fd_in_child(shm_fd >= 0));
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
-  // The child inherits stdio and its channel only, whatever the parent forgot to mark CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&fa, shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1);
+  // The child inherits stdio, its channel and its crash pipe only, whatever the parent forgot to
+  // mark CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&fa, crash_fd_in_child(shm_fd >= 0) + 1);
   if (!o.working_directory.empty())
     posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  reset_signals(at);
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, exe.c_str(), &fa, &at, argv.data(), envp.data());
   if (rc != 0) throw_errno("cannot start '" + exe + "'", rc);
@@ -176,7 +187,7 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 }
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
-                                          int stderr_fd, int shm_fd, std::size_t shm_ring) {
+                                          int stderr_fd, int shm_fd, std::size_t shm_ring, int crash_fd) {
   if (!o.module.empty())
     throw spawn_error("procxy: spawn_options::module needs a host executable to load it: use the "
                       "default mode or spawn_mode::executable, not spawn_mode::fork");
@@ -190,7 +201,9 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
     if (::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
     if (shm_fd >= 0 && ::dup2(shm_fd, shm_fd_in_child) < 0) _exit(127);
-    ::close_range(shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1, ~0U, 0);
+    const int crash = crash_fd_in_child(shm_fd >= 0);
+    if (::dup2(crash_fd, crash) < 0) _exit(127);
+    ::close_range(static_cast<unsigned>(crash + 1), ~0U, 0);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
     if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
@@ -198,7 +211,7 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
     _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring, o.max_message_size,
-                parent));
+                parent, crash));
   }
   return adopt_child(pid);
 }
@@ -235,10 +248,22 @@ launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_
   }
   fd_guard moved_err;
   const int err_fd = above_fixed_numbers(err_write.fd, moved_err);
+  // The crash pipe (src/crash.hpp): the child's handler writes its report, the parent reads it
+  // once the child is reaped. Both ends non-blocking: the handler must never wait, and the parent
+  // reads only what is there (a grandchild may hold the write end open).
+  fd_guard crash_read, crash_write, moved_crash;
+  {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) throw_errno("pipe2", errno);
+    crash_read.fd = p[0];
+    crash_write.fd = p[1];
+  }
+  const int crash_fd = above_fixed_numbers(crash_write.fd, moved_crash);
   launched_child l;
-  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring)
-                                         : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring);
+  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, crash_fd)
+                                         : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, crash_fd);
   ::close(child_end.release());
+  l.crash_fd = crash_read.release();
   if (err_write.fd >= 0) {
     ::close(err_write.release());
     l.err = std::make_shared<stderr_capture>(err_read.release(), o.capture_stderr);

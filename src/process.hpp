@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -37,6 +38,10 @@ struct fd_guard {
 
 // Throws spawn_error("procxy: <what>: <strerror(e)>").
 [[noreturn]] void throw_errno(const std::string& what, int e);
+
+// Makes a posix_spawn start its program with no signal blocked and every disposition at its
+// default, whatever the spawning thread had (children and addr2line, src/crash.cpp).
+void reset_signals(posix_spawnattr_t& at);
 
 // Owns a child pid through a pidfd: signals go to the right process even after the pid is reused,
 // and reaping happens exactly once, by whichever thread gets there first.
@@ -186,11 +191,12 @@ class stderr_capture {
 
 
 // A started child: its process, the parent's end of its channel (owned by the caller from now
-// on) and its stderr capture (null unless spawn_options::capture_stderr).
+// on), its stderr capture (null unless spawn_options::capture_stderr) and its crash pipe.
 struct launched_child {
   std::shared_ptr<child_process> process;
   int channel_fd = -1;
   std::shared_ptr<stderr_capture> err;
+  int crash_fd = -1;  // the read end of the crash pipe (src/crash.hpp), owned by the caller too
 };
 // Starts a child as `o` says (mode, executable, args, env, cwd, stderr capture). Throws
 // spawn_error when it cannot be started.

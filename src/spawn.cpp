@@ -14,6 +14,7 @@
 #include "procxy/detail/core.hpp"
 #include "procxy/detail/method.hpp"
 #include "procxy/detail/shm_transport.hpp"
+#include "crash.hpp"
 #include "process.hpp"
 
 namespace procxy::detail {
@@ -182,6 +183,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   int channel_fd = launched.channel_fd;
   core->child_ = std::move(launched.process);
   core->stderr_ = std::move(launched.err);
+  core->crash_fd_ = launched.crash_fd;
   std::weak_ptr<proxy_core> weak = core;
   std::function<void()> on_exit;
   if (opts.on_exit) {
@@ -229,7 +231,10 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   return core;
 }
 
-proxy_core::~proxy_core() { terminate(); }
+proxy_core::~proxy_core() {
+  terminate();
+  if (crash_fd_ >= 0) ::close(crash_fd_);
+}
 
 int proxy_core::pid() const noexcept { return child_ ? child_->pid() : -1; }
 
@@ -267,15 +272,22 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   if (start_failed) return started_->error();
   std::string who = std::string("procxy: child ") + std::to_string(child_->pid()) + " (" +
                     class_name_ + ") " + how;
+  // The crash context (docs/design.md "Crash reports"): the calls it died with (still in the
+  // table: they fail after this returns) and, from its crash handler, its stack.
+  std::string stack;
+  std::string crash = describe_crash(read_crash_report(crash_fd_), child_->pid(), sig, stack);
   std::string tail = stderr_ ? stderr_->tail(std::chrono::milliseconds(1000)) : std::string();
   std::string note = tail.empty() ? std::string()
                                   : "; the last " + std::to_string(tail.size()) +
                                         " bytes it wrote to stderr:\n" + tail;
   if (!started_->is_ready())
     return std::make_exception_ptr(spawn_error(
-        who + " before constructing the object (does its main() call procxy::init(argc, argv) "
-              "first?)" + note));
-  return std::make_exception_ptr(child_crashed(who + note, code, sig, std::move(tail)));
+        who + (stack.empty() ? " before constructing the object (does its main() call "
+                               "procxy::init(argc, argv) first?)"
+                             : " while constructing the object") +
+        crash + note));
+  who += describe_calls_in_flight(conn_->calls_in_flight());
+  return std::make_exception_ptr(child_crashed(who + crash + note, code, sig, std::move(tail), std::move(stack)));
 }
 
 void proxy_core::kill_after_timeout(const char* what) {

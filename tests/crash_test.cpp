@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <future>
 #include <latch>
 #include <ostream>
 #include <string>
@@ -32,6 +33,9 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#ifdef PROCXY_TEST_WORKER
+#include "greeter.hpp"
+#endif
 
 using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;
@@ -386,5 +390,284 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(name_of(std::get<0>(param_info.param))) + "_" +
              name_of(std::get<1>(param_info.param));
     });
+
+// ---- crash context: the calls in flight and the child's stack ---------------------------------
+//
+// child_crashed names the calls that were in flight and, when a crash signal killed the child,
+// carries its stack where it crashed (docs/design.md "Crash reports"). The functions that crash
+// are noinline, and no two have the same code (identical code folding would merge them under
+// one name), so that the stack names each.
+
+namespace context {
+
+__attribute__((noinline, no_sanitize("address", "undefined"))) void culprit_invalid_write() {
+  volatile int* volatile p = nullptr;
+  *p = 14;
+}
+__attribute__((noinline, no_sanitize("address", "undefined"))) void culprit_invalid_write_on_a_thread() {
+  volatile int* volatile p = nullptr;
+  *p = 15;
+}
+__attribute__((noinline)) void culprit_abort() {
+  std::abort();
+}
+// Recurses until the stack is exhausted (the test never passes a negative depth; the compiler
+// cannot know that, so it neither warns of infinite recursion nor turns it into a loop).
+__attribute__((noinline)) int culprit_recurse(int depth) {
+  volatile char pad[256];
+  pad[0] = static_cast<char>(depth);
+  if (depth < 0) return 0;
+  return culprit_recurse(depth + 1) + pad[0];
+}
+
+class Culprit {
+ public:
+  explicit Culprit(bool crash_in_constructor) {
+    if (crash_in_constructor) culprit_invalid_write();
+  }
+  int ping(int n) { return n; }
+  int segfault() {
+    culprit_invalid_write();
+    return 0;
+  }
+  int abort_now() {
+    culprit_abort();
+    return 0;
+  }
+  int overflow() { return culprit_recurse(0); }
+  int sleep_long() {
+    ::sleep(60);  // killed from outside long before
+    return 0;
+  }
+  procxy::future<int> never() {
+    procxy::promise<int> p;
+    auto f = p.get_future();
+    held_.push_back(std::move(p));
+    return f;
+  }
+  // Returns at once; a thread crashes when the parent says so, while no call is in flight.
+  void segfault_later(const std::string& gate) {
+    std::thread([gate] {
+      wait_for_byte(gate + "/go");
+      culprit_invalid_write_on_a_thread();
+    }).detach();
+  }
+  // The object replaces procxy's handler with its own: that one decides (documented).
+  int own_handler_then_segfault() {
+    ::signal(SIGSEGV, [](int) { ::_exit(3); });
+    culprit_invalid_write();
+    return 0;
+  }
+
+ private:
+  std::vector<procxy::promise<int>> held_;
+};
+PROCXY_CLASS(Culprit, ping, segfault, abort_now, overflow, sleep_long, never, segfault_later,
+             own_handler_then_segfault);
+
+// Sanitizers install handlers of their own for the crash signals before main: procxy's handler
+// then reports first and hands the signal on to theirs, which exits with 1 instead of dying of
+// the signal. These tests check the plain behaviour, so their children ask the sanitizer runtime
+// to leave those signals alone (the variables mean nothing to a normal build).
+procxy::spawn_options crash_options(procxy::spawn_options o = {}) {
+  const std::string flags = "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+  for (const char* var : {"ASAN_OPTIONS", "TSAN_OPTIONS"}) {
+    const char* old = std::getenv(var);
+    o.env[var] = old && *old ? std::string(old) + ":" + flags : flags;
+  }
+  return o;
+}
+
+template <class E, class F>
+E failure_of(F&& f) {
+  auto fut = f();
+  if (fut.wait_for(hang_guard) != std::future_status::ready) throw std::runtime_error("the call hung");
+  try {
+    fut.get();
+  } catch (const E& e) {
+    return e;
+  }
+  throw std::runtime_error("the call did not fail with the expected error");
+}
+
+bool addr2line_installed() {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "";
+  for (std::size_t at = 0; at <= dirs.size();) {
+    auto end = dirs.find(':', at);
+    if (end == std::string::npos) end = dirs.size();
+    if (::access((dirs.substr(at, end - at) + "/addr2line").c_str(), X_OK) == 0) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
+using testing::HasSubstr;
+using testing::Not;
+
+TEST(CrashContext, SegfaultNamesTheMethodAndTheFunctionThatCrashed) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  ASSERT_EQ(p.ping(1).get(), 1);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.segfault(); });
+  EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::segfault was in flight"));
+  EXPECT_THAT(e.what(), HasSubstr("its stack at the fault (SIGSEGV at address 0x0, thread "));
+  // The first frame is the function that made the invalid write; the method is below it.
+  ASSERT_FALSE(e.backtrace().empty()) << e.what();
+  EXPECT_THAT(e.backtrace().substr(0, e.backtrace().find('\n')), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"))
+      << e.backtrace();
+  EXPECT_THAT(e.backtrace(), HasSubstr("Culprit::segfault"));
+  EXPECT_THAT(e.what(), HasSubstr(e.backtrace()));
+  // Later calls fail with the same message.
+  auto later = failure_of<procxy::child_crashed>([&] { return p.ping(2); });
+  EXPECT_EQ(std::string(later.what()), e.what());
+}
+
+TEST(CrashContext, AbortNamesTheMethodAndTheStackOfTheAbort) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.abort_now(); });
+  EXPECT_EQ(e.signal(), SIGABRT) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::abort_now was in flight"));
+  EXPECT_THAT(e.what(), HasSubstr("its stack when it aborted (thread "));
+  EXPECT_THAT(e.backtrace(), HasSubstr("abort"));
+  EXPECT_THAT(e.backtrace(), HasSubstr("context::culprit_abort()"));
+  EXPECT_THAT(e.backtrace(), HasSubstr("Culprit::abort_now"));
+}
+
+TEST(CrashContext, StackOverflowIsReportedFromTheAlternateStack) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.overflow(); });
+  EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::overflow was in flight"));
+  EXPECT_THAT(e.backtrace(), HasSubstr(" 0# (anonymous namespace)::context::culprit_recurse(int)"));
+  // A bounded report: at most 64 frames of an exhausted stack.
+  EXPECT_THAT(e.backtrace(), HasSubstr("63# "));
+  EXPECT_THAT(e.backtrace(), Not(HasSubstr("64# ")));
+}
+
+TEST(CrashContext, SigkillFromOutsideNamesTheCallAndSaysWhyThereIsNoStack) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  ASSERT_EQ(p.ping(1).get(), 1);
+  auto e = failure_of<procxy::child_crashed>([&] {
+    auto f = p.sleep_long();
+    ::kill(p.pid(), SIGKILL);
+    return f;
+  });
+  EXPECT_EQ(e.signal(), SIGKILL) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::sleep_long was in flight"));
+  EXPECT_THAT(e.what(), HasSubstr("no stack is available: SIGKILL cannot be caught"));
+  EXPECT_THAT(e.what(), HasSubstr("from outside the child's code"));
+  EXPECT_THAT(e.what(), HasSubstr("this is expected"));
+  EXPECT_TRUE(e.backtrace().empty()) << e.backtrace();
+}
+
+TEST(CrashContext, SigtermFromOutsideNamesTheCallAndSaysWhyThereIsNoStack) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  ASSERT_EQ(p.ping(1).get(), 1);
+  auto e = failure_of<procxy::child_crashed>([&] {
+    auto f = p.sleep_long();
+    ::kill(p.pid(), SIGTERM);
+    return f;
+  });
+  EXPECT_EQ(e.signal(), SIGTERM) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::sleep_long was in flight"));
+  EXPECT_THAT(e.what(), HasSubstr("no stack is available: procxy's crash handler catches only"));
+  EXPECT_THAT(e.what(), HasSubstr("SIGTERM usually comes from outside the child's code"));
+  EXPECT_THAT(e.what(), HasSubstr("this is expected"));
+  EXPECT_TRUE(e.backtrace().empty()) << e.backtrace();
+}
+
+TEST(CrashContext, TwoCallsInFlightAreBothNamedOldestFirst) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  auto pending = p.never();  // an async method: in flight until the child dies
+  auto e = failure_of<procxy::child_crashed>([&] { return p.segfault(); });
+  const std::string what = e.what();
+  EXPECT_THAT(what, HasSubstr("with 2 calls in flight (oldest first): "));
+  const auto never_at = what.find("Culprit::never");
+  const auto segfault_at = what.find("Culprit::segfault");
+  ASSERT_NE(never_at, std::string::npos) << what;
+  ASSERT_NE(segfault_at, std::string::npos) << what;
+  EXPECT_LT(never_at, segfault_at) << what;
+  EXPECT_THAT(e.backtrace(), HasSubstr("context::culprit_invalid_write()"));
+  EXPECT_THROW(pending.get(), procxy::child_crashed);
+}
+
+TEST(CrashContext, ACrashWithNoCallInFlightSaysSoAndHasTheStack) {
+  // on_exit runs once the death was handled: a call made after it fails at once, with the
+  // message made when the child died (a call made earlier, between the death and its handling,
+  // would be one in flight).
+  std::promise<void> handled;
+  auto p = procxy::spawn<Culprit>(crash_options({.on_exit = [&](const procxy::exit_info&) { handled.set_value(); }}),
+                                  false);
+  gate g;
+  p.segfault_later(g.dir()).get();
+  g.go();
+  ASSERT_EQ(handled.get_future().wait_for(hang_guard), std::future_status::ready);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.ping(1); });
+  EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("while no call was in flight"));
+  EXPECT_THAT(e.backtrace(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write_on_a_thread()"));
+}
+
+TEST(CrashContext, ACrashInTheConstructorShowsTheStackInTheSpawnError) {
+  auto p = procxy::spawn<Culprit>(crash_options(), true);
+  auto e = failure_of<procxy::spawn_error>([&] { return p.started(); });
+  EXPECT_THAT(e.what(), HasSubstr("while constructing the object"));
+  EXPECT_THAT(e.what(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"));
+  EXPECT_THAT(e.what(), Not(HasSubstr("does its main() call procxy::init")));
+}
+
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_tsan = true;
+#elif defined(__has_feature)
+constexpr bool under_tsan = __has_feature(thread_sanitizer);
+#else
+constexpr bool under_tsan = false;
+#endif
+
+TEST(CrashContext, ForkModeReportsTheStackToo) {
+  // A TSan runtime refuses to start threads in a child forked from a multi-threaded process.
+  if (under_tsan) GTEST_SKIP() << "ThreadSanitizer cannot run a fork child of a multi-threaded parent";
+  auto p = procxy::spawn<Culprit>(crash_options({.mode = procxy::spawn_mode::fork}), false);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.segfault(); });
+  // A fork child keeps this process's handlers, crash_options' variables notwithstanding (the
+  // sanitizer runtime read them when this process started): under ASan, procxy's handler
+  // reports and hands the signal on to ASan's, which exits with 1, and the message says so.
+  if (e.signal() != SIGSEGV) {
+    EXPECT_EQ(e.exit_code(), 1) << e.what();
+    EXPECT_THAT(e.what(), HasSubstr("procxy's crash handler had caught SIGSEGV first"));
+  }
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::segfault was in flight"));
+  EXPECT_THAT(e.backtrace(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"));
+}
+
+TEST(CrashContext, TheObjectsOwnHandlerReplacesProcxys) {
+  auto p = procxy::spawn<Culprit>(crash_options(), false);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.own_handler_then_segfault(); });
+  EXPECT_EQ(e.exit_code(), 3) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::own_handler_then_segfault was in flight"));
+  EXPECT_TRUE(e.backtrace().empty()) << e.backtrace();
+}
+
+#ifdef PROCXY_TEST_WORKER
+// The worker binary is not mapped in this process: its frames are symbolized by addr2line when it
+// is installed, and shown as module+offset otherwise.
+TEST(CrashContext, WorkerExecutableNamesTheMethodAndItsFrames) {
+  auto g = procxy::spawn<worker_demo::Greeter>(
+      crash_options({.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER}),
+      std::string("Hi"));
+  auto e = failure_of<procxy::child_crashed>([&] { return g.crash(); });
+  EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+  EXPECT_THAT(e.what(), HasSubstr("worker_demo::Greeter::crash was in flight"));
+  // addr2line is bounded (5 s); on a machine loaded enough to exceed that, the message says so
+  // and the frames are module+offset.
+  if (addr2line_installed() && e.backtrace().find("addr2line did not finish") == std::string::npos)
+    EXPECT_THAT(e.backtrace(), HasSubstr(" 0# worker_demo::worker_invalid_write()"));
+  else
+    EXPECT_THAT(e.backtrace(), HasSubstr(" 0# ?? in " + std::string(PROCXY_TEST_WORKER) + "+0x"));
+}
+#endif
+
+}  // namespace context
 
 }  // namespace

@@ -7,6 +7,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -318,6 +320,27 @@ TEST(HostileChild, RepliesThatNeverWakeTheParentAreAProtocolError) {
   }
   EXPECT_NE(error.find("wake word is stuck"), std::string::npos) << "after " << answered << " answers: " << error;
   EXPECT_TRUE(stops_running(bad));
+  good.expect_healthy();
+}
+
+// A child that forges a crash report (a FIFO named as a module, absurd offsets, a path longer
+// than a report may be) and dies of SIGSEGV: the parent reads at most 64 KiB, opens nothing that
+// could block, and fails the call with child_crashed at once (docs/design.md "Crash reports").
+TEST(HostileChild, AForgedCrashReportIsReadWithinBounds) {
+  good_neighbour good;
+  auto bad = procxy::spawn<Adder>(hostile("crash_report", "call"));
+  const int pid = bad.pid();
+  auto f = bad.add(1, 2);
+  ASSERT_EQ(f.wait_for(hang_guard), std::future_status::ready) << "the parent hangs on the report";
+  try {
+    (void)f.get();
+    ADD_FAILURE() << "the call succeeded";
+  } catch (const procxy::child_crashed& e) {
+    EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), std::size_t{80} << 10);
+    EXPECT_NE(e.backtrace().find("procxy-hostile-fifo-"), std::string::npos) << e.backtrace();
+  }
+  ::unlink(("/tmp/procxy-hostile-fifo-" + std::to_string(pid)).c_str());
   good.expect_healthy();
 }
 

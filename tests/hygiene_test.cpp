@@ -1,6 +1,6 @@
 // Resource hygiene: thousands of children started, crashed and terminated leave the parent with
 // exactly the descriptors, threads and child processes it had; and a child holds no descriptor of
-// the parent's but stdio and its channel, in every spawn mode.
+// the parent's but stdio, its channel and its crash pipe, in every spawn mode.
 //
 // The cycle count comes from PROCXY_HYGIENE_CYCLES (default 1000; sanitizer runs use fewer). The
 // time per cycle is printed for information only; nothing here asserts on speed.
@@ -299,14 +299,15 @@ std::string show(const std::map<int, std::string>& fds) {
 }
 
 // What a child may hold: stdio (whatever it is: the test runner's pipes, a terminal), its channel
-// (a socket; fd 3 when exec'd), and its own descriptors, which are all anonymous inodes (its
-// connection's wake-up eventfd, its parent's pidfd) or the directory it lists. Nothing else, and
-// none of the parent's deliberately leaked descriptors.
+// (a socket; fd 3 when exec'd), the write end of its crash pipe (where its crash handler reports:
+// fd 4, or 5 over shared memory, when exec'd), and its own descriptors, which are all anonymous
+// inodes (its connection's wake-up eventfd, its parent's pidfd) or the directory it lists.
+// Nothing else, and none of the parent's deliberately leaked descriptors.
 void expect_only_stdio_and_channel(const std::map<int, std::string>& fds, const leaky_descriptors& leaked,
                                    bool channel_is_fd_3, const char* how) {
   SCOPED_TRACE(how);
   for (int std_fd : {0, 1, 2}) EXPECT_TRUE(fds.count(std_fd)) << "stdio fd " << std_fd << " missing\n" << show(fds);
-  int sockets = 0;
+  int sockets = 0, pipes = 0;
   for (const auto& [fd, target] : fds) {
     if (fd <= 2) continue;
     EXPECT_FALSE(leaked.targets.count(target))
@@ -318,10 +319,18 @@ void expect_only_stdio_and_channel(const std::map<int, std::string>& fds, const 
       }
       continue;
     }
+    if (target.rfind("pipe:", 0) == 0) {
+      ++pipes;
+      if (channel_is_fd_3) {
+        EXPECT_TRUE(fd == 4 || fd == 5) << "a pipe other than the crash pipe\n" << show(fds);
+      }
+      continue;
+    }
     EXPECT_TRUE(target.rfind("anon_inode:", 0) == 0 || target == "self_listing")
         << "unexpected fd " << fd << " -> " << target << "\n" << show(fds);
   }
   EXPECT_EQ(sockets, 1) << "the channel, and no other socket\n" << show(fds);
+  EXPECT_EQ(pipes, 1) << "the crash pipe, and no other pipe\n" << show(fds);
 }
 
 // Each test also has a sibling proxy running: its end of its channel (opened CLOEXEC by procxy)

@@ -51,21 +51,28 @@ class timeout_error : public error {
 };
 
 // The child died. Exactly one of exit_code() >= 0 or signal() > 0 holds when known;
-// both are -1/0 when the child's status could not be read.
+// both are -1/0 when the child's status could not be read. what() names the calls that were in
+// flight and, when a crash signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) killed it, the
+// child's stack where it crashed (docs/design.md "Crash reports").
 class child_crashed : public error {
  public:
-  child_crashed(const std::string& what, int exit_code, int signal, std::string stderr_tail = {})
+  child_crashed(const std::string& what, int exit_code, int signal, std::string stderr_tail = {},
+                std::string backtrace = {})
       : error(error_kind::child_crashed, what), exit_code_(exit_code), signal_(signal),
-        stderr_tail_(std::move(stderr_tail)) {}
+        stderr_tail_(std::move(stderr_tail)), backtrace_(std::move(backtrace)) {}
   int exit_code() const noexcept { return exit_code_; }
   int signal() const noexcept { return signal_; }
   // The last bytes of the child's stderr (spawn_options::capture_stderr), also in what().
   const std::string& stderr_tail() const noexcept { return stderr_tail_; }
+  // The child's symbolized stack where it crashed (one frame a line, as remote_info::backtrace()),
+  // also in what(); empty when there is none (an exit, SIGKILL, a signal from outside).
+  const std::string& backtrace() const noexcept { return backtrace_; }
 
  private:
   int exit_code_;
   int signal_;
   std::string stderr_tail_;
+  std::string backtrace_;
 };
 
 class terminated : public error {

@@ -29,6 +29,9 @@
 //   no_hello           no hello frame: the construct reply comes first (a child of protocol 1)
 //   bad_hello_version  a hello with protocol 999 and build id "procxy 9.9.9 hostile"
 //   bad_hello_body     a hello whose body is 2 bytes (a u32 version does not fit)
+//   crash_report       no reply: a forged crash report on its crash pipe (PROCXY_CRASH_FD: a FIFO
+//                      named as a module, absurd offsets, a path longer than the report may
+//                      be), then death by SIGSEGV (src/crash.cpp's reader must stay bounded)
 //
 // Over the shared-memory transport (PROCXY_SHM_FD set) it speaks through the rings with an
 // implementation of its own (it never sleeps on its futex: it polls, and rings the parent's
@@ -50,7 +53,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -287,12 +292,41 @@ frame read_frame();
   drain_until_eof();
 }
 
+// A crash report as procxy's handler writes one (src/crash.cpp), forged: the parent must read
+// it within its bounds and open nothing that could block. The FIFO is left for the test to
+// remove (/tmp/procxy-hostile-fifo-<pid>).
+[[noreturn]] void forge_crash_report() {
+  const char* fdv = std::getenv("PROCXY_CRASH_FD");
+  if (fdv == nullptr) _exit(10);
+  const int fd = std::atoi(fdv);
+  const std::string fifo = "/tmp/procxy-hostile-fifo-" + std::to_string(::getpid());
+  ::mkfifo(fifo.c_str(), 0600);
+  struct stat st {};
+  ::stat(fifo.c_str(), &st);
+  char dev[32];
+  std::snprintf(dev, sizeof dev, "%02x:%02x", ::major(st.st_dev), ::minor(st.st_dev));
+  const std::string file = std::string(dev) + " " + std::to_string(st.st_ino) + " ";
+  std::string r = "procxy-crash 1\nsignal 11 code 1 sender 0 addr 0xdeadbeef tid 1\nframes 64\n";
+  r += "frame 0 0x1000 1 0x0 " + file + fifo + "\n";                           // a FIFO as a module
+  r += "frame 1 0x2000 0 0xffffffffffffffff 00:00 1 /etc/hostname\n";        // absurd offset
+  r += "frame 2 0x3000 0 0x10 " + file + "/" + std::string(100 << 10, 'x') + "\n";  // past 64 KiB
+  for (std::size_t off = 0; off < r.size();) {  // the pipe is non-blocking: what fits
+    ssize_t n = ::write(fd, r.data() + off, r.size() - off);
+    if (n <= 0) break;
+    off += static_cast<std::size_t>(n);
+  }
+  ::signal(SIGSEGV, SIG_DFL);
+  ::raise(SIGSEGV);
+  _exit(11);
+}
+
 [[noreturn]] void misbehave(const std::string& mode, const frame& request) {
   const std::uint64_t id = request.h.id;
   std::vector<char> out;
   std::vector<char> a_double;
   put(a_double, 3.0);
   if (mode.rfind("ring_", 0) == 0) break_ring(mode, request);
+  if (mode == "crash_report") forge_crash_report();
   if (mode == "garbage") {
     std::uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64, fixed seed: the same bytes every run
     for (int i = 0; i < 4096; ++i) {

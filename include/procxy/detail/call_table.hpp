@@ -74,6 +74,8 @@ class call_table {
   expiry expire(clock::time_point now, bool retry);
   // Takes every call out (the connection broke).
   std::vector<pending_call> take_all();
+  // What each call in flight is (pending_call::what), oldest first.
+  std::vector<const char*> in_flight() const;
 
   // The earliest deadline of a call in flight (no_deadline if none).
   clock::time_point next_deadline() const noexcept { return next_deadline_; }

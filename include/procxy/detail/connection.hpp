@@ -189,6 +189,9 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   void break_with(std::exception_ptr e);
   bool broken() const;
   std::exception_ptr broken_reason() const;
+  // What the calls in flight are ("Class::method"), oldest first: the endpoint's disconnected()
+  // names them in child_crashed (they are failed after it). Thread-safe.
+  std::vector<std::string> calls_in_flight() const;
   // The channel is unusable (EOF, protocol error): the I/O thread runs the endpoint's
   // disconnected() and fails everything pending. Any thread; first cause wins.
   void disconnect(std::exception_ptr cause);

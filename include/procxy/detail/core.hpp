@@ -66,6 +66,7 @@ class proxy_core final : public call_target, public std::enable_shared_from_this
   const char* class_name_ = "";
   std::shared_ptr<child_process> child_;
   std::shared_ptr<stderr_capture> stderr_;
+  int crash_fd_ = -1;  // the read end of the child's crash pipe (src/crash.hpp)
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
   mutable event_hub events_;
