@@ -99,6 +99,7 @@ call_table::expiry call_table::expire(clock::time_point now, bool retry) {
     const std::uint64_t id = next_id_++;
     pc.deadline = now + pc.again->timeout;
     pc.issued = now;
+    pc.limit = pc.again->timeout;
     pc.st->call_id = id;
     pc.st->call_deadline = pc.deadline;
     std::memcpy(pc.again->frame.data() + offsetof(frame_header, id), &id, sizeof id);

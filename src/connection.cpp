@@ -141,7 +141,8 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
     const bool earliest = deadline < calls_.next_deadline();
     id = calls_.add(pending_call{st, decode, deadline, what, fatal_timeout, std::move(again),
                                  callbacks_->has_executor() && callbacks_->in_task(),
-                                 deadline != no_deadline ? clock::now() : clock::time_point{}});
+                                 deadline != no_deadline ? clock::now() : clock::time_point{},
+                                 retry_timeout});
     // With this many calls already out, the peer is busy: hold the frame for the next flush
     // (a waiter, a batch of replies, 64 KiB, a continuation, or the I/O thread's linger).
     defer = calls_.size() > defer_after_in_flight;
@@ -1068,7 +1069,11 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
     } else {
       calls_timed_out_.fetch_add(1, std::memory_order_relaxed);
       const char* attempts = pc.again ? " (and so did each of its retries)" : "";
-      const auto limit = std::chrono::round<std::chrono::milliseconds>(pc.deadline - pc.issued);
+      // The configured timeout: the deadline was set when the call was made, a little before it
+      // was queued, so deadline - issued is a little short (it said "98 ms" for 100 under load).
+      const auto limit = pc.limit.count() > 0
+                             ? pc.limit
+                             : std::chrono::round<std::chrono::milliseconds>(pc.deadline - pc.issued);
       pc.st->fail(std::make_exception_ptr(timeout_error(std::string("procxy: ") + pc.what +
                                                         " timed out after " + std::to_string(limit.count()) +
                                                         " ms" + attempts)));

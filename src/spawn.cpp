@@ -162,6 +162,13 @@ transport_kind resolve(transport_kind k) {
 
 std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_buffer& construct,
                                               const char* class_name, const char* constructor) {
+  // A process started as a child whose main() did not call procxy::init (init takes these
+  // variables away) would spawn its own child, which would do the same, without end: refuse.
+  if (std::getenv("PROCXY_CHANNEL_FD") != nullptr)
+    throw spawn_error(std::string("procxy: this process was started by procxy as a child to serve ") +
+                      class_name +
+                      ", but its main() spawns instead of calling procxy::init(argc, argv) first; "
+                      "call procxy::init at the start of main, before any spawn");
   std::shared_ptr<proxy_core> core(new proxy_core());
   core->opts_ = opts;
   core->class_name_ = class_name;

@@ -47,6 +47,7 @@ struct pending_call {
   std::shared_ptr<retry> again;  // idempotent calls only
   bool in_task = false;          // made from a callback running on the user's executor
   clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
+  std::chrono::milliseconds limit{};  // the timeout the deadline came from (0: unknown)
 };
 
 // Ids are handed out in sequence and most calls are answered roughly in order, so the calls in

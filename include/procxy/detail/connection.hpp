@@ -144,6 +144,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // `fatal_timeout`: expiry breaks the connection with a spawn_error (the construct call).
   // `retries` > 0 (idempotent calls only): on expiry the frame is sent again, as a new request
   // with a new deadline `retry_timeout` later, up to that many times, before the call fails.
+  // `retry_timeout` is also the timeout `deadline` came from, named by timeout_error.
   // Never blocks on the peer.
   void call(byte_buffer& frame, state_ptr<state_base> st, reply_decoder decode,
             clock::time_point deadline, const char* what, bool fatal_timeout = false,

@@ -470,6 +470,9 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
     st->fail(std::make_exception_ptr(terminated("procxy: call through a moved-from proxy")));
     return result;
   }
+  // The deadline counts from the call, encoding the arguments included (a 64 MiB argument with a
+  // 5 ms timeout fails after about 5 ms, not 5 ms after it was copied).
+  const clock::time_point deadline = core->deadline_for(b->timeout);
   // The wire id; registering the invoker too (for a child that is this binary) unless the class
   // is a PROCXY_INTERFACE, whose members this process may not link.
   std::uint64_t id;
@@ -498,8 +501,8 @@ future<call_result_t<MP>> issue_call(const binding* b, const P&... a) {
   if (conn.tracing())
     conn.trace(std::string("send call ") + member_name<MP>() + " (" + std::to_string(buf.size()) +
                " bytes)");
-  conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, core->deadline_for(b->timeout),
-            member_name<MP>(), false, b->retries, b->timeout);
+  conn.call(buf, state_ptr<state_base>(st), &decode_reply<R>, deadline, member_name<MP>(), false,
+            b->retries, b->timeout);
   return result;
 }
 
@@ -585,7 +588,7 @@ R call_remote(const remote_callback& ref, bool one_way, const A&... a) {
   auto result = make_future(st);
   auto t = ctx.invoke_timeout();
   conn->call(buf, state_ptr<state_base>(st), &decode_reply<R>,
-             t.count() > 0 ? clock::now() + t : no_deadline, "callback");
+             t.count() > 0 ? clock::now() + t : no_deadline, "callback", false, 0, t);
   return result.get();
 }
 
