@@ -9,9 +9,10 @@
 //   BM_ProxyAddSequential     calc.add(a, b).get() in a loop (no call_timeout: the default)
 //   ..._Shm / ..._Socket      the procxy benchmarks over one transport (spawn_options::transport);
 //                             without a suffix: the socket transport (the baselines are sockets)
-//   BM_IdleProxyCpu_Shm/_Socket   CPU time (parent + child, ms) of a proxy idle for 10 s after a call
-//   BM_ProxyAddSequential_Timeout   the same with call_timeout = 5 s (as in examples/quickstart)
-//   BM_RawInFlight1000        baseline: 1,000 16-byte requests written at once to a forked child
+//   BM_IdleProxyCpu_Shm/_Socket   CPU time (parent + child, ms) of a proxy idle for 10 s after a
+//   call BM_ProxyAddSequential_Timeout   the same with call_timeout = 5 s (as in
+//   examples/quickstart) BM_RawInFlight1000        baseline: 1,000 16-byte requests written at once
+//   to a forked child
 //                             that answers each with its own write (items/s)
 //   BM_RawInFlight1000_Batched   diagnostic: the same child answering a read's requests in one
 //                             write (what the liveness rule forbids procxy: docs/benchmarks.md)
@@ -24,7 +25,8 @@
 //   BM_SpawnToFirstResult_Fork      the same with spawn_mode::fork (no exec, no dynamic loading)
 //   BM_IdleChildRss           VmRSS of an idle Calculator child (and of this parent), KiB
 //   BM_IdleReplyOnceRss       VmRSS of an idle procxy_reply_once, for scale
-//   BM_IdleSelfReplyOnceRss   VmRSS of this binary idling in --reply-once mode (no procxy), for scale
+//   BM_IdleSelfReplyOnceRss   VmRSS of this binary idling in --reply-once mode (no procxy), for
+//   scale
 //
 // Not benchmarks (for counting syscalls with strace / perf trace; docs/benchmarks.md):
 //   --calls=N [--in-flight=M] [--call-timeout-ms=T]   spawn a Calculator (call_timeout T, default
@@ -36,13 +38,11 @@
 //
 // main() calls procxy::init() first: procxy's default spawn mode re-executes this binary.
 #include <benchmark/benchmark.h>
-#include <procxy/procxy.hpp>
-
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -57,8 +58,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <procxy/procxy.hpp>
 #include <sstream>
-#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -295,7 +296,8 @@ bool may_spin() {
 }
 
 void BM_RawShmPingPong(benchmark::State& state) {
-  void* m = ::mmap(nullptr, sizeof(raw_pair), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* m =
+      ::mmap(nullptr, sizeof(raw_pair), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) die("mmap");
   auto* pair = new (m) raw_pair();
   const bool spin = may_spin();
@@ -439,7 +441,8 @@ void BM_ProxyDivideThrows_Backtrace(benchmark::State& state) {
   throwing_calls(state, {.backtrace = true});
 }
 
-// ---- 2c. callbacks: the child calls the parent ---------------------------------------------------
+// ---- 2c. callbacks: the child calls the parent
+// ---------------------------------------------------
 
 constexpr int callbacks_per_call = 1000;
 
@@ -463,7 +466,8 @@ void notify_stream(benchmark::State& state, const procxy::spawn_options& o) {
   procxy::notify<void(int)> tick = [&](int) { ++seen; };
   constexpr int n = 100'000;
   for (auto _ : state) p.stream(n, tick).get();
-  if (seen != static_cast<long long>(state.iterations()) * n) state.SkipWithError("lost notifications");
+  if (seen != static_cast<long long>(state.iterations()) * n)
+    state.SkipWithError("lost notifications");
   state.SetItemsProcessed(state.iterations() * n);
 }
 void BM_NotifyStream(benchmark::State& state) { notify_stream(state, over_socket); }
@@ -531,7 +535,8 @@ void BM_EventLatency(benchmark::State& state) {
     ++count;
   });
   for (auto _ : state) p.stamp().get();
-  state.counters["emit_to_listener_us"] = count ? static_cast<double>(total_ns) / static_cast<double>(count) / 1000.0 : 0.0;
+  state.counters["emit_to_listener_us"] =
+      count ? static_cast<double>(total_ns) / static_cast<double>(count) / 1000.0 : 0.0;
 }
 
 // ---- 3. 1,000 calls in flight from one thread --------------------------------------------------
@@ -559,8 +564,8 @@ void add_in_flight(benchmark::State& state, const procxy::spawn_options& o) {
   state.SetItemsProcessed(state.iterations() * n);
   double calls = static_cast<double>(after.frames_sent - before.frames_sent);
   if (calls > 0)
-    state.counters["write_syscalls_per_call"] =
-        benchmark::Counter(static_cast<double>(after.write_syscalls - before.write_syscalls) / calls);
+    state.counters["write_syscalls_per_call"] = benchmark::Counter(
+        static_cast<double>(after.write_syscalls - before.write_syscalls) / calls);
 }
 void BM_ProxyAddInFlight1000(benchmark::State& state) { add_in_flight(state, over_socket); }
 void BM_ProxyAddInFlight1000_Shm(benchmark::State& state) { add_in_flight(state, over_shm); }
@@ -833,7 +838,10 @@ int run_spawns(long n, bool fork_mode) {
   procxy::spawn_options opts;
   if (fork_mode) opts.mode = procxy::spawn_mode::fork;
   double sum = 0;
-  { auto warm = procxy::spawn<Calculator>(opts); sum += warm.add(1.0, 2.0).get(); }
+  {
+    auto warm = procxy::spawn<Calculator>(opts);
+    sum += warm.add(1.0, 2.0).get();
+  }
   [[maybe_unused]] auto b = ::write(-1, "PROCXY_BENCH_BEGIN", 18);
   for (long i = 0; i < n; ++i) {
     auto calc = procxy::spawn<Calculator>(opts);
@@ -868,15 +876,35 @@ BENCHMARK(bench::BM_RawInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecon
 BENCHMARK(bench::BM_RawInFlight1000_Batched)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000_Shm)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_IdleProxyCpu_Socket)->Iterations(1)->Repetitions(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(bench::BM_IdleProxyCpu_Shm)->Iterations(1)->Repetitions(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(bench::BM_PosixSpawnReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_IdleProxyCpu_Socket)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_IdleProxyCpu_Shm)
+    ->Iterations(1)
+    ->Repetitions(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_PosixSpawnReplyOnce)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_PosixSpawnSelfReplyOnce)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_SpawnToFirstResult)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(bench::BM_SpawnToFirstResult_Fork)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SpawnToFirstResult_Fork)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_IdleChildRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_IdleReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(bench::BM_IdleSelfReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_IdleSelfReplyOnceRss)
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   procxy::init(argc, argv);  // in a child started by procxy: serves the object, never returns

@@ -25,12 +25,19 @@
 // happened: the exception, a crash (signal), and the child's peak RSS growth. Run it on a build
 // without sanitizers (ASan's shadow memory does not fit under the address-space limit).
 #include <benchmark/benchmark.h>
-
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cereal/archives/binary.hpp>
+#include <cereal/archives/portable_binary.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/vector.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -51,15 +58,6 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
-
-#include <capnp/message.h>
-#include <capnp/serialize.h>
-#include <cereal/archives/binary.hpp>
-#include <cereal/archives/portable_binary.hpp>
-#include <cereal/types/string.hpp>
-#include <cereal/types/tuple.hpp>
-#include <cereal/types/vector.hpp>
-#include <kj/exception.h>
 
 #include "codec_bench.capnp.h"
 #include "procxy/detail/codec.hpp"
@@ -380,8 +378,8 @@ void register_all() {
   register_codec<capnp_codec>("capnp");
   with_min(benchmark::RegisterBenchmark("roundtrip/add_args/capnp_reader",
                                         bm_capnp_reader<add_args>, &p.args));
-  with_min(benchmark::RegisterBenchmark("roundtrip/strings/capnp_reader",
-                                        bm_capnp_reader<strings>, &p.strs));
+  with_min(benchmark::RegisterBenchmark("roundtrip/strings/capnp_reader", bm_capnp_reader<strings>,
+                                        &p.strs));
   with_min(
       benchmark::RegisterBenchmark("roundtrip/blob/capnp_reader", bm_capnp_reader<blob>, &p.bytes));
 }
@@ -401,7 +399,7 @@ struct probe_codec {
   std::function<void(std::span<const std::byte>)> dec_strings;
   std::function<void(std::span<const std::byte>)> dec_blob;
   std::function<void(bytes_t&, std::uint64_t)> set_len;  // same position for both payloads
-  std::uint64_t max_len;                                  // the largest count the format holds
+  std::uint64_t max_len;                                 // the largest count the format holds
 };
 
 template <class Codec>
@@ -493,9 +491,9 @@ std::string describe_current_exception() {
   try {
     throw;
   } catch (const procxy::error& e) {
-    return std::string("procxy::") + (e.kind() == procxy::error_kind::protocol ? "protocol_error"
-                                                                                : "error") +
-           ": " + e.what();
+    return std::string("procxy::") +
+           (e.kind() == procxy::error_kind::protocol ? "protocol_error" : "error") + ": " +
+           e.what();
   } catch (const cereal::Exception& e) {
     return std::string("cereal::Exception: ") + e.what();
   } catch (const kj::Exception& e) {
@@ -600,10 +598,10 @@ std::string fuzz_report(const probe_codec& c, const bytes_t& good, int iteration
         }
       }
     }
-    std::string r = std::to_string(iterations) + " mutated: " + std::to_string(ok) +
-                    " accepted, " + std::to_string(codec_err) + " codec exception, " +
-                    std::to_string(bad_alloc) + " bad_alloc, " + std::to_string(length_err) +
-                    " length_error, " + std::to_string(other) + " other";
+    std::string r = std::to_string(iterations) + " mutated: " + std::to_string(ok) + " accepted, " +
+                    std::to_string(codec_err) + " codec exception, " + std::to_string(bad_alloc) +
+                    " bad_alloc, " + std::to_string(length_err) + " length_error, " +
+                    std::to_string(other) + " other";
     if (other != 0) r += " (first: " + first_other + ")";
     return r;
   });
@@ -628,32 +626,41 @@ int run_safety() {
     std::printf("\n== %s (strings message %zu bytes, blob message %zu bytes)\n", c.name.c_str(),
                 s.size(), b.size());
     // Sanity: the untouched messages decode.
-    std::printf("  intact strings                       : %s", decode_report(c.dec_strings, s).c_str());
-    std::printf("  intact blob                          : %s", decode_report(c.dec_blob, b).c_str());
+    std::printf("  intact strings                       : %s",
+                decode_report(c.dec_strings, s).c_str());
+    std::printf("  intact blob                          : %s",
+                decode_report(c.dec_blob, b).c_str());
 
     bytes_t m(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(s.size() / 2));
-    std::printf("  strings cut to half                  : %s", decode_report(c.dec_strings, m).c_str());
+    std::printf("  strings cut to half                  : %s",
+                decode_report(c.dec_strings, m).c_str());
     m.assign(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(b.size() / 2));
-    std::printf("  blob cut to half                     : %s", decode_report(c.dec_blob, m).c_str());
+    std::printf("  blob cut to half                     : %s",
+                decode_report(c.dec_blob, m).c_str());
 
     m = s;
     c.set_len(m, std::uint64_t{1} << 24);
-    std::printf("  strings count := 2^24                : %s", decode_report(c.dec_strings, m).c_str());
+    std::printf("  strings count := 2^24                : %s",
+                decode_report(c.dec_strings, m).c_str());
     m = s;
     c.set_len(m, c.max_len);
     std::printf("  strings count := max of the format   : %s",
                 decode_report(c.dec_strings, m).c_str());
     m = b;
     c.set_len(m, std::uint64_t{1} << 28);
-    std::printf("  blob length := 256 MiB               : %s", decode_report(c.dec_blob, m).c_str());
+    std::printf("  blob length := 256 MiB               : %s",
+                decode_report(c.dec_blob, m).c_str());
     m.resize(64);
-    std::printf("  blob length := 256 MiB, 64 bytes sent: %s", decode_report(c.dec_blob, m).c_str());
+    std::printf("  blob length := 256 MiB, 64 bytes sent: %s",
+                decode_report(c.dec_blob, m).c_str());
     m = b;
     c.set_len(m, std::min<std::uint64_t>(0xFFFF'FFFFull, c.max_len));
-    std::printf("  blob length := 4 GiB-1 (capnp 2^29-1): %s", decode_report(c.dec_blob, m).c_str());
+    std::printf("  blob length := 4 GiB-1 (capnp 2^29-1): %s",
+                decode_report(c.dec_blob, m).c_str());
     m = b;
     c.set_len(m, c.max_len);
-    std::printf("  blob length := max of the format     : %s", decode_report(c.dec_blob, m).c_str());
+    std::printf("  blob length := max of the format     : %s",
+                decode_report(c.dec_blob, m).c_str());
     // Unlimited, a mutated length could make cereal zero-fill most of the machine's memory.
     if (g_as_limit_mib != 0)
       std::printf("  fuzz strings (seed 7)                : %s", fuzz_report(c, s, 2000).c_str());

@@ -1,11 +1,10 @@
 // The seed's example in C++: a worker in a child process that calls back into its parent, hands
 // the parent a function of its own, keeps a listener, and streams one-way notifications.
-#include <procxy/procxy.hpp>
-
 #include <unistd.h>
 
 #include <cstdio>
 #include <functional>
+#include <procxy/procxy.hpp>
 #include <string>
 #include <vector>
 
@@ -49,9 +48,11 @@ int main(int argc, char** argv) {
   auto w = procxy::spawn<Worker>();
 
   bool cancelled = false;
-  auto r = w.process({"a", "b", "c"}, [](const std::string& s) { std::printf("update: %s\n", s.c_str()); },
-                     [&](int done, int) { return !cancelled && done < 2; })
-               .get();
+  auto r =
+      w.process(
+           {"a", "b", "c"}, [](const std::string& s) { std::printf("update: %s\n", s.c_str()); },
+           [&](int done, int) { return !cancelled && done < 2; })
+          .get();
   std::printf("process: %s (parent %d)\n", r.c_str(), static_cast<int>(::getpid()));
 
   std::function<int(int)> scale = w.make_scaler(3).get();
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   w.stream(100000, [&](int i) { sum += i; }).get();
   std::printf("100000 notifications summing to %lld\n", sum);
   auto st = w.stats();
-  std::printf("callbacks lent %zu, held %lld\n", st.callbacks_lent, static_cast<long long>(st.callbacks_held));
+  std::printf("callbacks lent %zu, held %lld\n", st.callbacks_lent,
+              static_cast<long long>(st.callbacks_held));
   return sum == 4999950000LL && ticks == 6 && scale(3) == 9 ? 0 : 1;
 }

@@ -1,12 +1,11 @@
 // Events, properties and dispose: a job in a child process reports progress, asks its parent for
 // input through an event that carries a callback (the seed's case), exposes read-only
 // properties, and finally asks to be disposed of.
-#include <procxy/procxy.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <functional>
 #include <future>
+#include <procxy/procxy.hpp>
 #include <string>
 
 class Job {
@@ -40,15 +39,18 @@ PROCXY_CLASS(Job, configure, run, quit, progress, need_input, finished, processe
 int main(int argc, char** argv) {
   procxy::init(argc, argv);
   std::promise<bool> disposed;
-  auto job = procxy::spawn<Job>({.on_exit = [&](const procxy::exit_info& i) { disposed.set_value(i.disposed); }});
+  auto job = procxy::spawn<Job>(
+      {.on_exit = [&](const procxy::exit_info& i) { disposed.set_value(i.disposed); }});
   std::printf("state before: %s\n", job.state().c_str());
 
   int last = 0;
   procxy::subscription s = job.progress().on([&](int done, int total) {
     last = done;
-    if (done % 25 == 0) std::printf("progress %d/%d (processed so far: %d)\n", done, total, job.processed());
+    if (done % 25 == 0)
+      std::printf("progress %d/%d (processed so far: %d)\n", done, total, job.processed());
   });
-  job.need_input().once([](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
+  job.need_input().once(
+      [](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
   job.finished().once([] { std::printf("finished\n"); });
 
   job.configure().get();

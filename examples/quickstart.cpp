@@ -1,12 +1,12 @@
 // The README's quick start: a Calculator constructed in a child process, called through a proxy.
-#include <procxy/procxy.hpp>
+#include <unistd.h>
 
 #include <cmath>
 #include <iostream>
 #include <map>
+#include <procxy/procxy.hpp>
 #include <stdexcept>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 using namespace std::chrono_literals;

@@ -87,19 +87,21 @@ outcome whole(const std::byte* in, std::size_t n, std::size_t max) {
   const auto begin = reinterpret_cast<std::uintptr_t>(in);
   std::size_t expected_offset = 0;  // where the next frame's header must start
   try {
-    o.consumed = pd::decode_frames(in, n, max, [&](const pd::frame_header& h, const std::byte* body) {
-      const auto at = reinterpret_cast<std::uintptr_t>(body);
-      PROCXY_FUZZ_CHECK(at >= begin && at - begin <= n);
-      const std::size_t offset = at - begin;
-      PROCXY_FUZZ_CHECK(offset == expected_offset + pd::header_size);
-      PROCXY_FUZZ_CHECK(h.size <= n - offset);  // the body lies inside the input
-      PROCXY_FUZZ_CHECK(h.size <= max);
-      const auto kind = static_cast<std::uint8_t>(h.kind);
-      PROCXY_FUZZ_CHECK(kind >= 1 && kind <= pd::max_message_kind);
-      PROCXY_FUZZ_CHECK(h.flags == 0 && h.reserved == 0);
-      o.frames.push_back({h, std::vector<std::byte>(body, body + h.size)});  // touches every byte
-      expected_offset = offset + h.size;
-    });
+    o.consumed =
+        pd::decode_frames(in, n, max, [&](const pd::frame_header& h, const std::byte* body) {
+          const auto at = reinterpret_cast<std::uintptr_t>(body);
+          PROCXY_FUZZ_CHECK(at >= begin && at - begin <= n);
+          const std::size_t offset = at - begin;
+          PROCXY_FUZZ_CHECK(offset == expected_offset + pd::header_size);
+          PROCXY_FUZZ_CHECK(h.size <= n - offset);  // the body lies inside the input
+          PROCXY_FUZZ_CHECK(h.size <= max);
+          const auto kind = static_cast<std::uint8_t>(h.kind);
+          PROCXY_FUZZ_CHECK(kind >= 1 && kind <= pd::max_message_kind);
+          PROCXY_FUZZ_CHECK(h.flags == 0 && h.reserved == 0);
+          o.frames.push_back(
+              {h, std::vector<std::byte>(body, body + h.size)});  // touches every byte
+          expected_offset = offset + h.size;
+        });
   } catch (const procxy::protocol_error&) {
     o.failed = true;
     return o;
@@ -120,9 +122,10 @@ outcome streamed(const std::byte* in, std::size_t n, std::size_t max, std::size_
     pos += k;
     std::size_t used = 0;
     try {
-      used = pd::decode_frames(buf.data(), buf.size(), max, [&](const pd::frame_header& h, const std::byte* body) {
-        o.frames.push_back({h, std::vector<std::byte>(body, body + h.size)});
-      });
+      used = pd::decode_frames(
+          buf.data(), buf.size(), max, [&](const pd::frame_header& h, const std::byte* body) {
+            o.frames.push_back({h, std::vector<std::byte>(body, body + h.size)});
+          });
     } catch (const procxy::protocol_error&) {
       o.failed = true;
       return o;
@@ -157,7 +160,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       const bool first_bad = expected.failed && expected.frames.empty();
       PROCXY_FUZZ_CHECK(failed == first_bad);
-      if (!failed && !expected.frames.empty()) PROCXY_FUZZ_CHECK(same_header(h, expected.frames.front().header));
+      if (!failed && !expected.frames.empty())
+        PROCXY_FUZZ_CHECK(same_header(h, expected.frames.front().header));
     }
 
     const outcome got = whole(in, n, max);
@@ -167,7 +171,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       PROCXY_FUZZ_CHECK(got.consumed == expected.consumed);
       // What is left is a partial frame: less than a header, or a header whose body is cut.
       const std::size_t rest = n - got.consumed;
-      if (rest >= pd::header_size) PROCXY_FUZZ_CHECK(little_endian(in + got.consumed, 4) > rest - pd::header_size);
+      if (rest >= pd::header_size)
+        PROCXY_FUZZ_CHECK(little_endian(in + got.consumed, 4) > rest - pd::header_size);
     }
 
     const outcome chunks = streamed(in, n, max, chunk);

@@ -10,12 +10,12 @@
 
 #include "procxy/detail/remote_error.hpp"
 
-#define PROCXY_FUZZ_CHECK(cond)                                                                   \
-  do {                                                                                            \
-    if (!(cond)) {                                                                                \
-      std::fprintf(stderr, "%s:%d: fuzz invariant violated: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                               \
-    }                                                                                             \
+#define PROCXY_FUZZ_CHECK(cond)                                                                \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      std::fprintf(stderr, "%s:%d: fuzz invariant violated: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                            \
+    }                                                                                          \
   } while (false)
 
 namespace procxy_fuzz {

@@ -23,8 +23,8 @@
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/codec.hpp"
-#include "procxy/detail/remote_error.hpp"
 #include "procxy/detail/protocol.hpp"
+#include "procxy/detail/remote_error.hpp"
 #include "procxy/error.hpp"
 #include "value_types.hpp"
 
@@ -57,15 +57,14 @@ class raw {
  private:
   template <class T>
   raw& put(T v) {
-    for (std::size_t i = 0; i < sizeof(T); ++i) b_.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xFFu));
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      b_.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xFFu));
     return *this;
   }
   blob b_;
 };
 
-blob to_blob(const pd::byte_buffer& b) {
-  return blob(b.data(), b.data() + b.size());
-}
+blob to_blob(const pd::byte_buffer& b) { return blob(b.data(), b.data() + b.size()); }
 
 template <class T>
 blob encoded(const T& v) {
@@ -99,7 +98,8 @@ class corpus_dir {
   void write(const std::string& name, std::uint8_t lead, const blob& bytes) {
     std::ofstream f(dir_ / name, std::ios::binary | std::ios::trunc);
     f.put(static_cast<char>(lead));
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
     if (!f) throw std::runtime_error("make_corpus: cannot write " + (dir_ / name).string());
     ++count_;
   }
@@ -110,9 +110,7 @@ class corpus_dir {
   std::size_t count_ = 0;
 };
 
-std::string two_digits(std::size_t n) {
-  return (n < 10 ? "0" : "") + std::to_string(n);
-}
+std::string two_digits(std::size_t n) { return (n < 10 ? "0" : "") + std::to_string(n); }
 
 // ---- value_fuzz --------------------------------------------------------------------------------
 
@@ -176,7 +174,9 @@ void make_value_corpus(corpus_dir& dir) {
   s.add("tuple", std::tuple<std::int16_t, std::string, bool, float, std::pair<char, std::uint8_t>>{
                      -7, "t", false, 2.5f, {'c', 200}});
   pf::polyline line{{{1, 1.0}, {2, -2.0}}, "edge", pf::point{0, 0.5}, pf::color::green};
-  s.add("aggregate", pf::drawing{{line, pf::polyline{}}, pf::point{3, 4.0}, std::vector<pf::polyline>{line}, true, 9});
+  s.add("aggregate",
+        pf::drawing{
+            {line, pf::polyline{}}, pf::point{3, 4.0}, std::vector<pf::polyline>{line}, true, 9});
   s.add("aggregate-string-tag", pf::drawing{{}, std::string("tag"), std::nullopt, false, 0});
   pf::account acc("\xC3\x85sa", -250, {"vip", ""}, pf::point{5, 6.0});
   s.add("described", pf::audited_account(acc, {{1, "open"}, {-2, "close"}}));
@@ -188,41 +188,54 @@ void make_value_corpus(corpus_dir& dir) {
                       -5ns, std::chrono::duration<double, std::milli>(0.125),
                       std::chrono::system_clock::time_point(86400s)});
   s.add("path", std::filesystem::path("/tmp/with spaces/f\xC3\xAFle.txt"));
-  s.add("nested-vectors", std::vector<std::vector<std::vector<std::int32_t>>>{{{1, 2}, {}}, {}, {{3}}});
-  s.add("zero-width", std::tuple<std::vector<std::tuple<>>, std::vector<std::array<std::int32_t, 0>>,
-                                 std::vector<pf::holds_nothing>, std::uint8_t>{
-                          std::vector<std::tuple<>>(3), std::vector<std::array<std::int32_t, 0>>(2),
-                          std::vector<pf::holds_nothing>(4), 7});
-  s.add("zero-width-nested", std::vector<std::vector<std::tuple<>>>{{}, std::vector<std::tuple<>>(5)});
+  s.add("nested-vectors",
+        std::vector<std::vector<std::vector<std::int32_t>>>{{{1, 2}, {}}, {}, {{3}}});
+  s.add("zero-width",
+        std::tuple<std::vector<std::tuple<>>, std::vector<std::array<std::int32_t, 0>>,
+                   std::vector<pf::holds_nothing>, std::uint8_t>{
+            std::vector<std::tuple<>>(3), std::vector<std::array<std::int32_t, 0>>(2),
+            std::vector<pf::holds_nothing>(4), 7});
+  s.add("zero-width-nested",
+        std::vector<std::vector<std::tuple<>>>{{}, std::vector<std::tuple<>>(5)});
   s.add("deque-list", std::deque<std::list<std::string>>{{"a", "b"}, {}, {"c"}});
   s.add("map-of-points", std::map<std::int32_t, std::vector<pf::point>>{{1, {{1, 1.0}}}, {2, {}}});
   s.add("unordered-set", std::unordered_set<std::string>{"only"});
   s.add("empty-classes", std::vector<std::pair<pf::nothing_here, pf::described_nothing>>(2));
 
   // Exceptions, as encode_current_exception writes them.
-  s.exception("invalid-argument", encoded_exception([] { throw std::invalid_argument("bad argument"); }));
+  s.exception("invalid-argument",
+              encoded_exception([] { throw std::invalid_argument("bad argument"); }));
   s.exception("runtime-error", encoded_exception([] { throw std::runtime_error("it failed"); }));
   s.exception("exception", encoded_exception([] { throw std::exception(); }));
   s.exception("bad-alloc", encoded_exception([] { throw std::bad_alloc(); }));
   s.exception("system-generic", encoded_exception([] {
-    throw std::system_error(ENOENT, std::generic_category(), "open /x");
-  }));
+                throw std::system_error(ENOENT, std::generic_category(), "open /x");
+              }));
   s.exception("system-system", encoded_exception([] {
-    throw std::system_error(EACCES, std::system_category(), "bind");
-  }));
+                throw std::system_error(EACCES, std::system_category(), "bind");
+              }));
   s.exception("system-other", encoded_exception([] {
-    static const fuzz_category cat;
-    throw std::system_error(7, cat, "custom");
-  }));
-  s.exception("serialization", encoded_exception([] { throw procxy::serialization_error("too big"); }));
+                static const fuzz_category cat;
+                throw std::system_error(7, cat, "custom");
+              }));
+  s.exception("serialization",
+              encoded_exception([] { throw procxy::serialization_error("too big"); }));
   s.exception("registered-members", encoded_exception([] { throw pf::quota_exceeded("ann", 10); }));
   s.exception("registered-what", encoded_exception([] {
-    throw pf::bad_drawing("no lines", pf::failure_site{{{1, 2.0}}, std::string("here")}, {{"lines", 0}});
-  }));
+                throw pf::bad_drawing("no lines", pf::failure_site{{{1, 2.0}}, std::string("here")},
+                                      {{"lines", 0}});
+              }));
   s.exception("other-type", encoded_exception([] { throw custom_error(); }));
   // A PROCXY_EXCEPTION payload (code 14, `registered`) of a type the parent does not know.
-  s.exception("registered-unknown", raw().u8(14).str("app::quota").str("over quota").str("").u64(0x0123456789abcdefu)
-                                        .u32(9).str("ann").u8(10));
+  s.exception("registered-unknown", raw()
+                                        .u8(14)
+                                        .str("app::quota")
+                                        .str("over quota")
+                                        .str("")
+                                        .u64(0x0123456789abcdefu)
+                                        .u32(9)
+                                        .str("ann")
+                                        .u8(10));
   s.exception("not-std", encoded_exception([] { throw 42; }));
 
   // Hand-made malformed inputs (the decoder must reject them with protocol_error).
@@ -230,8 +243,10 @@ void make_value_corpus(corpus_dir& dir) {
   s.malformed<std::vector<double>>("count-beyond-input", raw().u32(1000).u64(0).u64(0));
   s.malformed<bool>("byte-2", raw().u8(2));
   s.malformed<std::optional<std::vector<std::int32_t>>>("flag-2", raw().u8(2).u32(0));
-  s.malformed<std::variant<std::int32_t, std::string, std::vector<char>>>("index-9", raw().u32(9).u32(1));
-  s.malformed<std::vector<std::vector<std::tuple<>>>>("zero-width-over-cap", raw().u32(1).u32(65537));
+  s.malformed<std::variant<std::int32_t, std::string, std::vector<char>>>("index-9",
+                                                                          raw().u32(9).u32(1));
+  s.malformed<std::vector<std::vector<std::tuple<>>>>("zero-width-over-cap",
+                                                      raw().u32(1).u32(65537));
   // The cap on zero-width elements holds per message: nesting must not multiply it.
   s.malformed<std::vector<std::vector<std::tuple<>>>>(
       "zero-width-multiplied", raw().u32(5).u32(65536).u32(65536).u32(65536).u32(65536).u32(65536));
@@ -240,16 +255,16 @@ void make_value_corpus(corpus_dir& dir) {
   s.malformed<zero_width>("zero-width-summed", raw().u32(40000).u32(40000).u32(0).u8(1));
   s.malformed<pf::drawing>("monostate-byte-1", raw().u32(0).u32(0).u8(1).u8(0).u8(1).u16(0));
   // Not malformed, but not canonical: duplicate and unsorted keys (decoding normalises).
-  s.malformed<std::map<std::string, std::int32_t>>("duplicate-keys",
-                                                   raw().u32(3).str("b").u32(1).str("a").u32(2).str("b").u32(3),
-                                                   "odd-");
+  s.malformed<std::map<std::string, std::int32_t>>(
+      "duplicate-keys", raw().u32(3).str("b").u32(1).str("a").u32(2).str("b").u32(3), "odd-");
   // Accepted: the byte of an empty class is not checked (the encoder writes 0).
-  s.malformed<std::vector<std::pair<pf::nothing_here, pf::described_nothing>>>("empty-class-bytes",
-                                                                               raw().u32(1).u8(7).u8(9), "odd-");
+  s.malformed<std::vector<std::pair<pf::nothing_here, pf::described_nothing>>>(
+      "empty-class-bytes", raw().u32(1).u8(7).u8(9), "odd-");
   s.malformed_exception("code-200", raw().u8(200).str("t").str("w").str(""));
   s.malformed_exception("registered-payload-too-long",
                         raw().u8(14).str("t").str("w").str("").u64(1).u32(1000).u8(0));
-  s.malformed_exception("system-category-7", raw().u8(12).str("t").str("w").str("").u32(2).u8(7).str("c"));
+  s.malformed_exception("system-category-7",
+                        raw().u8(12).str("t").str("w").str("").u32(2).u8(7).str("c"));
 }
 
 // ---- frame_fuzz --------------------------------------------------------------------------------
@@ -261,19 +276,25 @@ std::uint8_t control(limit l, std::uint8_t chunk) {
 }
 
 raw& frame(raw& r, pd::message_kind k, std::uint64_t id, const blob& body) {
-  r.u32(static_cast<std::uint32_t>(body.size())).u8(static_cast<std::uint8_t>(k)).u8(0).u16(0).u64(id);
+  r.u32(static_cast<std::uint32_t>(body.size()))
+      .u8(static_cast<std::uint8_t>(k))
+      .u8(0)
+      .u16(0)
+      .u64(id);
   return r.append(body);
 }
 
 void make_frame_corpus(corpus_dir& dir) {
   using K = pd::message_kind;
   const blob construct_body = raw().u64(0x1234567890abcdefu).append(encoded(std::int32_t{4}));
-  const blob call_body = raw().u64(0xfedcba0987654321u).append(encoded(std::tuple<double, double>{5, 3}));
+  const blob call_body =
+      raw().u64(0xfedcba0987654321u).append(encoded(std::tuple<double, double>{5, 3}));
   const blob value_body = encoded(8.0);
   const blob error_body = encoded_exception([] { throw std::domain_error("division by zero"); });
   const blob empty;
 
-  auto one = [&](const std::string& name, limit l, std::uint8_t chunk, K k, std::uint64_t id, const blob& body) {
+  auto one = [&](const std::string& name, limit l, std::uint8_t chunk, K k, std::uint64_t id,
+                 const blob& body) {
     raw r;
     dir.write(name, control(l, chunk), frame(r, k, id, body));
   };
@@ -306,11 +327,12 @@ void make_frame_corpus(corpus_dir& dir) {
   frame(boundary, K::reply_value, 9, blob(64, std::byte{0x5a}));
   dir.write("body-at-limit", control(limit_64, 32), boundary);
 
-  dir.write("header-cut", control(limit_default, 4), blob(session.bytes().begin(), session.bytes().begin() + 10));
+  dir.write("header-cut", control(limit_default, 4),
+            blob(session.bytes().begin(), session.bytes().begin() + 10));
 
   // Malformed headers.
-  auto bad = [&](const std::string& name, limit l, std::uint32_t size, std::uint8_t kind, std::uint8_t flags,
-                 std::uint16_t reserved) {
+  auto bad = [&](const std::string& name, limit l, std::uint32_t size, std::uint8_t kind,
+                 std::uint8_t flags, std::uint16_t reserved) {
     raw r;
     r.u32(size).u8(kind).u8(flags).u16(reserved).u64(5);
     dir.write("bad-" + name, control(l, 9), r);
@@ -354,7 +376,8 @@ void make_message_corpus(corpus_dir& dir) {
   seed("hello-empty-build", K::hello, body_of(f));
   pd::encode_hello(f, {pd::protocol_version, std::string(256, 'b')});
   seed("hello-build-256", K::hello, body_of(f));
-  seed("hello-unprintable", K::hello, raw().u32(pd::protocol_version).str(std::string("a\n\x01\xff\0z", 6)));
+  seed("hello-unprintable", K::hello,
+       raw().u32(pd::protocol_version).str(std::string("a\n\x01\xff\0z", 6)));
 
   // release
   pd::encode_release(f, {});
@@ -426,7 +449,9 @@ void make_message_corpus(corpus_dir& dir) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR   (writes CORPUS_DIR/frame, CORPUS_DIR/value and CORPUS_DIR/message)\n",
+    std::fprintf(stderr,
+                 "usage: %s CORPUS_DIR   (writes CORPUS_DIR/frame, CORPUS_DIR/value and "
+                 "CORPUS_DIR/message)\n",
                  argv[0]);
     return 2;
   }
@@ -437,7 +462,7 @@ int main(int argc, char** argv) {
   make_frame_corpus(frames);
   corpus_dir message(root / "message");
   make_message_corpus(message);
-  std::printf("make_corpus: %zu value seeds, %zu frame seeds, %zu message seeds in %s\n", value.count(),
-              frames.count(), message.count(), root.c_str());
+  std::printf("make_corpus: %zu value seeds, %zu frame seeds, %zu message seeds in %s\n",
+              value.count(), frames.count(), message.count(), root.c_str());
   return 0;
 }

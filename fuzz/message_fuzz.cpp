@@ -156,8 +156,8 @@ void fuzz_hello(bytes in) {
   PROCXY_FUZZ_CHECK(text.empty() == ours);
   if (!ours) {
     PROCXY_FUZZ_CHECK(printable(text));
-    PROCXY_FUZZ_CHECK(text.find("the child 42 speaks protocol " + std::to_string(h.version) + " (") !=
-                      std::string::npos);
+    PROCXY_FUZZ_CHECK(text.find("the child 42 speaks protocol " + std::to_string(h.version) +
+                                " (") != std::string::npos);
     PROCXY_FUZZ_CHECK(text.find("(" + pd::build_id() + ")") != std::string::npos);
   }
 }

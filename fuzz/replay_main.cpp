@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "replay: %s (%zu bytes)\n", p.c_str(), data.size());
     for (std::size_t n = 0; n <= data.size(); ++n, ++runs) run(data.data(), n);
   }
-  std::printf("replay: %zu files, %zu inputs with their prefixes, no failure\n", files.size(), runs);
+  std::printf("replay: %zu files, %zu inputs with their prefixes, no failure\n", files.size(),
+              runs);
   return 0;
 }

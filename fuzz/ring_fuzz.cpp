@@ -6,13 +6,11 @@
 // input byte (its low 4 bits; the operands follow):
 //   0 head  u16   the child's write index := the parent's read position + operand - 2048
 //   1 head  u64   the child's write index := operand (anything at all)
-//   2 tail  u16   the child's read index of the parent's ring := parent's write count + operand - 2048
-//   3 tail  u64   the same, := operand
-//   4 data  u16 u8 n, then n bytes   written into the child's ring at that offset (masked)
-//   5 closed u8   the child's closed flag
-//   6 bell        the parent's wake word bumped (without writing)
-//   7 wants u8    the child's wants word
-//   8 read  u8    the parent reads up to operand + 1 bytes, if a wait that does not block says
+//   2 tail  u16   the child's read index of the parent's ring := parent's write count + operand -
+//   2048 3 tail  u64   the same, := operand 4 data  u16 u8 n, then n bytes   written into the
+//   child's ring at that offset (masked) 5 closed u8   the child's closed flag 6 bell        the
+//   parent's wake word bumped (without writing) 7 wants u8    the child's wants word 8 read  u8 the
+//   parent reads up to operand + 1 bytes, if a wait that does not block says
 //                 there is something to read
 //   9 write u8    the parent writes operand + 1 bytes (write_some)
 //  10 wait  u8    the parent waits, deadline now, for readable / writable (operand bits 0, 1)
@@ -87,8 +85,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   PROCXY_FUZZ_CHECK(m != MAP_FAILED);
   int child_sock = sv[1];
   auto t = pd::make_shm_transport(sv[0], memfd, ring, 0, false);
-  auto u64 = [&](std::size_t off) { return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m + off)); };
-  auto u32 = [&](std::size_t off) { return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(m + off)); };
+  auto u64 = [&](std::size_t off) {
+    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(m + off));
+  };
+  auto u32 = [&](std::size_t off) {
+    return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(m + off));
+  };
 
   std::uint64_t parent_read = 0, parent_wrote = 0;
   bool broken = false;
@@ -107,7 +109,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           const std::size_t off = static_cast<std::size_t>(in.take(2));
           const std::size_t len = static_cast<std::size_t>(in.take(1));
           for (std::size_t i = 0; i < len; ++i)
-            m[shm::off_data(1, ring) + ((off + i) & (ring - 1))] = static_cast<std::byte>(in.take(1));
+            m[shm::off_data(1, ring) + ((off + i) & (ring - 1))] =
+                static_cast<std::byte>(in.take(1));
           break;
         }
         case 5: u32(shm::off_closed(1)).store(static_cast<std::uint32_t>(in.take(1))); break;

@@ -79,7 +79,8 @@ constexpr std::size_t fixed_allowance = std::size_t{256} << 10;
 
 bool heap_within_bounds(std::size_t peak, std::size_t input_size) {
   if (peak <= bytes_per_input_byte * input_size + fixed_allowance) return true;
-  std::fprintf(stderr, "value_fuzz: decoding %zu bytes took %zu bytes of heap at once\n", input_size, peak);
+  std::fprintf(stderr, "value_fuzz: decoding %zu bytes took %zu bytes of heap at once\n",
+               input_size, peak);
   return false;
 }
 
@@ -153,7 +154,8 @@ void fuzz_value(bytes in) {
   } else {
     pd::byte_buffer twice = encode(w);
     PROCXY_FUZZ_CHECK(same_bytes(twice.view(), once.view()));
-    if constexpr (Entry::how == check::exact) PROCXY_FUZZ_CHECK(same_bytes(once.view(), in.first(used)));
+    if constexpr (Entry::how == check::exact)
+      PROCXY_FUZZ_CHECK(same_bytes(once.view(), in.first(used)));
   }
 }
 
@@ -199,7 +201,8 @@ void fuzz_remote_error(bytes in) {
 using target_fn = void (*)(bytes);
 
 template <std::size_t... I>
-constexpr std::array<target_fn, procxy_fuzz::selector_count> make_targets(std::index_sequence<I...>) {
+constexpr std::array<target_fn, procxy_fuzz::selector_count> make_targets(
+    std::index_sequence<I...>) {
   return {&fuzz_value<std::tuple_element_t<I, procxy_fuzz::value_types>>..., &fuzz_remote_error};
 }
 constexpr auto targets = make_targets(std::make_index_sequence<procxy_fuzz::value_type_count>{});

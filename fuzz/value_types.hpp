@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <boost/describe/class.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -25,10 +26,7 @@
 #include <variant>
 #include <vector>
 
-#include <boost/describe/class.hpp>
-
 #include "procxy/exception.hpp"
-
 
 namespace procxy_fuzz {
 
@@ -86,7 +84,8 @@ struct nothing_here {};
 class account {
  public:
   account() = default;
-  account(std::string owner, std::int64_t cents, std::vector<std::string> tags, std::optional<point> at)
+  account(std::string owner, std::int64_t cents, std::vector<std::string> tags,
+          std::optional<point> at)
       : owner_(std::move(owner)), cents_(cents), tags_(std::move(tags)), location_(at) {}
 
  private:
@@ -115,40 +114,40 @@ class described_nothing {
 };
 
 using value_types = std::tuple<
-    entry<std::int32_t, check::exact>,                                                     //  0
-    entry<std::uint64_t, check::exact>,                                                    //  1
-    entry<double, check::exact>,                                                           //  2
-    entry<bool, check::exact>,                                                             //  3
-    entry<color, check::exact>,                                                            //  4
-    entry<std::string, check::exact>,                                                      //  5
-    entry<std::vector<double>, check::exact>,                                              //  6
-    entry<std::vector<std::string>, check::exact>,                                         //  7
-    entry<std::vector<bool>, check::exact>,                                                //  8
-    entry<std::map<std::string, std::int32_t>, check::normalizing>,                        //  9
-    entry<std::unordered_map<std::string, std::int64_t>, check::unordered>,                // 10
-    entry<std::set<std::int32_t>, check::normalizing>,                                     // 11
-    entry<std::optional<std::vector<std::int32_t>>, check::exact>,                         // 12
-    entry<std::variant<std::int32_t, std::string, std::vector<char>>, check::exact>,       // 13
+    entry<std::int32_t, check::exact>,                                                //  0
+    entry<std::uint64_t, check::exact>,                                               //  1
+    entry<double, check::exact>,                                                      //  2
+    entry<bool, check::exact>,                                                        //  3
+    entry<color, check::exact>,                                                       //  4
+    entry<std::string, check::exact>,                                                 //  5
+    entry<std::vector<double>, check::exact>,                                         //  6
+    entry<std::vector<std::string>, check::exact>,                                    //  7
+    entry<std::vector<bool>, check::exact>,                                           //  8
+    entry<std::map<std::string, std::int32_t>, check::normalizing>,                   //  9
+    entry<std::unordered_map<std::string, std::int64_t>, check::unordered>,           // 10
+    entry<std::set<std::int32_t>, check::normalizing>,                                // 11
+    entry<std::optional<std::vector<std::int32_t>>, check::exact>,                    // 12
+    entry<std::variant<std::int32_t, std::string, std::vector<char>>, check::exact>,  // 13
     entry<std::tuple<std::int16_t, std::string, bool, float, std::pair<char, std::uint8_t>>,
-          check::exact>,                                                                   // 14
-    entry<drawing, check::exact>,                                                          // 15
-    entry<audited_account, check::exact>,                                                  // 16
-    entry<std::vector<account>, check::exact>,                                             // 17
-    entry<std::array<std::string, 3>, check::exact>,                                       // 18
-    entry<std::array<std::uint16_t, 4>, check::exact>,                                     // 19
+          check::exact>,                                // 14
+    entry<drawing, check::exact>,                       // 15
+    entry<audited_account, check::exact>,               // 16
+    entry<std::vector<account>, check::exact>,          // 17
+    entry<std::array<std::string, 3>, check::exact>,    // 18
+    entry<std::array<std::uint16_t, 4>, check::exact>,  // 19
     entry<std::tuple<std::chrono::nanoseconds, std::chrono::duration<double, std::milli>,
                      std::chrono::system_clock::time_point>,
-          check::exact>,                                                                   // 20
-    entry<std::filesystem::path, check::exact>,                                            // 21
-    entry<std::vector<std::vector<std::vector<std::int32_t>>>, check::exact>,              // 22
+          check::exact>,                                                       // 20
+    entry<std::filesystem::path, check::exact>,                                // 21
+    entry<std::vector<std::vector<std::vector<std::int32_t>>>, check::exact>,  // 22
     entry<std::tuple<std::vector<std::tuple<>>, std::vector<std::array<std::int32_t, 0>>,
                      std::vector<holds_nothing>, std::uint8_t>,
-          check::exact>,                                                                   // 23
-    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                           // 24
-    entry<std::deque<std::list<std::string>>, check::exact>,                               // 25
-    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,                 // 26
-    entry<std::unordered_set<std::string>, check::unordered>,                              // 27
-    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>>;   // 28
+          check::exact>,                                                                  // 23
+    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                          // 24
+    entry<std::deque<std::list<std::string>>, check::exact>,                              // 25
+    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,                // 26
+    entry<std::unordered_set<std::string>, check::unordered>,                             // 27
+    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>>;  // 28
 
 inline constexpr std::size_t value_type_count = std::tuple_size_v<value_types>;
 // The selector of decode_remote_error.
@@ -172,7 +171,8 @@ class quota_exceeded : public std::runtime_error {
  public:
   quota_exceeded(std::string who, std::int32_t max)
       : std::runtime_error("quota of " + who + " exceeded: " + std::to_string(max)),
-        user(std::move(who)), limit(max) {}
+        user(std::move(who)),
+        limit(max) {}
   std::string user;
   std::int32_t limit;
 };

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 # The library: a C++20 compiler, CMake, Boost >= 1.81's headers, and GCC's libbacktrace
 # (libgcc-12-dev; optional, for backtraces). The tests: GoogleTest, clang (+ its runtime: the
-# fuzzers), pkg-config (the install tests). The benchmarks: Google Benchmark, cereal, Cap'n Proto.
+# fuzzers), pkg-config (the install tests), clang-format-14 (the format check). The benchmarks:
+# Google Benchmark, cereal, Cap'n Proto.
 packages=(build-essential cmake g++ libboost1.81-dev libgcc-12-dev
           libgtest-dev libgmock-dev clang libclang-rt-14-dev pkg-config
-          libbenchmark-dev libcereal-dev libcapnp-dev capnproto)
+          libbenchmark-dev libcereal-dev libcapnp-dev capnproto clang-format-14)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -107,10 +107,12 @@ std::vector<symbol_info> symbolize_address(std::uintptr_t pc) {
             {function ? demangle(function) : std::string(), file ? file : "", line});
       return 0;
     }
-    static void sym(void* data, std::uintptr_t pc, const char* name, std::uintptr_t value, std::uintptr_t size) {
+    static void sym(void* data, std::uintptr_t pc, const char* name, std::uintptr_t value,
+                    std::uintptr_t size) {
       // Only a symbol that contains the address: past its end lies a function without one (a
       // static function of a stripped library), which the nearest symbol would misname.
-      if (name != nullptr && (size == 0 || pc - value < size)) *static_cast<std::string*>(data) = demangle(name);
+      if (name != nullptr && (size == 0 || pc - value < size))
+        *static_cast<std::string*>(data) = demangle(name);
     }
   };
   static std::mutex mu;

@@ -129,7 +129,8 @@ std::vector<const char*> call_table::in_flight() const {
     for (const auto& s : ring_)
       if (s.id != 0) calls.emplace_back(s.id, s.pc.what);
   for (const auto& [id, pc] : spilled_) calls.emplace_back(id, pc.what);
-  std::sort(calls.begin(), calls.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(calls.begin(), calls.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<const char*> out;
   out.reserve(calls.size());
   for (const auto& c : calls) out.push_back(c.second);

@@ -1,11 +1,12 @@
 // The callback registry: lending functions to the peer, running them when it invokes them,
 // releasing them when it lets go; and the handles of the peer's functions held here.
+#include "procxy/detail/callback.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
 #include <vector>
 
-#include "procxy/detail/callback.hpp"
 #include "procxy/detail/method.hpp"
 
 namespace procxy::detail {
@@ -110,9 +111,11 @@ void codec_context::handle(frame& f) {
     releases_in.fetch_add(n, std::memory_order_relaxed);
     // Behind the executor's backlog: a deferred reply before it may hand one of these back.
     if (has_executor() && backlog()) {
-      post_task([this, ids = std::move(ids)](bool) {
-        for (auto id : ids) release_local(id);
-      }, true);
+      post_task(
+          [this, ids = std::move(ids)](bool) {
+            for (auto id : ids) release_local(id);
+          },
+          true);
       return;
     }
     for (auto id : ids) release_local(id);
@@ -290,7 +293,9 @@ remote_callback::~remote_callback() {
 
 std::shared_ptr<connection> lock_callback_connection(const remote_callback& r) {
   auto c = r.conn.lock();
-  if (!c) throw terminated("procxy: the process that owns this callback is gone (its proxy was destroyed)");
+  if (!c)
+    throw terminated(
+        "procxy: the process that owns this callback is gone (its proxy was destroyed)");
   if (auto e = c->broken_reason()) std::rethrow_exception(e);
   return c;
 }

@@ -2,8 +2,8 @@
 #include <dlfcn.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,9 +18,9 @@
 
 #include "crash.hpp"
 #include "procxy/detail/method.hpp"
-#include "procxy/event.hpp"
 #include "procxy/detail/serve.hpp"
 #include "procxy/detail/shm_transport.hpp"
+#include "procxy/event.hpp"
 #include "procxy/init.hpp"
 
 namespace procxy {
@@ -53,14 +53,16 @@ std::string member_name_from_signature(std::string_view pretty) {
 std::uint64_t register_method(method_table& table, std::uint64_t id, method_entry e) {
   auto [it, inserted] = table.emplace(id, e);
   if (!inserted && std::strcmp(it->second.name, e.name) != 0 && it->second.invoke != e.invoke) {
-    std::fprintf(stderr, "procxy: method id collision between %s and %s\n", it->second.name, e.name);
+    std::fprintf(stderr, "procxy: method id collision between %s and %s\n", it->second.name,
+                 e.name);
     std::abort();
   }
   return id;
 }
 
 namespace {
-std::string g_module_error;  // why spawn_options::module could not be loaded, for the construct reply
+std::string
+    g_module_error;  // why spawn_options::module could not be loaded, for the construct reply
 
 // Loads spawn_options::module (procxy-host): its static initialisers register its classes.
 void load_module() {
@@ -68,8 +70,8 @@ void load_module() {
   if (path == nullptr) return;
   if (::dlopen(path, RTLD_NOW | RTLD_GLOBAL) == nullptr) {
     const char* why = ::dlerror();
-    g_module_error = std::string("procxy: the module ") + path + " could not be loaded in the child: " +
-                     (why ? why : "unknown error");
+    g_module_error = std::string("procxy: the module ") + path +
+                     " could not be loaded in the child: " + (why ? why : "unknown error");
   }
   ::unsetenv("PROCXY_MODULE");
 }
@@ -171,8 +173,10 @@ class child_server final : public endpoint {
   static void check_description(const ctor_entry& e, const described_members& described) {
     std::vector<std::string> here;  // what this executable serves, for the message
     for (const auto& [mid, m] : *e.methods) here.emplace_back(m.label);
-    for (const auto& ev : e.members->events) here.emplace_back(std::string(ev.name) + " (an event)");
-    for (const auto& p : e.members->properties) here.emplace_back(std::string(p.name) + " (a property)");
+    for (const auto& ev : e.members->events)
+      here.emplace_back(std::string(ev.name) + " (an event)");
+    for (const auto& p : e.members->properties)
+      here.emplace_back(std::string(p.name) + " (a property)");
     std::string missing;
     for (const auto& [mid, label] : described) {
       bool served = e.methods->count(mid) != 0;
@@ -189,7 +193,8 @@ class child_server final : public endpoint {
     if (!missing.empty())
       throw spawn_error(std::string("procxy: the parent's description of ") + e.name +
                         " does not match the child's (different builds of the class?); the "
-                        "parent describes members the child does not serve:" + missing);
+                        "parent describes members the child does not serve:" +
+                        missing);
   }
 
   void call(frame& f) {
@@ -253,7 +258,8 @@ class child_server final : public endpoint {
     values.reserve(changed.size());
     for (auto i : changed) values.push_back({table[i].id, props_[i].bytes.view()});
     encode_properties(buf, values);
-    if (conn_->tracing()) conn_->trace("send properties (" + std::to_string(changed.size()) + " changed)");
+    if (conn_->tracing())
+      conn_->trace("send properties (" + std::to_string(changed.size()) + " changed)");
     conn_->send(buf.view());
   }
 
@@ -261,7 +267,8 @@ class child_server final : public endpoint {
     auto [id, on] = decode_subscribe(f.body.view());
     auto it = links_.find(id);
     if (it == links_.end()) return;  // an event this build does not have: nothing to forward
-    if (c.tracing()) c.trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
+    if (c.tracing())
+      c.trace(std::string("recv ") + (on ? "subscribe " : "unsubscribe ") + it->second->name);
     it->second->listened.store(on, std::memory_order_release);
   }
 
@@ -299,7 +306,6 @@ void watch_parent(pid_t parent) {
 
 }  // namespace
 
-
 int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent,
           int crash_fd) {
   g_is_child = true;
@@ -316,9 +322,10 @@ int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size
     o.max_callbacks = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
   if (const char* v = std::getenv("PROCXY_CALLBACK_TIMEOUT_MS"))
     o.callback_timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
-  auto conn = connection::create(shm_fd >= 0 ? make_shm_transport(fd, shm_fd, shm_ring, 1, shm::may_spin())
-                                             : make_socket_transport(fd),
-                                 server, o);
+  auto conn =
+      connection::create(shm_fd >= 0 ? make_shm_transport(fd, shm_fd, shm_ring, 1, shm::may_spin())
+                                     : make_socket_transport(fd),
+                         server, o);
   ::unsetenv("PROCXY_MAX_CALLBACKS");
   ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");
@@ -348,9 +355,11 @@ void init(int /*argc*/, char** argv) {
   const char* crash = std::getenv("PROCXY_CRASH_FD");
   const int crash_fd = crash ? std::atoi(crash) : -1;
   const int sfd = shm_fd && shm_ring ? std::atoi(shm_fd) : -1;
-  const std::size_t ring = shm_ring ? static_cast<std::size_t>(std::strtoull(shm_ring, nullptr, 10)) : 0;
+  const std::size_t ring =
+      shm_ring ? static_cast<std::size_t>(std::strtoull(shm_ring, nullptr, 10)) : 0;
   pid_t parent = pp ? static_cast<pid_t>(std::atol(pp)) : ::getppid();
-  std::size_t max = mm ? static_cast<std::size_t>(std::strtoull(mm, nullptr, 10)) : (std::size_t{256} << 20);
+  std::size_t max =
+      mm ? static_cast<std::size_t>(std::strtoull(mm, nullptr, 10)) : (std::size_t{256} << 20);
   ::unsetenv("PROCXY_CHANNEL_FD");
   ::unsetenv("PROCXY_PARENT_PID");
   ::unsetenv("PROCXY_MAX_MESSAGE");

@@ -1,15 +1,16 @@
 #include "procxy/detail/connection.hpp"
-#include "procxy/detail/callback.hpp"
 
-#include "procxy/detail/remote_error.hpp"
-
-#include <algorithm>
-#include <cstdio>
-#include <cstdlib>
-#include <cstddef>
-#include <cstring>
 #include <sched.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "procxy/detail/callback.hpp"
+#include "procxy/detail/remote_error.hpp"
 
 // The channel: framing, pending calls, deadlines, the reading and writing roles, the dispatch
 // queue and the I/O thread. docs/design.md "Liveness" states the rule this file implements.
@@ -32,15 +33,12 @@ bool trace_enabled() {
 // for anything, it keeps serving their queues (docs/design.md "Liveness: nested work").
 thread_local std::vector<connection*> t_dispatching;
 
-
 }  // namespace
 
 std::exception_ptr endpoint::disconnected(std::exception_ptr cause) {
   if (cause) return cause;
   return std::make_exception_ptr(terminated("procxy: the peer closed the connection"));
 }
-
-
 
 connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o)
     : t_(std::move(t)),
@@ -93,7 +91,8 @@ void connection::send_one_way(std::span<const std::byte> f) {
   // Inside a request on the dispatch thread (a method that emits, a callback that notifies):
   // coalesced, and written within oneway_delay by the I/O thread if the reply does not come
   // first. From anywhere else: at once.
-  writer_.enqueue(f, on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none, /*bounded=*/true);
+  writer_.enqueue(f, on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none,
+                  /*bounded=*/true);
 }
 
 void connection::flush() { writer_.flush(); }
@@ -119,8 +118,8 @@ clock::time_point connection::io_link::looks_again_at() const noexcept {
 }
 
 void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder decode,
-                      clock::time_point deadline, const char* what, bool fatal_timeout,
-                      int retries, std::chrono::milliseconds retry_timeout) {
+                      clock::time_point deadline, const char* what, bool fatal_timeout, int retries,
+                      std::chrono::milliseconds retry_timeout) {
   std::shared_ptr<pending_call::retry> again;
   if (retries > 0 && deadline != no_deadline) {
     again = std::make_shared<pending_call::retry>();
@@ -196,9 +195,9 @@ bool connection::read_frames(std::vector<frame>& out) {
     // EOF in the middle of a frame: the peer sent a truncated one. (A peer that exits with our
     // frames unread in its socket gives ECONNRESET instead of EOF: the same case.)
     if (have > 0 && !read_stopped_.load(std::memory_order_acquire))
-      disconnect(std::make_exception_ptr(protocol_error(
-          "procxy: the peer closed the connection in the middle of a frame (" +
-          std::to_string(have) + " bytes of an incomplete frame)")));
+      disconnect(std::make_exception_ptr(
+          protocol_error("procxy: the peer closed the connection in the middle of a frame (" +
+                         std::to_string(have) + " bytes of an incomplete frame)")));
     else
       disconnect(nullptr);
     return false;
@@ -212,7 +211,6 @@ bool connection::read_frames(std::vector<frame>& out) {
   }
   return true;
 }
-
 
 void connection::extract_frames(std::vector<frame>& out) {
   rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
@@ -232,7 +230,8 @@ void connection::extract_frames(std::vector<frame>& out) {
 
 void connection::check_hello(const frame_header& h, std::span<const std::byte> body) {
   const bool parent = side_ == side::parent;
-  const std::string peer = parent ? "child " + std::to_string(opts_.peer_pid) : std::string("parent");
+  const std::string peer =
+      parent ? "child " + std::to_string(opts_.peer_pid) : std::string("parent");
   if (h.kind != message_kind::hello || h.id != 0) {
     std::string text = "procxy: the " + peer + "'s first message is a " + to_string(h.kind) +
                        ", not hello: it speaks an older protocol than " +
@@ -242,7 +241,8 @@ void connection::check_hello(const frame_header& h, std::span<const std::byte> b
   }
   auto peer_hello = decode_hello(body);
   if (trace_)
-    trace("recv hello: protocol " + std::to_string(peer_hello.version) + " (" + peer_hello.build + ")");
+    trace("recv hello: protocol " + std::to_string(peer_hello.version) + " (" + peer_hello.build +
+          ")");
   auto text = hello_mismatch(peer_hello, peer);
   if (text.empty()) return;
   if (parent) throw spawn_error(text);
@@ -334,15 +334,18 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
     if (is_reply(k)) {
       // Received, so no longer pending: neither a deadline nor the peer's death can fail it now
       // (a call that completed before a crash keeps its result).
-      if (auto pc = calls_.take(f.header.id)) taken = std::make_unique<pending_call>(std::move(*pc));
+      if (auto pc = calls_.take(f.header.id))
+        taken = std::make_unique<pending_call>(std::move(*pc));
     }
     if (k == message_kind::shutdown) shutdown_queued_ = true;
     queue_.push_back(item{std::move(f), {}, one_way, std::move(taken)});
     if (one_way) ++oneway_ahead_;
     queued = true;
     if (k == message_kind::event) {
-      events_peak_ = std::max(events_peak_, events_pending_.fetch_add(1, std::memory_order_acq_rel) + 1);
-      if (drop_oldest_ && max_events_ > 0 && events_pending_.load(std::memory_order_relaxed) > max_events_ &&
+      events_peak_ =
+          std::max(events_peak_, events_pending_.fetch_add(1, std::memory_order_acq_rel) + 1);
+      if (drop_oldest_ && max_events_ > 0 &&
+          events_pending_.load(std::memory_order_relaxed) > max_events_ &&
           drop_oldest_event(dropped_frames, dropped_tasks)) {
         events_pending_.fetch_sub(1, std::memory_order_acq_rel);
         events_dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -372,7 +375,8 @@ void connection::route(std::vector<frame>& batch, std::unique_lock<std::mutex>& 
   }
 }
 
-bool connection::drop_oldest_event(std::vector<frame>& frames, std::vector<std::shared_ptr<void>>& tasks) {
+bool connection::drop_oldest_event(std::vector<frame>& frames,
+                                   std::vector<std::shared_ptr<void>>& tasks) {
   if (auto t = callbacks_->take_oldest_event()) {  // handed to the executor, not started
     tasks.push_back(std::move(t));
     return true;
@@ -429,7 +433,8 @@ void connection::complete_taken(pending_call& pc, frame& f) {
     callbacks_->post_task(
         [self, cell](bool closed) {
           if (closed)
-            cell->first.st->fail(std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
+            cell->first.st->fail(
+                std::make_exception_ptr(terminated("procxy: the proxy was terminated")));
           else
             self->finish(cell->first, cell->second);
           self->wake_waiters();
@@ -653,10 +658,9 @@ bool connection::wait(state_base& st, clock::time_point deadline) {
     if (!past && !reading_ && !disconnected_ && !defer_to_dispatch(e) && !events_full()) {
       // A plain blocking read is the fast path. Poll with the wake-up slot whenever another
       // thread may complete what this reader waits for, or give it work.
-      const bool with_wakeup =
-          !others.empty() || callbacks_->has_executor() ||
-          (side_ == side::parent ? (e || !queue_.empty() || e_busy_)
-                                 : (e && (!calls_.empty() || e_has_work())));
+      const bool with_wakeup = !others.empty() || callbacks_->has_executor() ||
+                               (side_ == side::parent ? (e || !queue_.empty() || e_busy_)
+                                                      : (e && (!calls_.empty() || e_has_work())));
       lead_read(lk, until, with_wakeup);
       continue;
     }
@@ -722,7 +726,8 @@ void connection::run_dispatch_loop() {
       continue;
     }
     if (!reading_ && !disconnected_ && e_prefers_reading() && !events_full()) {
-      const bool with_wakeup = side_ == side::parent || !calls_.empty() || callbacks_->has_executor();
+      const bool with_wakeup =
+          side_ == side::parent || !calls_.empty() || callbacks_->has_executor();
       lead_read(lk, no_deadline, with_wakeup);
       continue;
     }
@@ -928,7 +933,7 @@ bool connection::io_should_read(clock::time_point now, bool kept) const {
   if (reading_ || disconnected_ || stopping_ || io_stop_ || events_full()) return false;
   if (want_read_) return true;
   if (e_idle_ && e_prefers_reading()) return false;  // the dispatch thread is about to read
-  if (role_waiters_ > 0) return false;                // a waiter takes it
+  if (role_waiters_ > 0) return false;               // a waiter takes it
   if (kept) return waiters_ == 0;  // it read the last batch: it goes on while nobody waits
   return now - from_rep(last_activity_.load(std::memory_order_relaxed)) >= reading_linger;
 }
@@ -978,9 +983,11 @@ void connection::run_io() {
       const auto last = from_rep(last_activity_.load(std::memory_order_relaxed));
       if (!disconnected_ && !stopping_) {
         if (!reading_)
-          wake = std::min(wake, std::max(last + reading_linger, now + std::chrono::microseconds(100)));
+          wake =
+              std::min(wake, std::max(last + reading_linger, now + std::chrono::microseconds(100)));
         else if (now - last < active_window)
-          wake = std::min(wake, now + reading_linger);  // the holder may let go with nobody after it
+          wake =
+              std::min(wake, now + reading_linger);  // the holder may let go with nobody after it
       }
       // seq_cst store, then due() again: a frame held meanwhile either saw this time (and
       // wakes this thread, through mu_) or is seen here (frame_writer::enqueue).
@@ -1062,8 +1069,8 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
   const char* timed_out = nullptr;
   for (auto& pc : expired) {
     if (pc.fatal_timeout) {
-      fatal = std::make_exception_ptr(
-          spawn_error(std::string("procxy: ") + pc.what + " did not complete within start_timeout"));
+      fatal = std::make_exception_ptr(spawn_error(std::string("procxy: ") + pc.what +
+                                                  " did not complete within start_timeout"));
       std::lock_guard g(mu_);
       doomed_.push_back(pc.st);  // failed after the policy killed the child (handle_disconnect)
     } else {
@@ -1071,12 +1078,13 @@ void connection::expire_deadlines(std::unique_lock<std::mutex>& lk) {
       const char* attempts = pc.again ? " (and so did each of its retries)" : "";
       // The configured timeout: the deadline was set when the call was made, a little before it
       // was queued, so deadline - issued is a little short (it said "98 ms" for 100 under load).
-      const auto limit = pc.limit.count() > 0
-                             ? pc.limit
-                             : std::chrono::round<std::chrono::milliseconds>(pc.deadline - pc.issued);
-      pc.st->fail(std::make_exception_ptr(timeout_error(std::string("procxy: ") + pc.what +
-                                                        " timed out after " + std::to_string(limit.count()) +
-                                                        " ms" + attempts)));
+      const auto limit =
+          pc.limit.count() > 0
+              ? pc.limit
+              : std::chrono::round<std::chrono::milliseconds>(pc.deadline - pc.issued);
+      pc.st->fail(std::make_exception_ptr(
+          timeout_error(std::string("procxy: ") + pc.what + " timed out after " +
+                        std::to_string(limit.count()) + " ms" + attempts)));
       timed_out = pc.what;
     }
   }

@@ -245,7 +245,8 @@ void write_report(int sig, siginfo_t* info, void* ucontext) noexcept {
     first = 0;
     std::uintptr_t pc = 0;
 #if defined(__x86_64__)
-    pc = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(ucontext)->uc_mcontext.gregs[REG_RIP]);
+    pc =
+        static_cast<std::uintptr_t>(static_cast<ucontext_t*>(ucontext)->uc_mcontext.gregs[REG_RIP]);
 #elif defined(__aarch64__)
     pc = static_cast<std::uintptr_t>(static_cast<ucontext_t*>(ucontext)->uc_mcontext.pc);
 #else
@@ -342,17 +343,18 @@ void install_crash_handler(int fd) noexcept {
       ::sigaltstack(&ss, nullptr);
     }
   }
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_sigaction = &on_crash_signal;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
   for (int s : crash_signals) sigaddset(&sa.sa_mask, s);  // a crash inside the handler kills
   for (std::size_t i = 0; i < signal_count; ++i) {
-    struct sigaction old{};
+    struct sigaction old {};
     ::sigaction(crash_signals[i], &sa, &old);
     // Our own handler (inherited through fork) is not something to hand the signal on to: that
     // would raise it again for ever. What it handed on to stays in g_previous.
-    if ((old.sa_flags & SA_SIGINFO) == 0 || old.sa_sigaction != &on_crash_signal) g_previous[i] = old;
+    if ((old.sa_flags & SA_SIGINFO) == 0 || old.sa_sigaction != &on_crash_signal)
+      g_previous[i] = old;
   }
 }
 
@@ -392,8 +394,10 @@ parsed_report parse(const std::string& text) {
   {
     std::istringstream l(line);
     std::string k1, k2, k3, k4, k5;
-    l >> k1 >> r.signal >> k2 >> r.code >> k3 >> r.sender >> k4 >> std::hex >> r.addr >> std::dec >> k5 >> r.tid;
-    if (!l || k1 != "signal" || k2 != "code" || k3 != "sender" || k4 != "addr" || k5 != "tid") return r;
+    l >> k1 >> r.signal >> k2 >> r.code >> k3 >> r.sender >> k4 >> std::hex >> r.addr >> std::dec >>
+        k5 >> r.tid;
+    if (!l || k1 != "signal" || k2 != "code" || k3 != "sender" || k4 != "addr" || k5 != "tid")
+      return r;
     r.valid = true;
   }
   while (std::getline(in, line)) {
@@ -463,7 +467,8 @@ std::vector<own_mapping> own_mappings() {
 
 // The address in this process of byte `offset` of the file (dev, inode), if this process maps
 // that part of it.
-bool own_address(const std::vector<own_mapping>& maps, const report_frame& f, std::uintptr_t& addr) {
+bool own_address(const std::vector<own_mapping>& maps, const report_frame& f,
+                 std::uintptr_t& addr) {
   for (const auto& m : maps) {
     if (m.inode != f.inode || m.dev != f.dev) continue;
     if (f.offset < m.offset || f.offset - m.offset >= m.end - m.start) continue;
@@ -476,7 +481,8 @@ bool own_address(const std::vector<own_mapping>& maps, const report_frame& f, st
 // The file `path` is still the one the child had mapped (same device and inode).
 bool same_file(const report_frame& f) {
   struct stat st {};
-  if (f.path.empty() || f.path.front() != '/' || ::stat(f.path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+  if (f.path.empty() || f.path.front() != '/' || ::stat(f.path.c_str(), &st) != 0 ||
+      !S_ISREG(st.st_mode))
     return false;
   unsigned maj = 0, min = 0;
   if (std::sscanf(f.dev.c_str(), "%x:%x", &maj, &min) != 2) return false;
@@ -501,9 +507,11 @@ bool file_offset_to_vaddr(const std::string& path, std::uintptr_t offset, std::u
       eh.e_phnum < 256) {
     for (unsigned i = 0; i < eh.e_phnum && !found; ++i) {
       ElfW(Phdr) ph{};
-      if (::pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + i * sizeof ph)) != static_cast<ssize_t>(sizeof ph))
+      if (::pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + i * sizeof ph)) !=
+          static_cast<ssize_t>(sizeof ph))
         break;
-      if (ph.p_type != PT_LOAD || offset < ph.p_offset || offset - ph.p_offset >= ph.p_filesz) continue;
+      if (ph.p_type != PT_LOAD || offset < ph.p_offset || offset - ph.p_offset >= ph.p_filesz)
+        continue;
       vaddr = static_cast<std::uintptr_t>(offset - ph.p_offset + ph.p_vaddr);
       found = true;
     }
@@ -521,8 +529,10 @@ std::string hex(std::uintptr_t v) {
 // addr2line, if it is installed, for the addresses (ELF virtual addresses) of a module this
 // process does not have. Bounded: killed at `deadline` (`late` is then set). One entry per
 // address (empty: unknown).
-std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& vaddrs,
-                                                    std::chrono::steady_clock::time_point deadline, bool& late) {
+std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path,
+                                                    const std::vector<std::uintptr_t>& vaddrs,
+                                                    std::chrono::steady_clock::time_point deadline,
+                                                    bool& late) {
   std::vector<std::vector<symbol_info>> out(vaddrs.size());
   late = false;
   int p[2];
@@ -553,7 +563,8 @@ std::vector<std::vector<symbol_info>> run_addr2line(const std::string& path, con
   std::string text;
   bool finished = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd pf{p[0], POLLIN, 0};
     int r = ::poll(&pf, 1, static_cast<int>(left.count()));
@@ -610,7 +621,8 @@ const char* signal_name(int sig) {
 }
 
 bool is_crash_signal(int sig) {
-  return std::find(std::begin(crash_signals), std::end(crash_signals), sig) != std::end(crash_signals);
+  return std::find(std::begin(crash_signals), std::end(crash_signals), sig) !=
+         std::end(crash_signals);
 }
 
 std::string symbolize_stack(const parsed_report& r) {
@@ -647,8 +659,8 @@ std::string symbolize_stack(const parsed_report& r) {
     bool late = false;
     auto found = run_addr2line(path, vaddrs, deadline, late);
     if (late)
-      notes += "    (addr2line did not finish within " + std::to_string(addr2line_budget.count()) + " s for " + path +
-               ": its frames are shown as module+address)\n";
+      notes += "    (addr2line did not finish within " + std::to_string(addr2line_budget.count()) +
+               " s for " + path + ": its frames are shown as module+address)\n";
     for (std::size_t k = 0; k < frames.size(); ++k) syms[frames[k].first] = std::move(found[k]);
   }
   std::ostringstream out;
@@ -704,17 +716,19 @@ std::string describe_crash(const std::string& report, int pid, int signal, std::
   std::string what;
   if (r.valid) {
     if (r.code > 0)  // the kernel's: a fault of the instruction that ran
-      what = "its stack at the fault (" + caught + " at address " + hex(r.addr) + ", " + thread + "):\n";
+      what = "its stack at the fault (" + caught + " at address " + hex(r.addr) + ", " + thread +
+             "):\n";
     else if (r.sender == pid && r.signal == SIGABRT)
       what = "its stack when it aborted (" + thread + "):\n";
     else if (r.sender == pid)
       what = "its stack where it raised " + caught + " (" + thread + "):\n";
     else
-      what = caught + " was sent by process " + std::to_string(r.sender) + " (kill(2), not a fault); the stack of " +
-             thread + " when it arrived:\n";
+      what = caught + " was sent by process " + std::to_string(r.sender) +
+             " (kill(2), not a fault); the stack of " + thread + " when it arrived:\n";
     stack = symbolize_stack(r);
     if (r.frames.empty() && r.complete) stack = "    (no frame could be read)\n";
-    if (!r.complete) stack += "    (the report ends here: the handler failed while walking the stack)\n";
+    if (!r.complete)
+      stack += "    (the report ends here: the handler failed while walking the stack)\n";
   }
   if (signal > 0) {
     const std::string name = std::string("SIG") + signal_name(signal);
@@ -725,15 +739,20 @@ std::string describe_crash(const std::string& report, int pid, int signal, std::
              "supervisor): this is expected, not a failure of procxy";
     if (!is_crash_signal(signal))
       return "; no stack is available: procxy's crash handler catches only SIGSEGV, SIGBUS, "
-             "SIGFPE, SIGILL and SIGABRT, and " + name + " usually comes from outside the "
+             "SIGFPE, SIGILL and SIGABRT, and " +
+             name +
+             " usually comes from outside the "
              "child's code (kill(2), a supervisor): this is expected, not a failure of procxy";
-    return "; no stack is available: procxy's handler for " + name + " did not report (the "
+    return "; no stack is available: procxy's handler for " + name +
+           " did not report (the "
            "object may have installed its own handler, or the thread that crashed had no stack "
            "left to run it on)";
   }
   if (r.valid)  // procxy's handler ran, then another handler ended the process with an exit code
-    return "; procxy's crash handler had caught " + caught + " first, and another handler (a "
-           "sanitizer's, the program's own) then ended the process; " + what + stack;
+    return "; procxy's crash handler had caught " + caught +
+           " first, and another handler (a "
+           "sanitizer's, the program's own) then ended the process; " +
+           what + stack;
   return {};
 }
 
@@ -743,7 +762,8 @@ std::string describe_calls_in_flight(const std::vector<std::string>& names) {
   // Distinct names in the order of their first call, each with its count.
   std::vector<std::pair<std::string, std::size_t>> distinct;
   for (const auto& n : names) {
-    auto it = std::find_if(distinct.begin(), distinct.end(), [&](const auto& d) { return d.first == n; });
+    auto it =
+        std::find_if(distinct.begin(), distinct.end(), [&](const auto& d) { return d.first == n; });
     if (it == distinct.end())
       distinct.emplace_back(n, 1);
     else
@@ -756,7 +776,8 @@ std::string describe_calls_in_flight(const std::vector<std::string>& names) {
     s += distinct[i].first;
     if (distinct[i].second > 1) s += " (x" + std::to_string(distinct[i].second) + ")";
   }
-  if (distinct.size() > shown) s += " and " + std::to_string(distinct.size() - shown) + " more methods";
+  if (distinct.size() > shown)
+    s += " and " + std::to_string(distinct.size() - shown) + " more methods";
   return s;
 }
 

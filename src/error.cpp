@@ -1,6 +1,9 @@
+#include "procxy/error.hpp"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <new>
@@ -9,11 +12,9 @@
 #include <typeindex>
 #include <typeinfo>
 #include <unordered_map>
-#include <cstring>
 
 #include "procxy/detail/method.hpp"
 #include "procxy/detail/remote_error.hpp"
-#include "procxy/error.hpp"
 
 namespace procxy {
 
@@ -129,7 +130,7 @@ std::string readable_type_name(const std::type_info& t) {
 std::string demangle(const char* mangled) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> p(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                          std::free);
+                                           std::free);
   return status == 0 && p ? std::string(p.get()) : std::string(mangled);
 }
 
@@ -192,14 +193,16 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method, int pid) 
   switch (static_cast<exception_code>(code)) {
     case exception_code::exception: return rebuilt<plain_exception>(std::move(info), what);
     case exception_code::logic_error: return rebuilt<std::logic_error>(std::move(info), what);
-    case exception_code::invalid_argument: return rebuilt<std::invalid_argument>(std::move(info), what);
+    case exception_code::invalid_argument:
+      return rebuilt<std::invalid_argument>(std::move(info), what);
     case exception_code::domain_error: return rebuilt<std::domain_error>(std::move(info), what);
     case exception_code::length_error: return rebuilt<std::length_error>(std::move(info), what);
     case exception_code::out_of_range: return rebuilt<std::out_of_range>(std::move(info), what);
     case exception_code::runtime_error: return rebuilt<std::runtime_error>(std::move(info), what);
     case exception_code::range_error: return rebuilt<std::range_error>(std::move(info), what);
     case exception_code::overflow_error: return rebuilt<std::overflow_error>(std::move(info), what);
-    case exception_code::underflow_error: return rebuilt<std::underflow_error>(std::move(info), what);
+    case exception_code::underflow_error:
+      return rebuilt<std::underflow_error>(std::move(info), what);
     case exception_code::bad_alloc: return rebuilt<std::bad_alloc>(std::move(info));
     case exception_code::system_error: {
       auto value = d.raw<std::int32_t>();
@@ -208,19 +211,20 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method, int pid) 
       if (cat > static_cast<std::uint8_t>(category_code::other))
         throw protocol_error("procxy: unknown error category code");
       if (cat == static_cast<std::uint8_t>(category_code::other))
-        return as_remote_error(what + " [category " + cat_name + ", value " + std::to_string(value) + "]");
+        return as_remote_error(what + " [category " + cat_name + ", value " +
+                               std::to_string(value) + "]");
       // what() of a system_error already ends with the code's message; keep it verbatim.
       const auto& c = cat == 0 ? std::generic_category() : std::system_category();
       std::string msg = what;
       std::string suffix = ": " + std::error_code(value, c).message();
-      if (msg.size() >= suffix.size() && msg.compare(msg.size() - suffix.size(), suffix.size(), suffix) == 0)
+      if (msg.size() >= suffix.size() &&
+          msg.compare(msg.size() - suffix.size(), suffix.size(), suffix) == 0)
         msg.resize(msg.size() - suffix.size());
       return rebuilt<std::system_error>(std::move(info), value, c, msg);
     }
     case exception_code::serialization_error:
       return std::make_exception_ptr(serialization_error(what));
-    case exception_code::spawn_error:
-      return std::make_exception_ptr(spawn_error(what));
+    case exception_code::spawn_error: return std::make_exception_ptr(spawn_error(what));
     case exception_code::registered: {
       auto id = d.raw<std::uint64_t>();
       auto n = d.raw<std::uint32_t>();
@@ -229,14 +233,15 @@ std::exception_ptr decode_remote_error(decoder& d, const char* method, int pid) 
                              " bytes exceeds the message");
       byte_reader payload(std::span<const std::byte>(d.reader().take(n), n));
       auto it = registry().by_id.find(id);
-      if (it == registry().by_id.end()) return as_remote_error(what + " (type not registered in the parent)");
+      if (it == registry().by_id.end())
+        return as_remote_error(what + " (type not registered in the parent)");
       decoder pd(payload, d.context());
       auto ex = it->second.decode(pd, std::move(info), std::move(what));
-      if (!payload.at_end()) throw protocol_error("procxy: trailing bytes after an exception payload");
+      if (!payload.at_end())
+        throw protocol_error("procxy: trailing bytes after an exception payload");
       return ex;
     }
-    case exception_code::other:
-      return as_remote_error(what);
+    case exception_code::other: return as_remote_error(what);
   }
   return {};
 }

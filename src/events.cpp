@@ -46,9 +46,11 @@ std::function<void(const void*)> deactivate(listener_cell& c) {
 
 void event_channel::remove(listener_cell& c) {
   auto dead = deactivate(c);  // destroyed last, outside every lock
-  std::shared_ptr<const cell_list> old;  // destroyed after the lock (its functions may hold callbacks)
+  std::shared_ptr<const cell_list>
+      old;  // destroyed after the lock (its functions may hold callbacks)
   std::lock_guard lk(mu_);
-  auto it = std::find_if(cells_->begin(), cells_->end(), [&](const auto& p) { return p.get() == &c; });
+  auto it =
+      std::find_if(cells_->begin(), cells_->end(), [&](const auto& p) { return p.get() == &c; });
   if (it == cells_->end()) return;
   auto next = std::make_shared<cell_list>();
   next->reserve(cells_->size() - 1);
@@ -151,7 +153,8 @@ void event_hub::set_properties(std::span<const property_value> values) {
   std::vector<std::shared_ptr<const std::vector<std::byte>>> copies;
   copies.reserve(values.size());
   for (const auto& v : values)
-    copies.push_back(std::make_shared<const std::vector<std::byte>>(v.bytes.begin(), v.bytes.end()));
+    copies.push_back(
+        std::make_shared<const std::vector<std::byte>>(v.bytes.begin(), v.bytes.end()));
   std::lock_guard lk(mu_);
   for (std::size_t i = 0; i < values.size(); ++i) props_[values[i].id] = std::move(copies[i]);
 }
@@ -198,7 +201,9 @@ namespace {
 std::atomic<connection*> g_child_conn{nullptr};
 }  // namespace
 
-void set_child_connection(connection* c) noexcept { g_child_conn.store(c, std::memory_order_release); }
+void set_child_connection(connection* c) noexcept {
+  g_child_conn.store(c, std::memory_order_release);
+}
 
 }  // namespace procxy::detail
 

@@ -49,9 +49,10 @@ constexpr int channel_fd_in_child = 3;
 constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
 // The write end of the crash pipe (src/crash.hpp): the next number after the channel's (and the
 // rings'), then nothing.
-constexpr int crash_fd_in_child(bool shm) { return shm ? shm_fd_in_child + 1 : channel_fd_in_child + 1; }
+constexpr int crash_fd_in_child(bool shm) {
+  return shm ? shm_fd_in_child + 1 : channel_fd_in_child + 1;
+}
 constexpr int first_free_fd = crash_fd_in_child(true) + 1;
-
 
 }  // namespace
 
@@ -64,17 +65,16 @@ std::chrono::milliseconds callback_timeout(const spawn_options& o) {
 
 namespace {
 
-std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, std::size_t shm_ring) {
+std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg,
+                                   std::size_t shm_ring) {
   std::vector<std::string> env;
-  auto ours = [](std::string_view kv) { return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 ||
-                                               kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
-                                               kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 ||
-                                               kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
-                                               kv.rfind("PROCXY_SHM_RING=", 0) == 0 ||
-                                               kv.rfind("PROCXY_CRASH_FD=", 0) == 0 ||
-                                               kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
-                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 ||
-                                               kv.rfind("PROCXY_MODULE=", 0) == 0; };
+  auto ours = [](std::string_view kv) {
+    return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 || kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
+           kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 || kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
+           kv.rfind("PROCXY_SHM_RING=", 0) == 0 || kv.rfind("PROCXY_CRASH_FD=", 0) == 0 ||
+           kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
+           kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 || kv.rfind("PROCXY_MODULE=", 0) == 0;
+  };
   if (o.environment == env_mode::merge) {
     for (char** e = environ; e && *e; ++e) {
       std::string_view kv(*e);
@@ -134,15 +134,16 @@ std::filesystem::path module_host(const spawn_options& o) {
       if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
-  throw spawn_error("procxy: spawn_options::module needs the procxy-host executable (installed "
-                    "with procxy): put it on PATH, set PROCXY_HOST, or name it in "
-                    "spawn_options::executable");
+  throw spawn_error(
+      "procxy: spawn_options::module needs the procxy-host executable (installed "
+      "with procxy): put it on PATH, set PROCXY_HOST, or name it in "
+      "spawn_options::executable");
 }
 
 std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
                                           int shm_fd, std::size_t shm_ring, int crash_fd) {
   const bool self = o.mode == spawn_mode::reexec && o.module.empty();
-  std::string exe = self ? std::string("/proc/self/exe")
+  std::string exe = self               ? std::string("/proc/self/exe")
                     : o.module.empty() ? o.executable.string()
                                        : module_host(o).string();
   if (o.mode == spawn_mode::executable && exe.empty())
@@ -187,10 +188,12 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 }
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
-                                          int stderr_fd, int shm_fd, std::size_t shm_ring, int crash_fd) {
+                                          int stderr_fd, int shm_fd, std::size_t shm_ring,
+                                          int crash_fd) {
   if (!o.module.empty())
-    throw spawn_error("procxy: spawn_options::module needs a host executable to load it: use the "
-                      "default mode or spawn_mode::executable, not spawn_mode::fork");
+    throw spawn_error(
+        "procxy: spawn_options::module needs a host executable to load it: use the "
+        "default mode or spawn_mode::executable, not spawn_mode::fork");
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork", errno);
@@ -210,8 +213,8 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
-    _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring, o.max_message_size,
-                parent, crash));
+    _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring,
+                o.max_message_size, parent, crash));
   }
   return adopt_child(pid);
 }
@@ -234,7 +237,8 @@ int above_fixed_numbers(int fd, fd_guard& keep) {
 
 launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_ring) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", errno);
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    throw_errno("socketpair", errno);
   fd_guard parent_end{sv[0]}, child_end{sv[1]};
   fd_guard moved_channel, moved_shm;
   const int child_fd = above_fixed_numbers(sv[1], moved_channel);
@@ -260,8 +264,9 @@ launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_
   }
   const int crash_fd = above_fixed_numbers(crash_write.fd, moved_crash);
   launched_child l;
-  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, crash_fd)
-                                         : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, crash_fd);
+  l.process = o.mode == spawn_mode::fork
+                  ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, crash_fd)
+                  : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, crash_fd);
   ::close(child_end.release());
   l.crash_fd = crash_read.release();
   if (err_write.fd >= 0) {

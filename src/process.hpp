@@ -14,14 +14,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>  // sigabbrev_np
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>  // sigabbrev_np
 #include <memory>
-#include <utility>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "procxy/options.hpp"
 
@@ -97,7 +97,8 @@ class child_process {
     }
     signal = info_.si_status;
     const char* abbrev = ::sigabbrev_np(signal);
-    return "was killed by signal " + std::to_string(signal) + " (SIG" + (abbrev ? abbrev : "?") + ")";
+    return "was killed by signal " + std::to_string(signal) + " (SIG" + (abbrev ? abbrev : "?") +
+           ")";
   }
 
  private:
@@ -188,7 +189,6 @@ class stderr_capture {
   bool eof_ = false;
   std::thread thread_;
 };
-
 
 // A started child: its process, the parent's end of its channel (owned by the caller from now
 // on), its stderr capture (null unless spawn_options::capture_stderr) and its crash pipe.

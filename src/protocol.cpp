@@ -79,7 +79,8 @@ hello_message decode_hello(std::span<const std::byte> body) {
   h.version = d.raw<std::uint32_t>();
   h.build = d.get<std::string>();
   if (!r.at_end()) throw protocol_error("procxy: trailing bytes after hello");
-  if (h.build.size() > 256) throw protocol_error("procxy: a hello's build id is longer than 256 bytes");
+  if (h.build.size() > 256)
+    throw protocol_error("procxy: a hello's build id is longer than 256 bytes");
   return h;
 }
 
@@ -88,9 +89,9 @@ std::string hello_mismatch(const hello_message& peer, const std::string& peer_na
   // The peer's build id is shown printable only (it comes from an untrusted process).
   std::string b;
   for (char c : peer.build) b += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return "procxy: protocol mismatch: this process speaks protocol " + std::to_string(protocol_version) +
-         " (" + build_id() + "), the " + peer_name + " speaks protocol " +
-         std::to_string(peer.version) + " (" + b +
+  return "procxy: protocol mismatch: this process speaks protocol " +
+         std::to_string(protocol_version) + " (" + build_id() + "), the " + peer_name +
+         " speaks protocol " + std::to_string(peer.version) + " (" + b +
          "); build the worker and the parent against the same procxy";
 }
 
@@ -166,7 +167,8 @@ void encode_properties(byte_buffer& out, std::span<const property_value> values)
   build_frame(out, message_kind::properties, 0, [&](encoder& e) {
     e.raw(static_cast<std::uint32_t>(values.size()));
     for (const auto& v : values) {
-      if (v.bytes.size() > UINT32_MAX) throw serialization_error("procxy: a property value exceeds 4 GiB");
+      if (v.bytes.size() > UINT32_MAX)
+        throw serialization_error("procxy: a property value exceeds 4 GiB");
       e.raw(v.id);
       e.raw(static_cast<std::uint32_t>(v.bytes.size()));
       out.append(v.bytes.data(), v.bytes.size());

@@ -199,7 +199,7 @@ class hangup_watcher {
       std::lock_guard lk(mu_);
       for (int i = 0; i < n; ++i) {
         const std::uint64_t id = evs[i].data.u64;  // a copy: epoll_event is packed (x86-64)
-        if (id == 0) return;                        // stopped
+        if (id == 0) return;                       // stopped
         auto it = targets_.find(id);
         if (it == targets_.end() || it->second.fd < 0) continue;  // removed (the fd may be reused)
         it->second.target->on_hangup();
@@ -224,8 +224,14 @@ class hangup_watcher {
 class shm_transport final : public transport, hangup_target {
  public:
   shm_transport(int sock, std::byte* base, std::size_t ring, int side, bool spin)
-      : sock_(sock), base_(base), ring_(ring), mask_(ring - 1), side_(side), peer_(1 - side),
-        out_data_(base + shm::off_data(side, ring)), in_data_(base + shm::off_data(1 - side, ring)),
+      : sock_(sock),
+        base_(base),
+        ring_(ring),
+        mask_(ring - 1),
+        side_(side),
+        peer_(1 - side),
+        out_data_(base + shm::off_data(side, ring)),
+        in_data_(base + shm::off_data(1 - side, ring)),
         spin_(spin) {
     watch_id_ = hangup_watcher::get().add(sock_, this);
   }
@@ -264,7 +270,8 @@ class shm_transport final : public transport, hangup_target {
     reset = false;
     for (;;) {
       if (broken_.load(std::memory_order_acquire)) throw protocol_error(why());
-      if (shut_.load(std::memory_order_acquire) || read_shut_.load(std::memory_order_acquire)) return 0;
+      if (shut_.load(std::memory_order_acquire) || read_shut_.load(std::memory_order_acquire))
+        return 0;
       std::uint64_t avail = in_available();
       if (broken_.load(std::memory_order_acquire)) continue;
       if (avail > 0) return take(p, static_cast<std::size_t>(std::min<std::uint64_t>(avail, n)));
@@ -350,7 +357,8 @@ class shm_transport final : public transport, hangup_target {
   void broke(std::string what) noexcept {
     {
       std::lock_guard lk(why_mu_);
-      if (!broken_.load(std::memory_order_relaxed)) why_ = "procxy: the peer broke the shared-memory ring: " + what;
+      if (!broken_.load(std::memory_order_relaxed))
+        why_ = "procxy: the peer broke the shared-memory ring: " + what;
       broken_.store(true, std::memory_order_release);
     }
     ring_local(true);
@@ -362,15 +370,17 @@ class shm_transport final : public transport, hangup_target {
     // `seen` first: it was raised by a thread that loaded the peer's index earlier, so (acquire /
     // release on `seen`) our load of the index cannot legitimately return less.
     const std::uint64_t seen = in_head_seen_.load(std::memory_order_acquire);
-    const std::uint64_t h = at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_acquire);
+    const std::uint64_t h =
+        at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_acquire);
     const std::uint64_t t = tail_.load(std::memory_order_relaxed);
     if (h < seen) {
-      broke("its write index moved backwards (" + std::to_string(seen) + " -> " + std::to_string(h) + ")");
+      broke("its write index moved backwards (" + std::to_string(seen) + " -> " +
+            std::to_string(h) + ")");
       return 0;
     }
     if (h - t > ring_) {
-      broke("its write index is " + std::to_string(h - t) + " bytes past our read index, in a ring of " +
-            std::to_string(ring_));
+      broke("its write index is " + std::to_string(h - t) +
+            " bytes past our read index, in a ring of " + std::to_string(ring_));
       return 0;
     }
     raise(in_head_seen_, h);
@@ -380,7 +390,8 @@ class shm_transport final : public transport, hangup_target {
   // Several threads look at the rings at once (a writer, waiters): what one has seen only grows.
   static void raise(std::atomic<std::uint64_t>& seen, std::uint64_t v) noexcept {
     std::uint64_t cur = seen.load(std::memory_order_relaxed);
-    while (cur < v && !seen.compare_exchange_weak(cur, v, std::memory_order_release, std::memory_order_relaxed)) {
+    while (cur < v && !seen.compare_exchange_weak(cur, v, std::memory_order_release,
+                                                  std::memory_order_relaxed)) {
     }
   }
 
@@ -388,15 +399,18 @@ class shm_transport final : public transport, hangup_target {
   // passes what we wrote.
   std::uint64_t out_space() noexcept {
     const std::uint64_t seen = out_tail_seen_.load(std::memory_order_acquire);
-    const std::uint64_t t = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_acquire);
+    const std::uint64_t t =
+        at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_acquire);
     // Loaded after the peer's index: everything the peer can have read was written before it.
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
     if (t < seen) {
-      broke("its read index moved backwards (" + std::to_string(seen) + " -> " + std::to_string(t) + ")");
+      broke("its read index moved backwards (" + std::to_string(seen) + " -> " + std::to_string(t) +
+            ")");
       return 0;
     }
     if (t > h) {
-      broke("its read index " + std::to_string(t) + " is past what we wrote (" + std::to_string(h) + ")");
+      broke("its read index " + std::to_string(t) + " is past what we wrote (" + std::to_string(h) +
+            ")");
       return 0;
     }
     raise(out_tail_seen_, t);
@@ -404,7 +418,8 @@ class shm_transport final : public transport, hangup_target {
   }
 
   std::uint64_t out_unread() noexcept {
-    const std::uint64_t t = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_acquire);
+    const std::uint64_t t =
+        at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_acquire);
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
     return t <= h ? h - t : 0;
   }
@@ -428,9 +443,11 @@ class shm_transport final : public transport, hangup_target {
 
   wait_result check(bool readable, bool writable, int slot) noexcept {
     wait_result r;
-    const bool done = shut_.load(std::memory_order_acquire) || peer_gone_.load(std::memory_order_acquire);
+    const bool done =
+        shut_.load(std::memory_order_acquire) || peer_gone_.load(std::memory_order_acquire);
     if (readable)
-      r.readable = done || read_shut_.load(std::memory_order_acquire) || in_available() > 0 || in_closed();
+      r.readable =
+          done || read_shut_.load(std::memory_order_acquire) || in_available() > 0 || in_closed();
     // The peer's read index is checked on every look, not only when this side writes: a peer
     // that breaks it is caught while we wait for its reply.
     const bool room = out_space() > 0;
@@ -468,8 +485,10 @@ class shm_transport final : public transport, hangup_target {
   wait_result sleep_until(bool readable, bool writable, int slot, time_point deadline) {
     std::uint32_t* bell = reinterpret_cast<std::uint32_t*>(base_ + shm::off_bell(side_));
     const std::uint32_t seq = std::atomic_ref<std::uint32_t>(*bell).load(std::memory_order_acquire);
-    const std::uint64_t in_head0 = at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_relaxed);
-    const std::uint64_t out_tail0 = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_relaxed);
+    const std::uint64_t in_head0 =
+        at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_relaxed);
+    const std::uint64_t out_tail0 =
+        at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_relaxed);
     const std::uint32_t local0 = local_rings_.load(std::memory_order_relaxed);
     enlist(readable, writable, +1);
     shm::full_fence();
@@ -484,7 +503,9 @@ class shm_transport final : public transport, hangup_target {
       enlist(readable, writable, -1);
       return r;
     }
-    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(until - now, clock::duration{0})).count();
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::max(until - now, clock::duration{0}))
+                        .count();
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     const long rc = futex(bell, FUTEX_WAIT, seq, &ts);
     const int err = rc == 0 ? 0 : errno;
@@ -495,9 +516,12 @@ class shm_transport final : public transport, hangup_target {
 
     // Did the peer keep the wake-up protocol? Each of its writes and reads that we slept for
     // must ring our word; each ring must follow a write or a read.
-    const std::uint64_t in_head1 = at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_relaxed);
-    const std::uint64_t out_tail1 = at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_relaxed);
-    const bool progress = (readable && in_head1 != in_head0) || (writable && out_tail1 != out_tail0);
+    const std::uint64_t in_head1 =
+        at<std::uint64_t>(base_, shm::off_head(peer_)).load(std::memory_order_relaxed);
+    const std::uint64_t out_tail1 =
+        at<std::uint64_t>(base_, shm::off_tail(side_)).load(std::memory_order_relaxed);
+    const bool progress =
+        (readable && in_head1 != in_head0) || (writable && out_tail1 != out_tail0);
     const bool any_change = in_head1 != in_head0 || out_tail1 != out_tail0 ||
                             local_rings_.load(std::memory_order_relaxed) != local0;
     const bool rung = std::atomic_ref<std::uint32_t>(*bell).load(std::memory_order_acquire) != seq;
@@ -510,7 +534,8 @@ class shm_transport final : public transport, hangup_target {
     }
     if (rung && !any_change) {
       if (++empty_rings_ >= max_empty_rings)
-        broke("it rang our wake word " + std::to_string(max_empty_rings) + " times without writing or reading");
+        broke("it rang our wake word " + std::to_string(max_empty_rings) +
+              " times without writing or reading");
     } else if (any_change) {
       empty_rings_ = 0;
     }
@@ -534,7 +559,9 @@ class shm_transport final : public transport, hangup_target {
   // load of our index (a Dekker pair: one of the two sees the other).
   void ring_peer(std::uint32_t what) noexcept {
     shm::full_fence();
-    if ((at<std::uint32_t>(base_, shm::off_wants(peer_)).load(std::memory_order_relaxed) & what) == 0) return;
+    if ((at<std::uint32_t>(base_, shm::off_wants(peer_)).load(std::memory_order_relaxed) & what) ==
+        0)
+      return;
     auto* bell = reinterpret_cast<std::uint32_t*>(base_ + shm::off_bell(peer_));
     std::atomic_ref<std::uint32_t>(*bell).fetch_add(1, std::memory_order_release);
     futex(bell, FUTEX_WAKE, INT_MAX, nullptr);
@@ -591,12 +618,15 @@ std::unique_ptr<transport> make_shm_transport(int socket_fd, int memfd, std::siz
     ::close(socket_fd);
     throw protocol_error("procxy: shared-memory transport: " + what);
   };
-  if (ring_bytes < shm::min_ring || ring_bytes > shm::max_ring || (ring_bytes & (ring_bytes - 1)) != 0)
+  if (ring_bytes < shm::min_ring || ring_bytes > shm::max_ring ||
+      (ring_bytes & (ring_bytes - 1)) != 0)
     fail("bad ring size " + std::to_string(ring_bytes));
-  struct stat st{};
-  if (::fstat(memfd, &st) != 0 || static_cast<std::size_t>(st.st_size) != shm::mapping_size(ring_bytes))
+  struct stat st {};
+  if (::fstat(memfd, &st) != 0 ||
+      static_cast<std::size_t>(st.st_size) != shm::mapping_size(ring_bytes))
     fail("the shared memory is not " + std::to_string(shm::mapping_size(ring_bytes)) + " bytes");
-  void* m = ::mmap(nullptr, shm::mapping_size(ring_bytes), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  void* m =
+      ::mmap(nullptr, shm::mapping_size(ring_bytes), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (m == MAP_FAILED) fail(std::string("mmap: ") + std::strerror(errno));
   auto* base = static_cast<std::byte*>(m);
   if (at<std::uint64_t>(base, shm::off_magic).load(std::memory_order_acquire) != shm::magic ||

@@ -17,7 +17,9 @@ namespace {
 
 int poll_timeout_ms(transport::time_point deadline) {
   if (deadline == transport::time_point::max()) return -1;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
+          .count();
   if (left <= 0) return 0;
   return left > 1'000'000 ? 1'000'000 : static_cast<int>(left);
 }
@@ -52,7 +54,8 @@ class socket_transport final : public transport {
       if (w >= 0) return static_cast<std::size_t>(w);
       if (errno == EINTR) continue;
       if (errno == EAGAIN) return 0;
-      throw terminated(std::string("procxy: the connection is closed (") + std::strerror(errno) + ")");
+      throw terminated(std::string("procxy: the connection is closed (") + std::strerror(errno) +
+                       ")");
     }
   }
 

@@ -1,7 +1,6 @@
 // The parent's side of a child: proxy_core ties the process (src/process.hpp: starting, reaping,
 // stderr) to its connection, its endpoint (parent_handler) and its dispatch thread.
 #include <signal.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,17 +10,18 @@
 #include <system_error>
 #include <utility>
 
+#include "crash.hpp"
+#include "process.hpp"
 #include "procxy/detail/core.hpp"
 #include "procxy/detail/method.hpp"
 #include "procxy/detail/shm_transport.hpp"
-#include "crash.hpp"
-#include "process.hpp"
 
 namespace procxy::detail {
 
 namespace {
 
-void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const reply_context& ctx) {
+void decode_construct_reply(state_base& st, message_kind kind, decoder& d,
+                            const reply_context& ctx) {
   const char* what = ctx.what;
   if (kind == message_kind::reply_value) {
     decode_reply_value<void>(d);
@@ -53,7 +53,8 @@ void decode_construct_reply(state_base& st, message_kind kind, decoder& d, const
 // failure policy (docs/design.md "Threads": the I/O thread runs it, never a user's thread).
 class parent_handler final : public endpoint {
  public:
-  parent_handler(std::weak_ptr<proxy_core> core, bool kill_on_timeout, std::function<void()> on_exit)
+  parent_handler(std::weak_ptr<proxy_core> core, bool kill_on_timeout,
+                 std::function<void()> on_exit)
       : core_(std::move(core)), kill_on_timeout_(kill_on_timeout), on_exit_(std::move(on_exit)) {}
 
   std::exception_ptr disconnected(std::exception_ptr cause) override {
@@ -96,13 +97,12 @@ class parent_handler final : public endpoint {
         if (core) core->on_dispose();
         return;
       default:
-        throw protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) + " message");
+        throw protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) +
+                             " message");
     }
   }
 
-  void discard(frame& f, connection& c) override {
-    deliver(f, c, true, nullptr);
-  }
+  void discard(frame& f, connection& c) override { deliver(f, c, true, nullptr); }
 
  private:
   // The channel of the last event handle() delivered (E only; channels live as long as the hub):
@@ -165,10 +165,11 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   // A process started as a child whose main() did not call procxy::init (init takes these
   // variables away) would spawn its own child, which would do the same, without end: refuse.
   if (std::getenv("PROCXY_CHANNEL_FD") != nullptr)
-    throw spawn_error(std::string("procxy: this process was started by procxy as a child to serve ") +
-                      class_name +
-                      ", but its main() spawns instead of calling procxy::init(argc, argv) first; "
-                      "call procxy::init at the start of main, before any spawn");
+    throw spawn_error(
+        std::string("procxy: this process was started by procxy as a child to serve ") +
+        class_name +
+        ", but its main() spawns instead of calling procxy::init(argc, argv) first; "
+        "call procxy::init at the start of main, before any spawn");
   std::shared_ptr<proxy_core> core(new proxy_core());
   core->opts_ = opts;
   core->class_name_ = class_name;
@@ -183,7 +184,8 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       shm_fd.fd = shm::create(ring);
     } catch (const std::system_error& e) {
       if (opts.transport == transport_kind::shared_memory)
-        throw spawn_error(std::string("procxy: the shared-memory transport cannot be set up: ") + e.what());
+        throw spawn_error(std::string("procxy: the shared-memory transport cannot be set up: ") +
+                          e.what());
     }
   }
   auto launched = launch_child(opts, shm_fd.fd, ring);
@@ -212,8 +214,8 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       }
     };
   }
-  core->handler_ = std::make_shared<parent_handler>(weak, opts.on_timeout == timeout_policy::kill_child,
-                                                    std::move(on_exit));
+  core->handler_ = std::make_shared<parent_handler>(
+      weak, opts.on_timeout == timeout_policy::kill_child, std::move(on_exit));
   connection::options co;
   co.s = connection::side::parent;
   co.max_message_size = opts.max_message_size;
@@ -230,7 +232,8 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       core->handler_, co);
   // The thread keeps the handler alive: after terminate() from inside a callback it is detached
   // and may outlive the core by the rest of that callback.
-  core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
+  core->dispatch_ =
+      std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
 
   core->started_ = state_ptr<state<void>>(new state<void>());
   core->conn_->call(construct, state_ptr<state_base>(core->started_), &decode_construct_reply,
@@ -263,7 +266,8 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
     return cause;
   }
   // Never take terminate_mu_ here: terminate() holds it while it joins this very thread.
-  if (terminating_.load(std::memory_order_acquire)) return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
+  if (terminating_.load(std::memory_order_acquire))
+    return std::make_exception_ptr(terminated("procxy: the proxy was terminated"));
   mark_exit(false);
   // A child whose constructor threw exits by itself; its error is the constructor's.
   bool start_failed = started_->is_ready() && started_->error();
@@ -288,20 +292,22 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
                                   : "; the last " + std::to_string(tail.size()) +
                                         " bytes it wrote to stderr:\n" + tail;
   if (!started_->is_ready())
-    return std::make_exception_ptr(spawn_error(
-        who + (stack.empty() ? " before constructing the object (does its main() call "
-                               "procxy::init(argc, argv) first?)"
-                             : " while constructing the object") +
-        crash + note));
+    return std::make_exception_ptr(
+        spawn_error(who +
+                    (stack.empty() ? " before constructing the object (does its main() call "
+                                     "procxy::init(argc, argv) first?)"
+                                   : " while constructing the object") +
+                    crash + note));
   who += describe_calls_in_flight(conn_->calls_in_flight());
-  return std::make_exception_ptr(child_crashed(who + crash + note, code, sig, std::move(tail), std::move(stack)));
+  return std::make_exception_ptr(
+      child_crashed(who + crash + note, code, sig, std::move(tail), std::move(stack)));
 }
 
 void proxy_core::kill_after_timeout(const char* what) {
   mark_exit(true);
-  conn_->break_with(std::make_exception_ptr(
-      terminated(std::string("procxy: the child was killed because ") + what +
-                 " timed out (timeout_policy::kill_child)")));
+  conn_->break_with(
+      std::make_exception_ptr(terminated(std::string("procxy: the child was killed because ") +
+                                         what + " timed out (timeout_policy::kill_child)")));
   child_->kill(SIGKILL);  // the reader sees EOF; on_disconnect reaps
 }
 
@@ -319,7 +325,8 @@ void proxy_core::terminate(const char* reason) {
   terminated_ = true;
   mark_exit(true);
   terminating_.store(true, std::memory_order_release);
-  conn_->break_with(std::make_exception_ptr(terminated(reason ? reason : "procxy: the proxy was terminated")));
+  conn_->break_with(
+      std::make_exception_ptr(terminated(reason ? reason : "procxy: the proxy was terminated")));
   // No callback starts on the user's executor from now on; those running finish first (their
   // calls of this proxy have just failed). No event listener runs again.
   conn_->callbacks().close();

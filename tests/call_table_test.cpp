@@ -1,11 +1,11 @@
 // The channel's table of calls in flight, alone: no connection, no process, no clock of its own.
+#include "procxy/detail/call_table.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
 #include <vector>
-
-#include "procxy/detail/call_table.hpp"
 
 namespace {
 

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <future>
@@ -43,7 +43,8 @@ class Worker {
                       std::function<bool(int done, int total)> keep_going) {
     int done = 0;
     for (const auto& item : items) {
-      if (!keep_going(done, static_cast<int>(items.size()))) return "cancelled at " + std::to_string(done);
+      if (!keep_going(done, static_cast<int>(items.size())))
+        return "cancelled at " + std::to_string(done);
       on_update("processing " + item);
       ++done;
     }
@@ -93,7 +94,8 @@ class Worker {
     return std::async(std::launch::async, [f = std::move(f), x] { return f(x) + f(x + 1); });
   }
   // A callback with several parameters of several types.
-  std::string describe(std::function<std::string(int, const std::string&, std::vector<double>, Tick)> f) {
+  std::string describe(
+      std::function<std::string(int, const std::string&, std::vector<double>, Tick)> f) {
     return f(7, "seven", {0.5, 1.5}, Tick{3, 2.5});
   }
   std::function<int(int)> make_thrower() {
@@ -116,11 +118,12 @@ TEST(Callbacks, ParentFunctionsRunInTheParentWithResultsAndInOrder) {
   auto w = procxy::spawn<Worker>();
   std::vector<std::string> updates;
   std::vector<std::pair<int, int>> asked;
-  auto r = w.process({"a", "b", "c"}, [&](const std::string& s) { updates.push_back(s); },
-                     [&](int done, int total) {
-                       asked.emplace_back(done, total);
-                       return true;
-                     })
+  auto r = w.process(
+                {"a", "b", "c"}, [&](const std::string& s) { updates.push_back(s); },
+                [&](int done, int total) {
+                  asked.emplace_back(done, total);
+                  return true;
+                })
                .get();
   EXPECT_EQ(r, "done 3");
   EXPECT_EQ(updates, (std::vector<std::string>{"processing a", "processing b", "processing c"}));
@@ -133,11 +136,12 @@ TEST(Callbacks, ParentFunctionsRunInTheParentWithResultsAndInOrder) {
 TEST(Callbacks, ReturnValueReachesTheChild) {
   auto w = procxy::spawn<Worker>();
   bool cancelled = false;
-  auto r = w.process({"a", "b", "c"}, [](const std::string&) {},
-                     [&](int done, int) {
-                       cancelled = done == 2;
-                       return !cancelled;
-                     })
+  auto r = w.process(
+                {"a", "b", "c"}, [](const std::string&) {},
+                [&](int done, int) {
+                  cancelled = done == 2;
+                  return !cancelled;
+                })
                .get();
   EXPECT_EQ(r, "cancelled at 2");
 }
@@ -363,10 +367,13 @@ TEST(Callbacks, ParentCallbackDestroysTheProxy) {
 TEST(Callbacks, InvokedFromAnAsyncMethodOnAnotherChildThread) {
   auto w = procxy::spawn<Worker>();
   int parent_pid = ::getpid();
-  auto r = w.async_apply([&](int x) {
-              EXPECT_EQ(::getpid(), parent_pid);
-              return x * 10;
-            }, 4).get();
+  auto r = w.async_apply(
+                [&](int x) {
+                  EXPECT_EQ(::getpid(), parent_pid);
+                  return x * 10;
+                },
+                4)
+               .get();
   EXPECT_EQ(r, 40 + 50);
 }
 
@@ -443,7 +450,9 @@ TEST(CallbackExecutor, OneWayCallbacksCompleteBeforeTheReply) {
 TEST(CallbackExecutor, ACallbackOnTheExecutorMayCallTheProxyAndWait) {
   serial_executor ex;
   auto w = procxy::spawn<Worker>({.callback_executor = ex.post()});
-  std::function<int(int)> parent_side = [&](int depth) -> int { return w.nest(depth, parent_side).get(); };
+  std::function<int(int)> parent_side = [&](int depth) -> int {
+    return w.nest(depth, parent_side).get();
+  };
   EXPECT_EQ(w.nest(3, parent_side).get(), 3);
   // One-way callbacks queued behind a callback that waits run while it waits (nested, as on the
   // dispatch thread); a call made from a callback is not held behind them.

@@ -1,12 +1,15 @@
 // Codec-level tests: every transferable type round-trips through encoder/decoder without any
 // process, the wire format matches codec.hpp's header comment, and hostile input (truncation,
 // oversized counts, bad tag bytes, random corruption) fails with procxy::protocol_error.
+#include "procxy/detail/codec.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <bit>
+#include <boost/describe/class.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -32,10 +35,7 @@
 #include <variant>
 #include <vector>
 
-#include <boost/describe/class.hpp>
-
 #include "procxy/detail/buffer.hpp"
-#include "procxy/detail/codec.hpp"
 #include "procxy/error.hpp"
 
 // ---- allocation tracking (largest single operator new while armed) ---------------------------
@@ -271,28 +271,50 @@ using ArithmeticTypes =
 struct ArithmeticNames {
   template <class T>
   static std::string GetName(int) {
-    if constexpr (std::is_same_v<T, bool>) return "bool";
-    else if constexpr (std::is_same_v<T, char>) return "char";
-    else if constexpr (std::is_same_v<T, signed char>) return "schar";
-    else if constexpr (std::is_same_v<T, unsigned char>) return "uchar";
-    else if constexpr (std::is_same_v<T, wchar_t>) return "wchar_t";
-    else if constexpr (std::is_same_v<T, char8_t>) return "char8_t";
-    else if constexpr (std::is_same_v<T, char16_t>) return "char16_t";
-    else if constexpr (std::is_same_v<T, char32_t>) return "char32_t";
-    else if constexpr (std::is_same_v<T, short>) return "short";
-    else if constexpr (std::is_same_v<T, unsigned short>) return "ushort";
-    else if constexpr (std::is_same_v<T, int>) return "int";
-    else if constexpr (std::is_same_v<T, unsigned>) return "uint";
-    else if constexpr (std::is_same_v<T, long>) return "long";
-    else if constexpr (std::is_same_v<T, unsigned long>) return "ulong";
-    else if constexpr (std::is_same_v<T, long long>) return "llong";
-    else if constexpr (std::is_same_v<T, unsigned long long>) return "ullong";
-    else if constexpr (std::is_same_v<T, float>) return "float";
-    else if constexpr (std::is_same_v<T, double>) return "double";
-    else if constexpr (std::is_same_v<T, long double>) return "long_double";
-    else if constexpr (std::is_same_v<T, Small>) return "scoped_enum_u8";
-    else if constexpr (std::is_same_v<T, Wide>) return "scoped_enum_i64";
-    else return "unscoped_enum_short";
+    if constexpr (std::is_same_v<T, bool>)
+      return "bool";
+    else if constexpr (std::is_same_v<T, char>)
+      return "char";
+    else if constexpr (std::is_same_v<T, signed char>)
+      return "schar";
+    else if constexpr (std::is_same_v<T, unsigned char>)
+      return "uchar";
+    else if constexpr (std::is_same_v<T, wchar_t>)
+      return "wchar_t";
+    else if constexpr (std::is_same_v<T, char8_t>)
+      return "char8_t";
+    else if constexpr (std::is_same_v<T, char16_t>)
+      return "char16_t";
+    else if constexpr (std::is_same_v<T, char32_t>)
+      return "char32_t";
+    else if constexpr (std::is_same_v<T, short>)
+      return "short";
+    else if constexpr (std::is_same_v<T, unsigned short>)
+      return "ushort";
+    else if constexpr (std::is_same_v<T, int>)
+      return "int";
+    else if constexpr (std::is_same_v<T, unsigned>)
+      return "uint";
+    else if constexpr (std::is_same_v<T, long>)
+      return "long";
+    else if constexpr (std::is_same_v<T, unsigned long>)
+      return "ulong";
+    else if constexpr (std::is_same_v<T, long long>)
+      return "llong";
+    else if constexpr (std::is_same_v<T, unsigned long long>)
+      return "ullong";
+    else if constexpr (std::is_same_v<T, float>)
+      return "float";
+    else if constexpr (std::is_same_v<T, double>)
+      return "double";
+    else if constexpr (std::is_same_v<T, long double>)
+      return "long_double";
+    else if constexpr (std::is_same_v<T, Small>)
+      return "scoped_enum_u8";
+    else if constexpr (std::is_same_v<T, Wide>)
+      return "scoped_enum_i64";
+    else
+      return "unscoped_enum_short";
   }
 };
 TYPED_TEST_SUITE(CodecArithmetic, ArithmeticTypes, ArithmeticNames);
@@ -398,8 +420,9 @@ TEST(Codec, RoundTripsTenMegabyteString) {
 }
 
 TEST(Codec, RoundTripsUnicodeAndEmbeddedNuls) {
-  const std::string unicode = "h\xC3\xA9llo w\xC3\xB6rld \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E "
-                              "\xF0\x9F\x8E\x89";  // héllo wörld 日本語 🎉
+  const std::string unicode =
+      "h\xC3\xA9llo w\xC3\xB6rld \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E "
+      "\xF0\x9F\x8E\x89";  // héllo wörld 日本語 🎉
   EXPECT_EQ(round_trip(unicode), unicode);
   EXPECT_EQ(encode(unicode).size(), 4 + unicode.size());
   const std::string nuls("a\0b\0\0c\0", 7);
@@ -472,8 +495,8 @@ TEST(Codec, RoundTripsVectorOfBool) {
 }
 
 TEST(Codec, RoundTripsVectorOfStrings) {
-  std::vector<std::string> v{"", "a", std::string(1000, 'z'), std::string("\0\0", 2),
-                             "\xE2\x82\xAC uro", ""};
+  std::vector<std::string> v{
+      "", "a", std::string(1000, 'z'), std::string("\0\0", 2), "\xE2\x82\xAC uro", ""};
   EXPECT_EQ(round_trip(v), v);
   EXPECT_EQ(round_trip(std::vector<std::string>{}), std::vector<std::string>{});
   EXPECT_EQ(round_trip(std::vector<std::string>(5)), std::vector<std::string>(5));
@@ -481,7 +504,10 @@ TEST(Codec, RoundTripsVectorOfStrings) {
 
 TEST(Codec, RoundTripsVectorsNestedFourDeep) {
   using V4 = std::vector<std::vector<std::vector<std::vector<int>>>>;
-  V4 v{{}, {{}}, {{{}}}, {{{1, 2, 3}, {}}, {{std::numeric_limits<int>::min()}}},
+  V4 v{{},
+       {{}},
+       {{{}}},
+       {{{1, 2, 3}, {}}, {{std::numeric_limits<int>::min()}}},
        {{{4}}, {{5, 6}, {7}, {}}}};
   EXPECT_EQ(round_trip(v), v);
   EXPECT_EQ(round_trip(V4{}), V4{});
@@ -492,7 +518,8 @@ TEST(Codec, RoundTripsVectorsNestedFourDeep) {
 
 TEST(Codec, RoundTripsOneMebibyteByteVector) {
   std::vector<std::byte> bytes(1u << 20);
-  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>((i * 7 + i / 256) & 0xff);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<std::byte>((i * 7 + i / 256) & 0xff);
   auto b = encode(bytes);
   EXPECT_EQ(b.size(), 4 + bytes.size());
   EXPECT_EQ(decode<std::vector<std::byte>>(b), bytes);
@@ -518,7 +545,8 @@ TEST(Codec, RoundTripsStdArrayWithoutCount) {
 TEST(Codec, RoundTripsDequeAndList) {
   std::deque<double> d{1.5, -2.5, std::numeric_limits<double>::max()};
   EXPECT_EQ(round_trip(d), d);
-  EXPECT_EQ(round_trip(std::deque<std::string>{"x", "", "yz"}), (std::deque<std::string>{"x", "", "yz"}));
+  EXPECT_EQ(round_trip(std::deque<std::string>{"x", "", "yz"}),
+            (std::deque<std::string>{"x", "", "yz"}));
   EXPECT_EQ(round_trip(std::deque<bool>{true, false}), (std::deque<bool>{true, false}));
   std::list<std::string> l{"first", "", "\xE2\x98\x83", "last"};
   EXPECT_EQ(round_trip(l), l);
@@ -651,7 +679,9 @@ TEST(Codec, RoundTripsSystemAndSteadyClockTimePoints) {
 
 TEST(Codec, RoundTripsPathsWithSpacesAndUnicode) {
   for (const char* s : {"", "/", "relative/file.txt", "/tmp/with spaces/file name .txt",
-                        "/tmp/\xC3\xBCn\xC3\xAF" "c\xC3\xB6" "d\xC3\xA9/\xE6\x97\xA5\xE6\x9C\xAC.txt",
+                        "/tmp/\xC3\xBCn\xC3\xAF"
+                        "c\xC3\xB6"
+                        "d\xC3\xA9/\xE6\x97\xA5\xE6\x9C\xAC.txt",
                         "./../trailing/", "//double//slashes"}) {
     const std::filesystem::path p(s);
     EXPECT_EQ(round_trip(p).native(), p.native()) << s;
@@ -788,7 +818,8 @@ TEST(Codec, CountsAndIndexesAreLittleEndianU32) {
   EXPECT_EQ(bytes_of(encode(std::variant<std::uint8_t, std::uint16_t>{std::uint16_t{0x0102}})),
             (std::vector<std::uint8_t>{1, 0, 0, 0, 0x02, 0x01}));
   EXPECT_EQ(bytes_of(encode(std::optional<std::uint8_t>{7})), (std::vector<std::uint8_t>{1, 7}));
-  EXPECT_EQ(bytes_of(encode(std::int32_t{-2})), (std::vector<std::uint8_t>{0xfe, 0xff, 0xff, 0xff}));
+  EXPECT_EQ(bytes_of(encode(std::int32_t{-2})),
+            (std::vector<std::uint8_t>{0xfe, 0xff, 0xff, 0xff}));
   EXPECT_EQ(bytes_of(encode(std::vector<std::uint16_t>(300)))[0], 44);  // 300 = 0x012c
   EXPECT_EQ(bytes_of(encode(std::vector<std::uint16_t>(300)))[1], 1);
 }
@@ -796,7 +827,8 @@ TEST(Codec, CountsAndIndexesAreLittleEndianU32) {
 // ---- hostile input -----------------------------------------------------------------------------
 
 using Nested =
-    std::tuple<std::map<std::string, std::vector<std::optional<std::variant<std::monostate, int, std::string>>>>,
+    std::tuple<std::map<std::string,
+                        std::vector<std::optional<std::variant<std::monostate, int, std::string>>>>,
                Line, Account, Vec3, std::filesystem::path, std::vector<bool>, std::deque<double>,
                std::set<std::string>, std::chrono::nanoseconds, std::array<std::string, 2>, Empty,
                std::pair<bool, std::list<std::string>>, std::unordered_map<int, std::string>,
@@ -843,8 +875,7 @@ TEST(Codec, RandomlyCorruptedInputEitherDecodesOrThrowsProtocolError) {
   for (int iter = 0; iter < 3000; ++iter) {
     std::vector<std::byte> m = copy;
     const int flips = 1 + static_cast<int>(rng() % 3);
-    for (int f = 0; f < flips; ++f)
-      m[rng() % m.size()] = static_cast<std::byte>(rng() & 0xff);
+    for (int f = 0; f < flips; ++f) m[rng() % m.size()] = static_cast<std::byte>(rng() & 0xff);
     allocation_probe probe;
     try {
       pd::byte_reader r(m);
@@ -870,8 +901,8 @@ void expect_oversized_count_rejected_without_allocating(std::uint32_t count, std
   for (std::size_t i = 0; i < tail; ++i) w.u8(0);
   allocation_probe probe;
   EXPECT_THROW((void)decode_span<T>(w.view()), procxy::protocol_error);
-  EXPECT_LT(probe.largest(), 4096u) << "allocated " << probe.largest() << " bytes for a "
-                                    << w.size() << "-byte message";
+  EXPECT_LT(probe.largest(), 4096u)
+      << "allocated " << probe.largest() << " bytes for a " << w.size() << "-byte message";
 }
 
 TEST(Codec, CountLargerThanRemainingBytesThrowsBeforeAllocating) {
@@ -887,11 +918,15 @@ TEST(Codec, CountLargerThanRemainingBytesThrowsBeforeAllocating) {
   expect_oversized_count_rejected_without_allocating<std::deque<double>>(0xffffffffu, 6);
   expect_oversized_count_rejected_without_allocating<std::list<std::string>>(0xffffffffu, 6);
   expect_oversized_count_rejected_without_allocating<std::map<int, int>>(0xffffffffu, 6);
-  expect_oversized_count_rejected_without_allocating<std::unordered_map<std::string, int>>(0xffffffffu, 6);
+  expect_oversized_count_rejected_without_allocating<std::unordered_map<std::string, int>>(
+      0xffffffffu, 6);
   expect_oversized_count_rejected_without_allocating<std::set<std::string>>(0xffffffffu, 6);
-  expect_oversized_count_rejected_without_allocating<std::vector<std::optional<int>>>(0xffffffffu, 6);
-  expect_oversized_count_rejected_without_allocating<std::vector<std::variant<int, double>>>(0xffffffffu, 6);
-  expect_oversized_count_rejected_without_allocating<std::vector<std::filesystem::path>>(0xffffffffu, 6);
+  expect_oversized_count_rejected_without_allocating<std::vector<std::optional<int>>>(0xffffffffu,
+                                                                                      6);
+  expect_oversized_count_rejected_without_allocating<std::vector<std::variant<int, double>>>(
+      0xffffffffu, 6);
+  expect_oversized_count_rejected_without_allocating<std::vector<std::filesystem::path>>(
+      0xffffffffu, 6);
   expect_oversized_count_rejected_without_allocating<std::filesystem::path>(0xffffffffu, 6);
   // Exactly one byte short: 3 int32 claimed, 11 bytes present.
   expect_oversized_count_rejected_without_allocating<std::vector<std::int32_t>>(3, 11);

@@ -3,8 +3,8 @@
 // alone with the test writing its rings' indices.
 #include "procxy/detail/connection.hpp"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <span>
 #include <cstring>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,7 +41,8 @@ class echo_handler : public endpoint {
 class no_requests : public endpoint {
  public:
   void handle(frame&& f, connection&) override {
-    throw procxy::protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) + " message");
+    throw procxy::protocol_error(std::string("procxy: unexpected ") + to_string(f.header.kind) +
+                                 " message");
   }
 };
 
@@ -54,10 +55,11 @@ struct running_end {
       : running_end(make_socket_transport(fd), s, h, max) {}
   running_end(std::unique_ptr<transport> t, connection::side s, endpoint* h = nullptr,
               std::size_t max = std::size_t{64} << 20)
-      : conn(connection::create(std::move(t),
-                                h ? std::shared_ptr<endpoint>(std::shared_ptr<void>(), h)  // not owned
-                                  : std::make_shared<no_requests>(),
-                                connection::options{s, max})) {
+      : conn(connection::create(
+            std::move(t),
+            h ? std::shared_ptr<endpoint>(std::shared_ptr<void>(), h)  // not owned
+              : std::make_shared<no_requests>(),
+            connection::options{s, max})) {
     thread = std::thread([c = conn] { c->run_dispatch_loop(); });
   }
   ~running_end() {
@@ -108,7 +110,7 @@ TEST_P(Connection, RoundTripBetweenTwoThreadsWithoutFork) {
   running_end client(std::move(a), connection::side::parent);
   EXPECT_EQ(call_string(*client.conn, "hello").get(), "hello");
   auto st = client.conn->stats();
-  EXPECT_EQ(st.frames_sent, 2u);  // the hello, the call
+  EXPECT_EQ(st.frames_sent, 2u);      // the hello, the call
   EXPECT_EQ(st.frames_received, 2u);  // the hello, the reply
   EXPECT_EQ(st.pending_calls, 0u);
 }
@@ -169,7 +171,9 @@ TEST(ConnectionReply, AReplyToAPeerThatIsGoneIsDropped) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, Connection, testing::Values("socket", "shm"),
-                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+                         [](const testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
 
 void write_bytes(int fd, const byte_buffer& b) {
   ASSERT_EQ(::write(fd, b.data(), b.size()), static_cast<ssize_t>(b.size()));
@@ -414,7 +418,8 @@ TEST_F(ConnectionHello, EachSideSendsHelloFirst) {
   EXPECT_EQ(h.kind, message_kind::hello);
   EXPECT_EQ(h.id, 0u);
   ASSERT_EQ(static_cast<std::size_t>(n), header_size + h.size);
-  auto hello = decode_hello(std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf) + header_size, h.size));
+  auto hello = decode_hello(
+      std::span<const std::byte>(reinterpret_cast<const std::byte*>(buf) + header_size, h.size));
   EXPECT_EQ(hello.version, protocol_version);
   EXPECT_EQ(hello.build, build_id());
 }
@@ -462,7 +467,8 @@ TEST_F(ConnectionHello, ASecondHelloIsAProtocolError) {
 
 namespace {
 
-// ---- the shared-memory transport alone; the test plays the child by writing its words -------------
+// ---- the shared-memory transport alone; the test plays the child by writing its words
+// -------------
 
 struct shm_peer : ::testing::Test {
   static constexpr std::size_t ring = shm::min_ring;
@@ -473,7 +479,8 @@ struct shm_peer : ::testing::Test {
     auto [a, b] = socket_pair();
     sock = b;
     const int memfd = shm::create(ring);
-    m = static_cast<std::byte*>(::mmap(nullptr, shm::mapping_size(ring), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
+    m = static_cast<std::byte*>(
+        ::mmap(nullptr, shm::mapping_size(ring), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
     ASSERT_NE(m, MAP_FAILED);
     t = make_shm_transport(a, memfd, ring, 0, false);
   }
@@ -502,7 +509,8 @@ struct shm_peer : ::testing::Test {
     return out;
   }
   void expect_broken(const std::string& words) {
-    auto r = t->wait(true, false, transport::wake_slot::reader, std::chrono::steady_clock::now() + 5s);
+    auto r =
+        t->wait(true, false, transport::wake_slot::reader, std::chrono::steady_clock::now() + 5s);
     EXPECT_TRUE(r.readable);
     try {
       read_some();
@@ -518,7 +526,8 @@ using ShmTransport = shm_peer;
 TEST_F(ShmTransport, BytesCrossAndWrapAroundTheRing) {
   std::string got;
   for (int round = 0; round < 3 * static_cast<int>(ring) / 50; ++round) {  // wraps three times
-    const std::string msg = "message " + std::to_string(round) + std::string(40 - std::to_string(round).size(), '.');
+    const std::string msg =
+        "message " + std::to_string(round) + std::string(40 - std::to_string(round).size(), '.');
     child_writes(msg);
     std::string r;
     while (r.size() < msg.size()) r += read_some();
@@ -550,7 +559,8 @@ TEST_F(ShmTransport, AWakeSlotInterruptsAWait) {
 
 TEST_F(ShmTransport, ClosedRingReadsWhatWasWrittenThenEof) {
   child_writes("last words");
-  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(m + shm::off_closed(1))).store(1);
+  std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(m + shm::off_closed(1)))
+      .store(1);
   EXPECT_EQ(read_some(), "last words");
   EXPECT_EQ(read_some(), "");
 }

@@ -9,8 +9,6 @@
 // private directory. The child writes a byte to `entered` when it is where the test wants it, and
 // dies only when the parent writes a byte to `go` (or sends SIGKILL). The parent holds both FIFOs
 // open read-write, so the child's open() never blocks and the parent never sees EOF.
-#include "procxy/proxy.hpp"
-
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -33,6 +31,7 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#include "procxy/proxy.hpp"
 #ifdef PROCXY_TEST_WORKER
 #include "greeter.hpp"
 #endif
@@ -42,7 +41,15 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-enum class death { segv_raise, segv_write, abort_call, terminate_call, exit_call, underscore_exit, sigkill };
+enum class death {
+  segv_raise,
+  segv_write,
+  abort_call,
+  terminate_call,
+  exit_call,
+  underscore_exit,
+  sigkill
+};
 enum class where { sync_call, async_call, idle };
 
 constexpr int exit_code_of_exit = 42;
@@ -166,7 +173,8 @@ class gate {
   // Whether the child said it is where the test wants it, within the hang guard.
   bool wait_entered() const {
     pollfd p{entered_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(hang_guard).count())) != 1) return false;
+    if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(hang_guard).count())) != 1)
+      return false;
     char c;
     return ::read(entered_, &c, 1) == 1;
   }
@@ -205,9 +213,9 @@ void PrintTo(death d, std::ostream* os) { *os << name_of(d); }
 void PrintTo(where w, std::ostream* os) { *os << name_of(w); }
 
 struct expected_end {
-  int signal = 0;       // > 0: killed by this signal
-  int exit_code = -1;   // >= 0: exited with this code
-  std::string text;     // what() contains this
+  int signal = 0;      // > 0: killed by this signal
+  int exit_code = -1;  // >= 0: exited with this code
+  std::string text;    // what() contains this
 };
 expected_end expected_for(death d) {
   switch (d) {
@@ -267,7 +275,7 @@ void expect_child_crashed(const call_end& e, const expected_end& want, const std
 class ChildDeath : public testing::TestWithParam<std::tuple<death, where>> {};
 
 TEST_P(ChildDeath, PendingAndLaterCallsFailWithChildCrashed) {
-  const death how = std::get<0>(GetParam());  // not a structured binding: clang 14 cannot
+  const death how = std::get<0>(GetParam());    // not a structured binding: clang 14 cannot
   const where state = std::get<1>(GetParam());  // capture those in lambdas
   const expected_end want = expected_for(how);
   auto bystander = procxy::spawn<Victim>();
@@ -324,7 +332,9 @@ TEST_P(ChildDeath, PendingAndLaterCallsFailWithChildCrashed) {
     ASSERT_TRUE(g.wait_entered()) << "the child never reached the fatal point";
     // In a sync call the object thread is stuck in the dying method: plain calls queue behind
     // it. In an async method the object thread is free: pending calls must be async too.
-    auto another = [&](int i) { return state == where::sync_call ? victim.ping(i) : victim.never(); };
+    auto another = [&](int i) {
+      return state == where::sync_call ? victim.ping(i) : victim.never();
+    };
     for (int i = 0; i < threads; ++i)
       callers.emplace_back([&, i] {
         auto f = another(100 + i);
@@ -404,13 +414,12 @@ __attribute__((noinline, no_sanitize("address", "undefined"))) void culprit_inva
   volatile int* volatile p = nullptr;
   *p = 14;
 }
-__attribute__((noinline, no_sanitize("address", "undefined"))) void culprit_invalid_write_on_a_thread() {
+__attribute__((noinline, no_sanitize("address", "undefined"))) void
+culprit_invalid_write_on_a_thread() {
   volatile int* volatile p = nullptr;
   *p = 15;
 }
-__attribute__((noinline)) void culprit_abort() {
-  std::abort();
-}
+__attribute__((noinline)) void culprit_abort() { std::abort(); }
 // Recurses until the stack is exhausted (the test never passes a negative depth; the compiler
 // cannot know that, so it neither warns of infinite recursion nor turns it into a loop).
 __attribute__((noinline)) int culprit_recurse(int depth) {
@@ -470,7 +479,8 @@ PROCXY_CLASS(Culprit, ping, segfault, abort_now, overflow, sleep_long, never, se
 // the signal. These tests check the plain behaviour, so their children ask the sanitizer runtime
 // to leave those signals alone (the variables mean nothing to a normal build).
 procxy::spawn_options crash_options(procxy::spawn_options o = {}) {
-  const std::string flags = "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
+  const std::string flags =
+      "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0:handle_abort=0";
   for (const char* var : {"ASAN_OPTIONS", "TSAN_OPTIONS"}) {
     const char* old = std::getenv(var);
     o.env[var] = old && *old ? std::string(old) + ":" + flags : flags;
@@ -481,7 +491,8 @@ procxy::spawn_options crash_options(procxy::spawn_options o = {}) {
 template <class E, class F>
 E failure_of(F&& f) {
   auto fut = f();
-  if (fut.wait_for(hang_guard) != std::future_status::ready) throw std::runtime_error("the call hung");
+  if (fut.wait_for(hang_guard) != std::future_status::ready)
+    throw std::runtime_error("the call hung");
   try {
     fut.get();
   } catch (const E& e) {
@@ -514,7 +525,8 @@ TEST(CrashContext, SegfaultNamesTheMethodAndTheFunctionThatCrashed) {
   EXPECT_THAT(e.what(), HasSubstr("its stack at the fault (SIGSEGV at address 0x0, thread "));
   // The first frame is the function that made the invalid write; the method is below it.
   ASSERT_FALSE(e.backtrace().empty()) << e.what();
-  EXPECT_THAT(e.backtrace().substr(0, e.backtrace().find('\n')), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"))
+  EXPECT_THAT(e.backtrace().substr(0, e.backtrace().find('\n')),
+              HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"))
       << e.backtrace();
   EXPECT_THAT(e.backtrace(), HasSubstr("Culprit::segfault"));
   EXPECT_THAT(e.what(), HasSubstr(e.backtrace()));
@@ -597,8 +609,8 @@ TEST(CrashContext, ACrashWithNoCallInFlightSaysSoAndHasTheStack) {
   // message made when the child died (a call made earlier, between the death and its handling,
   // would be one in flight).
   std::promise<void> handled;
-  auto p = procxy::spawn<Culprit>(crash_options({.on_exit = [&](const procxy::exit_info&) { handled.set_value(); }}),
-                                  false);
+  auto p = procxy::spawn<Culprit>(
+      crash_options({.on_exit = [&](const procxy::exit_info&) { handled.set_value(); }}), false);
   gate g;
   p.segfault_later(g.dir()).get();
   g.go();
@@ -606,7 +618,8 @@ TEST(CrashContext, ACrashWithNoCallInFlightSaysSoAndHasTheStack) {
   auto e = failure_of<procxy::child_crashed>([&] { return p.ping(1); });
   EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
   EXPECT_THAT(e.what(), HasSubstr("while no call was in flight"));
-  EXPECT_THAT(e.backtrace(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write_on_a_thread()"));
+  EXPECT_THAT(e.backtrace(),
+              HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write_on_a_thread()"));
 }
 
 TEST(CrashContext, ACrashInTheConstructorShowsTheStackInTheSpawnError) {
@@ -627,7 +640,8 @@ constexpr bool under_tsan = false;
 
 TEST(CrashContext, ForkModeReportsTheStackToo) {
   // A TSan runtime refuses to start threads in a child forked from a multi-threaded process.
-  if (under_tsan) GTEST_SKIP() << "ThreadSanitizer cannot run a fork child of a multi-threaded parent";
+  if (under_tsan)
+    GTEST_SKIP() << "ThreadSanitizer cannot run a fork child of a multi-threaded parent";
   auto p = procxy::spawn<Culprit>(crash_options({.mode = procxy::spawn_mode::fork}), false);
   auto e = failure_of<procxy::child_crashed>([&] { return p.segfault(); });
   // A fork child keeps this process's handlers, crash_options' variables notwithstanding (the
@@ -638,7 +652,8 @@ TEST(CrashContext, ForkModeReportsTheStackToo) {
     EXPECT_THAT(e.what(), HasSubstr("procxy's crash handler had caught SIGSEGV first"));
   }
   EXPECT_THAT(e.what(), HasSubstr("Culprit::segfault was in flight"));
-  EXPECT_THAT(e.backtrace(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"));
+  EXPECT_THAT(e.backtrace(),
+              HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"));
 }
 
 TEST(CrashContext, TheObjectsOwnHandlerReplacesProcxys) {

@@ -10,9 +10,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
-#include <thread>
 #include <vector>
 
 #include "procxy/procxy.hpp"
@@ -75,10 +75,12 @@ PROCXY_CLASS(Job, run, ask, input, emit_sample, noop, quit, slow, listened, prog
 TEST(Events, SeveralArgumentsInEmissionOrderBeforeTheReply) {
   auto job = procxy::spawn<Job>();
   std::vector<std::pair<int, int>> seen;
-  procxy::subscription s = job.progress().on([&](int done, int total) { seen.emplace_back(done, total); });
+  procxy::subscription s =
+      job.progress().on([&](int done, int total) { seen.emplace_back(done, total); });
   job.run(100).get();  // every event of run() was delivered before its future became ready
   ASSERT_EQ(seen.size(), 100u);
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], std::make_pair(i + 1, 100));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(seen[static_cast<std::size_t>(i)], std::make_pair(i + 1, 100));
   EXPECT_EQ(job.stats().events_received, 100u);
 }
 
@@ -197,12 +199,14 @@ TEST(Events, ListenerCountsInTheStats) {
 
 TEST(Events, TheSeedsCaseAnEventCarryingACallback) {
   auto job = procxy::spawn<Job>();
-  job.need_input().once([](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
+  job.need_input().once(
+      [](std::function<void(double)> reply) { reply(0.5); });  // runs in the child
   job.ask().get();
   EXPECT_EQ(job.input().get(), 0.5);
   // The parent's copy goes when the listener has returned on the dispatch thread, which may be
   // just after input() completed (the listener waited for reply(0.5) there).
-  for (int i = 0; i < 2000 && job.stats().callbacks_held != 0; ++i) std::this_thread::sleep_for(1ms);
+  for (int i = 0; i < 2000 && job.stats().callbacks_held != 0; ++i)
+    std::this_thread::sleep_for(1ms);
   EXPECT_EQ(job.stats().callbacks_held, 0);  // released
   job.noop().get();
 }
@@ -301,7 +305,8 @@ TEST(Events, BlockingBackpressureLosesNothing) {
 }
 
 TEST(Events, DropOldestBackpressureCountsWhatItDrops) {
-  auto job = procxy::spawn<Job>({.max_queued_events = 16, .on_event_overflow = procxy::event_overflow::drop_oldest});
+  auto job = procxy::spawn<Job>(
+      {.max_queued_events = 16, .on_event_overflow = procxy::event_overflow::drop_oldest});
   std::atomic<int> n{0};
   auto s = job.progress().on([&](int, int) {
     ++n;
@@ -313,7 +318,7 @@ TEST(Events, DropOldestBackpressureCountsWhatItDrops) {
   auto st = job.stats();
   EXPECT_GT(st.events_dropped, 0u);
   EXPECT_EQ(static_cast<std::uint64_t>(n.load()) + fin, st.events_received);  // delivered
-  EXPECT_EQ(st.events_received + st.events_dropped, 20'001u);              // nothing else lost
+  EXPECT_EQ(st.events_received + st.events_dropped, 20'001u);                 // nothing else lost
 }
 
 TEST(Events, AfterTheChildCrashedListenersComeAndGoWithoutHangingAndNeverRun) {
@@ -392,8 +397,10 @@ TEST(EventsOnAnExecutor, DropOldestDropsTasksNotStarted) {
 
 // Read-only: a property face offers no assignment, so traits and concepts see it (a static_assert
 // in an operator= body would still report it assignable).
-static_assert(!std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().state)), std::string>);
-static_assert(!std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().processed)), int>);
+static_assert(
+    !std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().state)), std::string>);
+static_assert(
+    !std::is_assignable_v<decltype((std::declval<procxy::proxy<Job>&>().processed)), int>);
 static_assert(!std::is_copy_assignable_v<decltype(std::declval<procxy::proxy<Job>&>().state)>);
 static_assert(std::is_move_assignable_v<procxy::proxy<Job>>);
 
@@ -440,7 +447,8 @@ TEST(Properties, AListenerSeesTheValuesAsOfItsEvent) {
 
 TEST(Dispose, TheChildAsksAndTheParentEndsIt) {
   std::promise<procxy::exit_info> exited;
-  auto job = procxy::spawn<Job>({.on_exit = [&](const procxy::exit_info& i) { exited.set_value(i); }});
+  auto job =
+      procxy::spawn<Job>({.on_exit = [&](const procxy::exit_info& i) { exited.set_value(i); }});
   job.run(1).get();
   job.quit().get();
   auto f = exited.get_future();

@@ -8,9 +8,9 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <functional>
 #include <future>
-#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -212,7 +212,8 @@ TEST(RemoteErrors, BacktraceOptionNamesTheThrowingFunctions) {
     if (IsSkipped()) return;
     // The first frame is the function that threw (the hook's own frames are left out).
     EXPECT_NE(info->backtrace().substr(0, info->backtrace().find('\n')).find("deep_thrower"),
-              std::string::npos) << info->backtrace();
+              std::string::npos)
+        << info->backtrace();
     EXPECT_NE(info->backtrace().find("deep_thrower"), std::string::npos) << info->backtrace();
     EXPECT_NE(info->backtrace().find("fail_deep"), std::string::npos) << info->backtrace();
   }
@@ -277,9 +278,10 @@ TEST(Timeouts, KeepChildPolicyDropsTheLateReplyAndKeepsState) {
 
 TEST(Timeouts, KillChildPolicyKillsTheChildAndFailsEverythingElse) {
   std::promise<procxy::exit_info> exited;
-  auto p = procxy::spawn<Fragile>({.call_timeout = 200ms,
-                                   .on_timeout = procxy::timeout_policy::kill_child,
-                                   .on_exit = [&](const procxy::exit_info& i) { exited.set_value(i); }});
+  auto p =
+      procxy::spawn<Fragile>({.call_timeout = 200ms,
+                              .on_timeout = procxy::timeout_policy::kill_child,
+                              .on_exit = [&](const procxy::exit_info& i) { exited.set_value(i); }});
   auto slow = p.sleep_ms(5000);
   auto queued = p.with_timeout(0ms).add(1, 2);  // no timeout of its own: fails with the kill
   EXPECT_THROW(slow.get(), procxy::timeout_error);
@@ -417,9 +419,12 @@ TEST(StderrCapture, CrashMessageCarriesTheLastBytesOfStderr) {
   auto e = catch_as<procxy::child_crashed>([&] { p.write_stderr_and_abort(text).get(); });
   EXPECT_EQ(e.signal(), SIGABRT);
   EXPECT_EQ(e.stderr_tail().size(), 64u);
-  EXPECT_NE(e.stderr_tail().find("fatal: the disk is on fire"), std::string::npos) << e.stderr_tail();
-  EXPECT_NE(std::string(e.what()).find("fatal: the disk is on fire"), std::string::npos) << e.what();
-  EXPECT_EQ(std::string(e.what()).find("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), std::string::npos);
+  EXPECT_NE(e.stderr_tail().find("fatal: the disk is on fire"), std::string::npos)
+      << e.stderr_tail();
+  EXPECT_NE(std::string(e.what()).find("fatal: the disk is on fire"), std::string::npos)
+      << e.what();
+  EXPECT_EQ(std::string(e.what()).find("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+            std::string::npos);
 }
 
 TEST(StderrCapture, OffByDefault) {
@@ -431,7 +436,8 @@ TEST(StderrCapture, OffByDefault) {
 
 TEST(StderrCapture, WorksInForkMode) {
   auto p = procxy::spawn<Fragile>({.mode = procxy::spawn_mode::fork, .capture_stderr = 4096});
-  auto e = catch_as<procxy::child_crashed>([&] { p.write_stderr_and_abort("forked and failed\n").get(); });
+  auto e = catch_as<procxy::child_crashed>(
+      [&] { p.write_stderr_and_abort("forked and failed\n").get(); });
   EXPECT_NE(e.stderr_tail().find("forked and failed"), std::string::npos);
 }
 

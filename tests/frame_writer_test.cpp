@@ -1,5 +1,7 @@
 // The channel's write side alone: a frame_writer over a scripted transport and a stand-in for
 // the I/O thread. No connection, no process.
+#include "procxy/detail/frame_writer.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 #include <thread>
 #include <vector>
 
-#include "procxy/detail/frame_writer.hpp"
 #include "procxy/error.hpp"
 
 namespace {
@@ -249,7 +250,7 @@ TEST_F(WriterTest, AWriteErrorReachesTheWriterAndClosesTheQueue) {
   t.fail = true;
   EXPECT_THROW(w.enqueue(bytes("y"), hold::none), procxy::terminated);
   EXPECT_THROW(w.enqueue(bytes("z"), hold::none), procxy::terminated);
-  w.flush();  // never throws
+  w.flush();    // never throws
   w.drain(1s);  // closed: returns at once
 }
 

@@ -3,8 +3,6 @@
 // misbehaviour answers the construct frame) fails with protocol_error; the child is killed and
 // reaped; later calls fail at once; a well-behaved proxy spawned before keeps answering throughout.
 // The parent-side class is ordinary; the hostile child never constructs it.
-#include "procxy/proxy.hpp"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -20,6 +18,7 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#include "procxy/proxy.hpp"
 
 using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;
@@ -95,7 +94,8 @@ std::string describe_current() {
 
 // `f` completes within `within` with an error of type E.
 template <class E, class T>
-void expect_fails_with(procxy::future<T>& f, const std::string& which, clk::duration within = hang_guard) {
+void expect_fails_with(procxy::future<T>& f, const std::string& which,
+                       clk::duration within = hang_guard) {
   SCOPED_TRACE(which);
   auto t0 = clk::now();
   ASSERT_EQ(f.wait_for(hang_guard), std::future_status::ready) << "did not complete";
@@ -154,10 +154,13 @@ TEST_P(HostileReplyToCall, PendingCallsFailWithProtocolErrorAndTheChildIsKilled)
 
 INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToCall,
                          testing::Values("garbage", "truncated", "oversize", "unknown_kind",
-                                         "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
-                                         "trailing_bytes", "bad_error_payload", "wrong_kind",
-                                         "unknown_event", "bad_properties", "dispose_body"),
-                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+                                         "reserved_bits", "flag_bits", "unknown_reply_id",
+                                         "bad_body", "trailing_bytes", "bad_error_payload",
+                                         "wrong_kind", "unknown_event", "bad_properties",
+                                         "dispose_body"),
+                         [](const testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
 
 // ---- misbehaviour in reply to the construct frame -----------------------------------------------
 
@@ -181,10 +184,13 @@ TEST_P(HostileReplyToConstruct, StartedAndPendingCallsFailWithProtocolErrorAndTh
 
 INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToConstruct,
                          testing::Values("garbage", "truncated", "oversize", "unknown_kind",
-                                         "reserved_bits", "flag_bits", "unknown_reply_id", "bad_body",
-                                         "trailing_bytes", "bad_error_payload", "wrong_kind",
-                                         "unknown_event", "bad_properties", "dispose_body"),
-                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+                                         "reserved_bits", "flag_bits", "unknown_reply_id",
+                                         "bad_body", "trailing_bytes", "bad_error_payload",
+                                         "wrong_kind", "unknown_event", "bad_properties",
+                                         "dispose_body"),
+                         [](const testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
 
 // ---- the cases that differ ----------------------------------------------------------------------
 
@@ -230,8 +236,9 @@ TEST(HostileChild, TruncatedFrameFromALiveChildTimesOutUnderCallTimeout) {
 // terminated (options.hpp).
 TEST(HostileChild, TruncatedFrameFromALiveChildUnderKillChildPolicyKillsIt) {
   good_neighbour good;
-  auto bad = procxy::spawn<Adder>(hostile(
-      "truncated_hang", "call", {.call_timeout = 300ms, .on_timeout = procxy::timeout_policy::kill_child}));
+  auto bad = procxy::spawn<Adder>(
+      hostile("truncated_hang", "call",
+              {.call_timeout = 300ms, .on_timeout = procxy::timeout_policy::kill_child}));
   auto f = bad.add(1, 2);
   expect_fails_with<procxy::timeout_error>(f, "the call answered by a partial frame");
   EXPECT_TRUE(stops_running(bad)) << "kill_child: the child should have been killed";
@@ -295,9 +302,11 @@ TEST_P(HostileRing, PendingCallsFailWithProtocolErrorAndTheChildIsKilled) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Hostile, HostileRing,
-                         testing::Values("ring_head_past", "ring_head_backwards", "ring_tail_backwards",
-                                         "ring_tail_past", "ring_bell_spam"),
-                         [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
+                         testing::Values("ring_head_past", "ring_head_backwards",
+                                         "ring_tail_backwards", "ring_tail_past", "ring_bell_spam"),
+                         [](const testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
 
 // A child that writes its replies without ever waking the parent (its wake word stuck): each
 // reply is still found (a sleeping parent looks at the ring at least every 100 ms), and a few
@@ -318,7 +327,8 @@ TEST(HostileChild, RepliesThatNeverWakeTheParentAreAProtocolError) {
       error = e.what();
     }
   }
-  EXPECT_NE(error.find("wake word is stuck"), std::string::npos) << "after " << answered << " answers: " << error;
+  EXPECT_NE(error.find("wake word is stuck"), std::string::npos)
+      << "after " << answered << " answers: " << error;
   EXPECT_TRUE(stops_running(bad));
   good.expect_healthy();
 }

@@ -4,8 +4,6 @@
 //
 // The cycle count comes from PROCXY_HYGIENE_CYCLES (default 1000; sanitizer runs use fewer). The
 // time per cycle is printed for information only; nothing here asserts on speed.
-#include "procxy/proxy.hpp"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -27,6 +25,7 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#include "procxy/proxy.hpp"
 #ifdef PROCXY_TEST_WORKER
 #include "greeter.hpp"
 #endif
@@ -150,10 +149,12 @@ void expect_back_to(const resources& start, const char* batch) {
     std::this_thread::sleep_for(1ms);
     now.threads = count_entries("/proc/self/task");
   }
-  EXPECT_EQ(now.fds, start.fds) << batch << ": descriptors leaked; start " << start << ", now " << now;
+  EXPECT_EQ(now.fds, start.fds) << batch << ": descriptors leaked; start " << start << ", now "
+                                << now;
   EXPECT_EQ(now.children, start.children)
       << batch << ": child processes left unreaped; start " << start << ", now " << now;
-  EXPECT_EQ(now.threads, start.threads) << batch << ": threads leaked; start " << start << ", now " << now;
+  EXPECT_EQ(now.threads, start.threads)
+      << batch << ": threads leaked; start " << start << ", now " << now;
 }
 
 void report_time(const char* what, int n, clk::duration took) {
@@ -214,14 +215,14 @@ TEST(Hygiene, TerminateWithPendingCallsCyclesLeaveNoDescriptorThreadOrChild) {
     if (variant == 1) {
       auto slow = p.slow(60'000);
       waiter = std::thread([&waited, f = std::move(slow)]() mutable {
-        if (f.wait_for(10s) == std::future_status::ready)
-          waited = f.try_get().error();
+        if (f.wait_for(10s) == std::future_status::ready) waited = f.try_get().error();
       });
     }
     for (int k = 0; k < 4; ++k) pending.push_back(p.ping(k));
     p.terminate();
     for (auto& f : pending) {
-      ASSERT_TRUE(f.ready()) << "cycle " << i << ": a pending call was still pending after terminate()";
+      ASSERT_TRUE(f.ready()) << "cycle " << i
+                             << ": a pending call was still pending after terminate()";
       auto r = f.try_get();
       if (r.has_value()) continue;  // completed before terminate(): fine
       try {
@@ -242,7 +243,8 @@ TEST(Hygiene, TerminateWithPendingCallsCyclesLeaveNoDescriptorThreadOrChild) {
   expect_back_to(start, "terminate-with-pending cycles");
 }
 
-// ---- descriptors the child inherits ---------------------------------------------------------------
+// ---- descriptors the child inherits
+// ---------------------------------------------------------------
 
 // Descriptors the parent opens without O_CLOEXEC (the mistake closefrom in the child is there
 // for), kept open for the test's duration.
@@ -303,15 +305,18 @@ std::string show(const std::map<int, std::string>& fds) {
 // fd 4, or 5 over shared memory, when exec'd), and its own descriptors, which are all anonymous
 // inodes (its connection's wake-up eventfd, its parent's pidfd) or the directory it lists.
 // Nothing else, and none of the parent's deliberately leaked descriptors.
-void expect_only_stdio_and_channel(const std::map<int, std::string>& fds, const leaky_descriptors& leaked,
-                                   bool channel_is_fd_3, const char* how) {
+void expect_only_stdio_and_channel(const std::map<int, std::string>& fds,
+                                   const leaky_descriptors& leaked, bool channel_is_fd_3,
+                                   const char* how) {
   SCOPED_TRACE(how);
-  for (int std_fd : {0, 1, 2}) EXPECT_TRUE(fds.count(std_fd)) << "stdio fd " << std_fd << " missing\n" << show(fds);
+  for (int std_fd : {0, 1, 2})
+    EXPECT_TRUE(fds.count(std_fd)) << "stdio fd " << std_fd << " missing\n" << show(fds);
   int sockets = 0, pipes = 0;
   for (const auto& [fd, target] : fds) {
     if (fd <= 2) continue;
     EXPECT_FALSE(leaked.targets.count(target))
-        << "the child holds the parent's fd " << fd << " -> " << target << "\n" << show(fds);
+        << "the child holds the parent's fd " << fd << " -> " << target << "\n"
+        << show(fds);
     if (target.rfind("socket:", 0) == 0) {
       ++sockets;
       if (channel_is_fd_3) {
@@ -327,7 +332,8 @@ void expect_only_stdio_and_channel(const std::map<int, std::string>& fds, const 
       continue;
     }
     EXPECT_TRUE(target.rfind("anon_inode:", 0) == 0 || target == "self_listing")
-        << "unexpected fd " << fd << " -> " << target << "\n" << show(fds);
+        << "unexpected fd " << fd << " -> " << target << "\n"
+        << show(fds);
   }
   EXPECT_EQ(sockets, 1) << "the channel, and no other socket\n" << show(fds);
   EXPECT_EQ(pipes, 1) << "the crash pipe, and no other pipe\n" << show(fds);
@@ -358,7 +364,8 @@ TEST(Hygiene, ForkChildHoldsOnlyStdioAndItsChannel) {
   // The sibling proxy makes this parent multi-threaded, and a TSan runtime refuses to start
   // threads in a child forked from a multi-threaded process (die_after_fork). The normal and
   // ASan builds run this test.
-  if (under_tsan) GTEST_SKIP() << "ThreadSanitizer cannot run a fork child of a multi-threaded parent";
+  if (under_tsan)
+    GTEST_SKIP() << "ThreadSanitizer cannot run a fork child of a multi-threaded parent";
   leaky_descriptors leaked;
   auto sibling = procxy::spawn<Probe>();
   ASSERT_EQ(sibling.ping(1).get(), 1);
@@ -377,7 +384,8 @@ TEST(Hygiene, WorkerExecutableChildHoldsOnlyStdioAndItsChannel) {
   auto sibling = procxy::spawn<Probe>();
   ASSERT_EQ(sibling.ping(1).get(), 1);
   auto g = procxy::spawn<worker_demo::Greeter>(
-      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER}, std::string("Hi"));
+      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER},
+      std::string("Hi"));
   EXPECT_EQ(g.greet("x").get(), "Hi, x");  // constructed and serving: its own fds are open
   expect_only_stdio_and_channel(fds_of(g.pid()), leaked, true, "as the parent sees it");
 }

@@ -76,9 +76,12 @@ TEST(Interface, ADescriptionThatDiffersFromTheWorkersIsASpawnErrorNamingEachDiff
     std::string what = e.what();
     EXPECT_NE(what.find("does not match"), std::string::npos) << what;
     EXPECT_NE(what.find("Versioned::size: long (worker_demo::Versioned::*)(long) const"),
-              std::string::npos) << what;
-    EXPECT_NE(what.find("the child has worker_demo::Versioned::size: int (worker_demo::Versioned::*)(int) const"),
-              std::string::npos) << what;
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("the child has worker_demo::Versioned::size: int "
+                        "(worker_demo::Versioned::*)(int) const"),
+              std::string::npos)
+        << what;
     EXPECT_NE(what.find("Versioned::extra"), std::string::npos) << what;
     EXPECT_EQ(what.find("Versioned::label"), std::string::npos) << what;  // it matches
   }

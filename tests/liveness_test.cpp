@@ -49,7 +49,9 @@ using clock_type = std::chrono::steady_clock;
 // Sanitized builds run these tests 10-30x slower, and the million-call tests slower still when
 // two run at once on two CPUs (29-52 s under TSan, 2026-12-03): their bounds are doubled there,
 // and those tests issue a quarter of their calls (the normal build issues all of them).
-constexpr std::chrono::seconds scaled(std::chrono::seconds s) { return sanitized_build ? 2 * s : s; }
+constexpr std::chrono::seconds scaled(std::chrono::seconds s) {
+  return sanitized_build ? 2 * s : s;
+}
 constexpr int scaled_calls(int n) { return sanitized_build ? n / 4 : n; }
 
 // Ends the whole process if the test has not finished within `limit`: the last resort for a
@@ -62,9 +64,11 @@ class watchdog {
           std::unique_lock lk(m_);
           if (!cv_.wait_for(lk, limit, [&] { return done_; })) {
             const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-            std::fprintf(stderr, "[  FAILED  ] %s.%s: hung for %lld s outside a bounded wait; ending the process\n",
-                         info ? info->test_suite_name() : "?", info ? info->name() : "?",
-                         static_cast<long long>(limit.count()));
+            std::fprintf(
+                stderr,
+                "[  FAILED  ] %s.%s: hung for %lld s outside a bounded wait; ending the process\n",
+                info ? info->test_suite_name() : "?", info ? info->name() : "?",
+                static_cast<long long>(limit.count()));
             std::fflush(stderr);
             std::_Exit(3);
           }
@@ -105,7 +109,8 @@ std::string what_of(const std::exception_ptr& e) {
 }
 
 long long ms_since(clock_type::time_point t0) {
-  return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t0).count());
+  return static_cast<long long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t0).count());
 }
 
 // ---- classes served in the child ----------------------------------------------------------------
@@ -131,7 +136,8 @@ class Fanout {
   int apply(int x, std::function<int(int)> f) { return f(x); }
 
  private:
-  static std::int64_t run(int threads, int per_thread, const std::function<int(int)>& cb, bool sleep) {
+  static std::int64_t run(int threads, int per_thread, const std::function<int(int)>& cb,
+                          bool sleep) {
     std::vector<std::int64_t> sums(static_cast<std::size_t>(threads), 0);
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
     std::atomic<int> finished{0};
@@ -367,9 +373,11 @@ TEST(Liveness, FastCallsReplyDoesNotWaitForTheNextCallToFinish) {
   const auto t0 = clock_type::now();
   auto a = w.fast(1);
   auto b = w.slow(500);
-  ASSERT_EQ(a.wait_for(5s), std::future_status::ready) << "fast(1) not complete 5 s after it was issued";
+  ASSERT_EQ(a.wait_for(5s), std::future_status::ready)
+      << "fast(1) not complete 5 s after it was issued";
   const auto elapsed = ms_since(t0);
-  EXPECT_LT(elapsed, 300) << "fast(1)'s reply waited for slow(500): ready after " << elapsed << " ms";
+  EXPECT_LT(elapsed, 300) << "fast(1)'s reply waited for slow(500): ready after " << elapsed
+                          << " ms";
   EXPECT_EQ(a.get(), 1);
   ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(b.get(), 500);
@@ -387,7 +395,8 @@ TEST(Liveness, CallThatCompletedBeforeACrashKeepsItsValue) {
   ASSERT_EQ(a.wait_for(10s), std::future_status::ready);
   ASSERT_EQ(b.wait_for(10s), std::future_status::ready);
   auto ra = a.try_get();
-  ASSERT_TRUE(ra.has_value()) << "the reply written before the crash was lost: " << what_of(ra.error());
+  ASSERT_TRUE(ra.has_value()) << "the reply written before the crash was lost: "
+                              << what_of(ra.error());
   EXPECT_EQ(ra.value(), 7);
   EXPECT_THROW((void)b.get(), procxy::child_crashed);
 }
@@ -412,10 +421,11 @@ TEST(Liveness, ReplyQueuedBehindAnEventKeepsItsValueWhenTheChildCrashes) {
   auto b = w.crash();
   ASSERT_EQ(b.wait_for(10s), std::future_status::ready);  // the crash was handled ...
   EXPECT_THROW((void)b.get(), procxy::child_crashed);
-  release.set_value();                                    // ... before the event's listener returned
+  release.set_value();  // ... before the event's listener returned
   ASSERT_EQ(a.wait_for(10s), std::future_status::ready);
   auto ra = a.try_get();
-  ASSERT_TRUE(ra.has_value()) << "a reply received before the crash was lost: " << what_of(ra.error());
+  ASSERT_TRUE(ra.has_value()) << "a reply received before the crash was lost: "
+                              << what_of(ra.error());
   EXPECT_EQ(ra.value(), 6);
 }
 
@@ -472,8 +482,9 @@ TEST(Liveness, DisposeFromAChildThreadWhileTheObjectIsIdleEndsTheChildPromptly) 
   {
     std::unique_lock lk(st.m);
     const bool exited = st.cv.wait_for(lk, 5s, [&] { return st.exited; });
-    ASSERT_TRUE(exited) << "the child was not ended within 5 s of asking to be disposed of (running() = "
-                        << p.running() << ")";
+    ASSERT_TRUE(exited)
+        << "the child was not ended within 5 s of asking to be disposed of (running() = "
+        << p.running() << ")";
     EXPECT_TRUE(st.info.disposed) << st.info.description;
   }
   EXPECT_LT(ms_since(t0), 5000);
@@ -541,14 +552,17 @@ void nest_through_the_parent(int depth) {
   } guard{a, b};
   auto f = a.nest(depth, via_b);
   ASSERT_EQ(f.wait_for(30s), std::future_status::ready)
-      << "a.nest(" << depth << ") not complete after 30 s; the parent reached level " << deepest.load();
+      << "a.nest(" << depth << ") not complete after 30 s; the parent reached level "
+      << deepest.load();
   auto r = f.try_get();
   ASSERT_TRUE(r.has_value()) << "a.nest(" << depth << ") failed (" << what_of(r.error())
-                               << "); the parent reached level " << deepest.load();
+                             << "); the parent reached level " << deepest.load();
   EXPECT_EQ(r.value(), depth);
 }
 
-TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentSixLevelsDeepComplete) { nest_through_the_parent(6); }
+TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentSixLevelsDeepComplete) {
+  nest_through_the_parent(6);
+}
 
 TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentTwentyLevelsDeepComplete) {
   nest_through_the_parent(20);
@@ -561,8 +575,9 @@ TEST(Liveness, TwoChildrenCallingEachOtherThroughTheParentTwentyLevelsDeepComple
 // too instead of queueing all 20 MiB in the child's memory.
 TEST(Liveness, AnEmitterThatThePeerDoesNotKeepUpWithWaits) {
   watchdog dog;
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("procxy-flood-" + std::to_string(::getpid()))).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("procxy-flood-" + std::to_string(::getpid())))
+          .string();
   std::mutex m;
   std::condition_variable cv;
   bool release = false;

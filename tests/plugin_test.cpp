@@ -31,19 +31,22 @@ TEST(Plugin, TheHostIsFoundThroughPROCXY_HOST) {
 }
 
 TEST(Plugin, AModuleThatDoesNotLoadIsASpawnErrorNamingItAndWhy) {
-  auto p = procxy::spawn<Parser>({.executable = PROCXY_TEST_HOST, .module = "/nonexistent/libx.so"}, ";");
+  auto p = procxy::spawn<Parser>({.executable = PROCXY_TEST_HOST, .module = "/nonexistent/libx.so"},
+                                 ";");
   try {
     p.started().get();
     FAIL() << "no exception";
   } catch (const procxy::spawn_error& e) {
     std::string what = e.what();
-    EXPECT_NE(what.find("the module /nonexistent/libx.so could not be loaded"), std::string::npos) << what;
+    EXPECT_NE(what.find("the module /nonexistent/libx.so could not be loaded"), std::string::npos)
+        << what;
     EXPECT_NE(what.find("No such file"), std::string::npos) << what;
   }
 }
 
 TEST(Plugin, ForkModeWithAModuleIsASpawnError) {
-  EXPECT_THROW(procxy::spawn<Parser>({.mode = procxy::spawn_mode::fork, .executable = PROCXY_TEST_HOST,
+  EXPECT_THROW(procxy::spawn<Parser>({.mode = procxy::spawn_mode::fork,
+                                      .executable = PROCXY_TEST_HOST,
                                       .module = PROCXY_TEST_MODULE},
                                      ";"),
                procxy::spawn_error);

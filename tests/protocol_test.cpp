@@ -3,6 +3,8 @@
 // describes, and each decoder rejects what a hostile peer could send (truncated bodies, trailing
 // bytes, counts past the body, bad flag bytes, oversized or malformed headers) with a
 // procxy::protocol_error whose message says what was wrong.
+#include "procxy/detail/protocol.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -23,7 +25,6 @@
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/codec.hpp"
-#include "procxy/detail/protocol.hpp"
 #include "procxy/detail/remote_error.hpp"
 #include "procxy/error.hpp"
 
@@ -61,7 +62,8 @@ class wire {
     return u32(size).u8(kind).u8(flags).u16(reserved).u64(id);
   }
   wire& frame(K kind, std::uint64_t id, bytes body) {
-    return header(static_cast<std::uint32_t>(body.size()), static_cast<std::uint8_t>(kind), id).append(body);
+    return header(static_cast<std::uint32_t>(body.size()), static_cast<std::uint8_t>(kind), id)
+        .append(body);
   }
   bytes view() const { return bytes_; }
   const std::byte* data() const { return bytes_.data(); }
@@ -96,7 +98,8 @@ bytes body_of(const pd::byte_buffer& frame) {
 
 // Passes when `f` throws procxy::protocol_error whose what() contains one of `substrings`.
 template <class F>
-testing::AssertionResult throws_protocol_error(F&& f, std::initializer_list<std::string_view> substrings) {
+testing::AssertionResult throws_protocol_error(F&& f,
+                                               std::initializer_list<std::string_view> substrings) {
   try {
     f();
   } catch (const procxy::protocol_error& e) {
@@ -107,8 +110,8 @@ testing::AssertionResult throws_protocol_error(F&& f, std::initializer_list<std:
     for (auto s : substrings) r << " \"" << s << "\"";
     return r;
   } catch (const std::exception& e) {
-    return testing::AssertionFailure() << "threw " << pd::demangle(typeid(e).name()) << " (" << e.what()
-                                       << "), not procxy::protocol_error";
+    return testing::AssertionFailure() << "threw " << pd::demangle(typeid(e).name()) << " ("
+                                       << e.what() << "), not procxy::protocol_error";
   } catch (...) {
     return testing::AssertionFailure() << "threw something not derived from std::exception";
   }
@@ -126,7 +129,8 @@ template <class F>
 void expect_every_prefix_rejected(bytes body, F decode) {
   ASSERT_FALSE(body.empty());
   for (std::size_t n = 0; n < body.size(); ++n)
-    EXPECT_TRUE(throws_protocol_error([&] { decode(body.first(n)); }, {"truncated value", "exceeds the"}))
+    EXPECT_TRUE(
+        throws_protocol_error([&] { decode(body.first(n)); }, {"truncated value", "exceeds the"}))
         << "prefix of " << n << " of " << body.size() << " bytes";
 }
 
@@ -171,7 +175,8 @@ TEST(ProtocolFrame, RejectsKindsPastTheLast) {
 }
 
 TEST(ProtocolFrame, RejectsFlags) {
-  for (std::uint8_t flags : {std::uint8_t{1}, std::uint8_t{2}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
+  for (std::uint8_t flags :
+       {std::uint8_t{1}, std::uint8_t{2}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
     wire w;
     w.header(0, static_cast<std::uint8_t>(K::call), 1, flags);
     EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
@@ -181,7 +186,8 @@ TEST(ProtocolFrame, RejectsFlags) {
 }
 
 TEST(ProtocolFrame, RejectsReservedBits) {
-  for (std::uint16_t reserved : {std::uint16_t{1}, std::uint16_t{0x100}, std::uint16_t{0x8000}, std::uint16_t{0xffff}}) {
+  for (std::uint16_t reserved :
+       {std::uint16_t{1}, std::uint16_t{0x100}, std::uint16_t{0x8000}, std::uint16_t{0xffff}}) {
     wire w;
     w.header(0, static_cast<std::uint8_t>(K::call), 1, 0, reserved);
     EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
@@ -204,10 +210,12 @@ TEST(ProtocolFrame, SizeAtTheLimitIsAcceptedOneMoreIsNot) {
 TEST(ProtocolFrame, SizeOverTheDefaultLimit) {
   wire w;
   w.header(0xFFFFFFFFu, static_cast<std::uint8_t>(K::call), 1);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
-                                    "message of 4294967295 bytes exceeds max_message_size 268435456"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
+                            "message of 4294967295 bytes exceeds max_message_size 268435456"));
   wire one_over;
-  one_over.header(static_cast<std::uint32_t>(default_max + 1), static_cast<std::uint8_t>(K::call), 1);
+  one_over.header(static_cast<std::uint32_t>(default_max + 1), static_cast<std::uint8_t>(K::call),
+                  1);
   EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(one_over.data(), default_max); },
                                     "exceeds max_message_size"));
 }
@@ -245,9 +253,10 @@ struct seen_frame {
 
 std::vector<seen_frame> collect(bytes in, std::size_t max, std::size_t* consumed) {
   std::vector<seen_frame> out;
-  *consumed = pd::decode_frames(in.data(), in.size(), max, [&](const pd::frame_header& h, const std::byte* body) {
-    out.push_back({h, std::vector<std::byte>(body, body + h.size)});
-  });
+  *consumed = pd::decode_frames(in.data(), in.size(), max,
+                                [&](const pd::frame_header& h, const std::byte* body) {
+                                  out.push_back({h, std::vector<std::byte>(body, body + h.size)});
+                                });
   return out;
 }
 
@@ -257,7 +266,9 @@ wire three_frames() {
   call_body.u64(77).u32(5);
   reply_body.u8(9);
   wire w;
-  w.frame(K::call, 1, call_body.view()).frame(K::shutdown, 0, {}).frame(K::reply_value, 2, reply_body.view());
+  w.frame(K::call, 1, call_body.view())
+      .frame(K::shutdown, 0, {})
+      .frame(K::reply_value, 2, reply_body.view());
   return w;
 }
 
@@ -335,8 +346,9 @@ TEST(ProtocolFrames, DeliversTheGoodFramesBeforeABadHeader) {
   std::vector<K> kinds;
   EXPECT_TRUE(throws_protocol_error(
       [&] {
-        pd::decode_frames(w.data(), w.size(), default_max,
-                          [&](const pd::frame_header& h, const std::byte*) { kinds.push_back(h.kind); });
+        pd::decode_frames(
+            w.data(), w.size(), default_max,
+            [&](const pd::frame_header& h, const std::byte*) { kinds.push_back(h.kind); });
       },
       "procxy: unknown message kind 14"));
   EXPECT_EQ(kinds, (std::vector<K>{K::call, K::shutdown, K::reply_value}));
@@ -345,15 +357,17 @@ TEST(ProtocolFrames, DeliversTheGoodFramesBeforeABadHeader) {
 TEST(ProtocolFrames, RejectsAnOversizedHeaderBeforeItsBodyArrives) {
   wire w;
   w.header(1000, static_cast<std::uint8_t>(K::call), 1);  // the body never comes
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_frames(w.data(), w.size(), 64, [](auto&&...) {}); },
-                                    "message of 1000 bytes exceeds max_message_size 64"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { pd::decode_frames(w.data(), w.size(), 64, [](auto&&...) {}); },
+                            "message of 1000 bytes exceeds max_message_size 64"));
 }
 
 TEST(ProtocolFrames, RejectsABadHeaderWhoseBodyIsMissing) {
   wire w;
   w.header(5, static_cast<std::uint8_t>(K::call), 1, 1);  // flags set, body not there
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_frames(w.data(), w.size(), default_max, [](auto&&...) {}); },
-                                    "reserved header bits are set"));
+  EXPECT_TRUE(throws_protocol_error(
+      [&] { pd::decode_frames(w.data(), w.size(), default_max, [](auto&&...) {}); },
+      "reserved header bits are set"));
 }
 
 // ---- hello -------------------------------------------------------------------------------------
@@ -423,16 +437,19 @@ TEST(ProtocolHello, BuildIdOf256BytesIsAcceptedLongerIsNot) {
                                     "procxy: a hello's build id is longer than 256 bytes"));
   wire far_over;
   far_over.u32(pd::protocol_version).str(std::string(100000, 'b'));
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_hello(far_over.view()); }, "longer than 256 bytes"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { pd::decode_hello(far_over.view()); }, "longer than 256 bytes"));
 }
 
 TEST(ProtocolHello, BuildIdCountPastTheBody) {
   wire w;
   w.u32(pd::protocol_version).u32(1000).chars("abc");
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_hello(w.view()); }, "count 1000 exceeds the 3 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_hello(w.view()); },
+                                    "count 1000 exceeds the 3 bytes left"));
   wire huge;
   huge.u32(pd::protocol_version).u32(0xFFFFFFFFu);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_hello(huge.view()); }, "count 4294967295 exceeds"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { pd::decode_hello(huge.view()); }, "count 4294967295 exceeds"));
 }
 
 TEST(ProtocolHello, NoMismatchWithOurOwnHello) {
@@ -445,17 +462,18 @@ TEST(ProtocolHello, MismatchedVersionNamesBothSides) {
   const pd::hello_message peer{pd::protocol_version + 1, "procxy 0.0.1 x86_64 LE LP64"};
   const std::string text = pd::hello_mismatch(peer, "child 1234");
   EXPECT_THAT(text, StartsWith("procxy: protocol mismatch"));
-  EXPECT_THAT(text, HasSubstr("this process speaks protocol " + std::to_string(pd::protocol_version) + " (" +
-                              pd::build_id() + ")"));
-  EXPECT_THAT(text, HasSubstr("the child 1234 speaks protocol " + std::to_string(pd::protocol_version + 1) +
-                              " (procxy 0.0.1 x86_64 LE LP64)"));
+  EXPECT_THAT(text, HasSubstr("this process speaks protocol " +
+                              std::to_string(pd::protocol_version) + " (" + pd::build_id() + ")"));
+  EXPECT_THAT(
+      text, HasSubstr("the child 1234 speaks protocol " + std::to_string(pd::protocol_version + 1) +
+                      " (procxy 0.0.1 x86_64 LE LP64)"));
 }
 
 TEST(ProtocolHello, MismatchedBuildWithTheSameVersion) {
   const pd::hello_message peer{pd::protocol_version, pd::build_id() + " (other)"};
   const std::string text = pd::hello_mismatch(peer, "parent");
-  EXPECT_THAT(text, HasSubstr("the parent speaks protocol " + std::to_string(pd::protocol_version) + " (" +
-                              pd::build_id() + " (other))"));
+  EXPECT_THAT(text, HasSubstr("the parent speaks protocol " + std::to_string(pd::protocol_version) +
+                              " (" + pd::build_id() + " (other))"));
   EXPECT_THAT(text, HasSubstr("(" + pd::build_id() + "), the parent"));
 }
 
@@ -465,7 +483,9 @@ TEST(ProtocolHello, OlderProtocolIsAMismatchEvenWithOurBuildId) {
 }
 
 TEST(ProtocolHello, MismatchShowsTheUntrustedBuildIdPrintableOnly) {
-  const pd::hello_message peer{pd::protocol_version, std::string("ab\n\x01\x7f\xff" "c\0d", 9)};
+  const pd::hello_message peer{pd::protocol_version, std::string("ab\n\x01\x7f\xff"
+                                                                 "c\0d",
+                                                                 9)};
   const std::string text = pd::hello_mismatch(peer, "child 7");
   EXPECT_THAT(text, HasSubstr("(ab????c?d)"));
   for (char c : text) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int{c};
@@ -476,7 +496,8 @@ TEST(ProtocolHello, MismatchShowsTheUntrustedBuildIdPrintableOnly) {
 TEST(ProtocolRequest, EveryTargetedKindRoundTrips) {
   for (K kind : {K::construct, K::call, K::invoke, K::notify, K::event}) {
     pd::byte_buffer out;
-    pd::encode_request(out, kind, 0xfedcba9876543210u, nullptr, std::int32_t{-42}, std::string("arg"), 2.5);
+    pd::encode_request(out, kind, 0xfedcba9876543210u, nullptr, std::int32_t{-42},
+                       std::string("arg"), 2.5);
     const pd::frame_header h = header_of(out);
     EXPECT_EQ(h.kind, kind) << pd::to_string(kind);
     EXPECT_EQ(h.id, 0u) << pd::to_string(kind);  // the connection assigns it
@@ -531,7 +552,8 @@ TEST(ProtocolReply, ValueRoundTrips) {
   EXPECT_EQ(h.id, 17u);
   pd::byte_reader r(body_of(out));
   pd::decoder d(r);
-  EXPECT_EQ(pd::decode_reply_value<std::vector<std::int32_t>>(d), (std::vector<std::int32_t>{1, -2, 3}));
+  EXPECT_EQ(pd::decode_reply_value<std::vector<std::int32_t>>(d),
+            (std::vector<std::int32_t>{1, -2, 3}));
 }
 
 TEST(ProtocolReply, VoidHasNoBody) {
@@ -625,7 +647,8 @@ TEST(ProtocolReply, TruncatedError) {
 TEST(ProtocolReply, ErrorWithAnUnknownCode) {
   wire w;
   w.u8(200).str("t").str("w").str("");
-  EXPECT_TRUE(throws_protocol_error([&] { decode_error(w.view()); }, "procxy: unknown exception code 200"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { decode_error(w.view()); }, "procxy: unknown exception code 200"));
 }
 
 // ---- shutdown, dispose -------------------------------------------------------------------------
@@ -664,8 +687,9 @@ pd::byte_buffer release_of(const std::vector<std::uint64_t>& ids) {
 }
 
 TEST(ProtocolRelease, RoundTrips) {
-  for (const auto& ids : {std::vector<std::uint64_t>{}, std::vector<std::uint64_t>{42},
-                          std::vector<std::uint64_t>{1, 0, std::numeric_limits<std::uint64_t>::max(), 1}}) {
+  for (const auto& ids :
+       {std::vector<std::uint64_t>{}, std::vector<std::uint64_t>{42},
+        std::vector<std::uint64_t>{1, 0, std::numeric_limits<std::uint64_t>::max(), 1}}) {
     const pd::byte_buffer out = release_of(ids);
     const pd::frame_header h = header_of(out);
     EXPECT_EQ(h.kind, K::release);
@@ -689,20 +713,24 @@ TEST(ProtocolRelease, TruncatedBodies) {
 TEST(ProtocolRelease, CountLargerThanTheIdsPresent) {
   wire w;
   w.u32(3).u64(1).u64(2);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(w.view()); }, "count 3 exceeds the 16 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(w.view()); },
+                                    "count 3 exceeds the 16 bytes left"));
   wire none;
   none.u32(1);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(none.view()); }, "count 1 exceeds the 0 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(none.view()); },
+                                    "count 1 exceeds the 0 bytes left"));
 }
 
 TEST(ProtocolRelease, HugeCount) {
   wire w;
   w.u32(0xFFFFFFFFu).u64(1);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(w.view()); }, "count 4294967295 exceeds the 8 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(w.view()); },
+                                    "count 4294967295 exceeds the 8 bytes left"));
 }
 
 TEST(ProtocolRelease, TrailingBytes) {
-  expect_trailing_byte_rejected(body_of(release_of({9})), decode_release, "procxy: trailing bytes after release");
+  expect_trailing_byte_rejected(body_of(release_of({9})), decode_release,
+                                "procxy: trailing bytes after release");
   wire extra_id;  // a whole id more than the count says
   extra_id.u32(1).u64(1).u64(2);
   EXPECT_TRUE(throws_protocol_error([&] { pd::decode_release(extra_id.view()); },
@@ -740,10 +768,12 @@ TEST(ProtocolSubscribe, WireLayout) {
 }
 
 TEST(ProtocolSubscribe, OnMustBeZeroOrOne) {
-  for (std::uint8_t on : {std::uint8_t{2}, std::uint8_t{3}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
+  for (std::uint8_t on :
+       {std::uint8_t{2}, std::uint8_t{3}, std::uint8_t{0x80}, std::uint8_t{0xff}}) {
     wire w;
     w.u64(1).u8(on);
-    EXPECT_TRUE(throws_protocol_error([&] { pd::decode_subscribe(w.view()); }, "procxy: malformed subscribe message"))
+    EXPECT_TRUE(throws_protocol_error([&] { pd::decode_subscribe(w.view()); },
+                                      "procxy: malformed subscribe message"))
         << int{on};
   }
 }
@@ -821,7 +851,8 @@ TEST(ProtocolProperties, TruncatedBodies) {
 TEST(ProtocolProperties, LengthRunsPastTheBody) {
   wire w;
   w.u32(1).u64(1).u32(100).chars("12345");
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); }, "count 100 exceeds the 5 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); },
+                                    "count 100 exceeds the 5 bytes left"));
   wire huge;
   huge.u32(1).u64(1).u32(0xFFFFFFFFu).chars("x");
   EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(huge.view()); },
@@ -831,23 +862,27 @@ TEST(ProtocolProperties, LengthRunsPastTheBody) {
 TEST(ProtocolProperties, CountPastTheValuesPresent) {
   wire w;  // says 2, holds one (17 bytes: fewer than the 24 two need)
   w.u32(2).u64(1).u32(5).chars("12345");
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); }, "count 2 exceeds the 17 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); },
+                                    "count 2 exceeds the 17 bytes left"));
   wire second_cut;  // says 2 and has the bytes for 2, but the second's length is cut
   second_cut.u32(2).u64(1).u32(12).chars("twelve bytes").u64(2).u16(0);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(second_cut.view()); }, "truncated value"));
+  EXPECT_TRUE(
+      throws_protocol_error([&] { pd::decode_properties(second_cut.view()); }, "truncated value"));
 }
 
 TEST(ProtocolProperties, HugeCount) {
   wire w;
   w.u32(0xFFFFFFFFu).u64(1).u32(0);
-  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); }, "count 4294967295 exceeds the 12 bytes left"));
+  EXPECT_TRUE(throws_protocol_error([&] { pd::decode_properties(w.view()); },
+                                    "count 4294967295 exceeds the 12 bytes left"));
 }
 
 TEST(ProtocolProperties, TrailingBytes) {
   wire w;
   w.u32(1).u64(1).u32(1).u8(7);
   EXPECT_NO_THROW(pd::decode_properties(w.view()));
-  expect_trailing_byte_rejected(w.view(), decode_properties, "procxy: trailing bytes after properties");
+  expect_trailing_byte_rejected(w.view(), decode_properties,
+                                "procxy: trailing bytes after properties");
 }
 
 }  // namespace

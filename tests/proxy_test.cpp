@@ -2,21 +2,21 @@
 #include "procxy/proxy.hpp"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <fstream>
-#include <iterator>
-#include <stdlib.h>
 #include <future>
-#include <stdexcept>
+#include <iterator>
 #include <set>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
-#include <thread>
 #include <vector>
 
 #include "procxy/procxy.hpp"
@@ -348,7 +348,8 @@ TEST(Proxy, CallTimeoutFailsWithTimeoutErrorAndTheChildKeepsServing) {
     (void)c.echo_after(1, 400).get();
     ADD_FAILURE() << "no timeout";
   } catch (const procxy::timeout_error& e) {  // says which call and what the limit was
-    EXPECT_NE(std::string(e.what()).find("echo_after timed out after 100 ms"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("echo_after timed out after 100 ms"), std::string::npos)
+        << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 350ms);
   std::this_thread::sleep_for(400ms);  // the child finishes the slow call; its reply is dropped
@@ -444,7 +445,9 @@ class round_robin final : public procxy::detail::call_target {
   procxy::detail::connection& channel_for_call() override {
     return members_[next_.fetch_add(1) % members_.size()]->channel_for_call();
   }
-  std::chrono::milliseconds default_timeout() const override { return members_[0]->default_timeout(); }
+  std::chrono::milliseconds default_timeout() const override {
+    return members_[0]->default_timeout();
+  }
   procxy::detail::event_hub& events() override { return members_[0]->events(); }
   procxy::detail::connection& event_channel() override { return members_[0]->event_channel(); }
   procxy::future<void> started() override { return members_[0]->started(); }

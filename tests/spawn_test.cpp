@@ -1,6 +1,4 @@
 // Starting children: modes, options (env, cwd, args), start failures, fd hygiene, no orphans.
-#include "procxy/proxy.hpp"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,9 +9,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
-#include <exception>
 #include <optional>
 #include <set>
 #include <string>
@@ -23,6 +21,7 @@
 
 #include "greeter.hpp"
 #include "procxy/procxy.hpp"
+#include "procxy/proxy.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -52,7 +51,8 @@ class Probe {
     std::vector<std::string> out;
     for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
       std::error_code ec;
-      out.push_back(e.path().filename().string() + " -> " + fs::read_symlink(e.path(), ec).string());
+      out.push_back(e.path().filename().string() + " -> " +
+                    fs::read_symlink(e.path(), ec).string());
     }
     return out;
   }
@@ -102,8 +102,8 @@ TEST(Spawn, EnvironmentIsMergedByDefault) {
 
 TEST(Spawn, EnvironmentCanBeReplaced) {
   ::setenv("PROCXY_TEST_INHERITED", "from-parent", 1);
-  auto p = procxy::spawn<Probe>(
-      {.env = {{"ONLY", "this"}}, .environment = procxy::env_mode::replace});
+  auto p =
+      procxy::spawn<Probe>({.env = {{"ONLY", "this"}}, .environment = procxy::env_mode::replace});
   EXPECT_EQ(p.env("PROCXY_TEST_INHERITED").get(), "<unset>");
   EXPECT_EQ(p.env("ONLY").get(), "this");
 }
@@ -135,8 +135,8 @@ TEST(Spawn, DedicatedWorkerExecutable) {
 
 TEST(Spawn, WorkerWithoutTheConstructorFailsWithSpawnErrorNamingItAndTheFix) {
   auto g = procxy::spawn<worker_demo::Greeter>(
-      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER},
-      "Hi", 3);  // the worker registered Greeter(std::string) only
+      {.mode = procxy::spawn_mode::executable, .executable = PROCXY_TEST_WORKER}, "Hi",
+      3);  // the worker registered Greeter(std::string) only
   try {
     g.started().get();
     FAIL() << "no exception";
@@ -164,7 +164,8 @@ TEST(Spawn, WorkerConstructorTakesAnyStringLikeArgument) {
   const char* pointer = "Hi";
   auto ptr = procxy::spawn<worker_demo::Greeter>(worker, pointer);
   EXPECT_EQ(ptr.greet("pointer").get(), "Hi, pointer");
-  auto view = procxy::spawn<worker_demo::Greeter>(worker, std::string_view("Yo there").substr(0, 2));
+  auto view =
+      procxy::spawn<worker_demo::Greeter>(worker, std::string_view("Yo there").substr(0, 2));
   EXPECT_EQ(view.greet("view").get(), "Yo, view");
 }
 
@@ -193,7 +194,7 @@ TEST(Spawn, StringLiteralsAsConstructorArguments) {
 
 TEST(Spawn, MissingExecutableThrowsSpawnErrorAtOnce) {
   EXPECT_THROW(procxy::spawn<Probe>({.mode = procxy::spawn_mode::executable,
-                                      .executable = "/nonexistent/procxy-worker"}),
+                                     .executable = "/nonexistent/procxy-worker"}),
                procxy::spawn_error);
 }
 
@@ -258,7 +259,8 @@ void expect_child_exits_when_parent_is_killed(bool child_busy) {
   }
   ::close(pipefd[1]);
   int grandchild = 0;
-  ASSERT_EQ(::read(pipefd[0], &grandchild, sizeof grandchild), static_cast<ssize_t>(sizeof grandchild));
+  ASSERT_EQ(::read(pipefd[0], &grandchild, sizeof grandchild),
+            static_cast<ssize_t>(sizeof grandchild));
   ::close(pipefd[0]);
   ::kill(middle, SIGKILL);
   ::waitpid(middle, nullptr, 0);
@@ -276,7 +278,9 @@ void expect_child_exits_when_parent_is_killed(bool child_busy) {
   if (!exited) ::kill(grandchild, SIGKILL);
 }
 
-TEST(Spawn, IdleChildExitsWhenItsParentIsKilled) { expect_child_exits_when_parent_is_killed(false); }
+TEST(Spawn, IdleChildExitsWhenItsParentIsKilled) {
+  expect_child_exits_when_parent_is_killed(false);
+}
 
 TEST(Spawn, BusyChildExitsWhenItsParentIsKilled) { expect_child_exits_when_parent_is_killed(true); }
 
@@ -321,7 +325,9 @@ TEST(Transport, AutomaticIsSharedMemoryUnlessProcxyTransportSaysOtherwise) {
     scoped_env e("PROCXY_TRANSPORT", "socket");
     EXPECT_FALSE(procxy::spawn<Probe>().maps_rings().get());
     // An explicit choice wins over the environment.
-    EXPECT_TRUE(procxy::spawn<Probe>({.transport = procxy::transport_kind::shared_memory}).maps_rings().get());
+    EXPECT_TRUE(procxy::spawn<Probe>({.transport = procxy::transport_kind::shared_memory})
+                    .maps_rings()
+                    .get());
   }
 }
 

@@ -1,8 +1,10 @@
 // The value kinds of codec_test.cpp, but through a real child process: an `Echo` object lives in
 // a child spawned once per test suite and returns (or transforms) what it is sent.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
+#include <boost/describe/class.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -21,14 +23,11 @@
 #include <string_view>
 #include <thread>
 #include <tuple>
-#include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <boost/describe/class.hpp>
 
 #include "procxy/procxy.hpp"
 
@@ -36,7 +35,8 @@ using namespace std::chrono_literals;
 
 namespace values_test {
 
-// ---- value types ---------------------------------------------------------------------------------
+// ---- value types
+// ---------------------------------------------------------------------------------
 
 enum class Level : std::int16_t { low = -1, mid = 0, high = 32767 };
 enum Color { red, green = 7, blue = 255 };
@@ -138,7 +138,8 @@ BOOST_DESCRIBE_STRUCT(Vec3, (), (x, y, z))
 using Deep = std::vector<std::map<std::string, std::vector<std::optional<std::vector<int>>>>>;
 using Var = std::variant<std::monostate, int, double, std::string, std::vector<int>, Point>;
 
-// ---- the object in the child ---------------------------------------------------------------------
+// ---- the object in the child
+// ---------------------------------------------------------------------
 
 class Echo {
  public:
@@ -189,7 +190,9 @@ class Echo {
     return h;
   }
   std::tuple<> nothing(std::tuple<> t) { return t; }
-  std::pair<int, std::string> swap_pair(std::pair<std::string, int> p) { return {p.second, p.first}; }
+  std::pair<int, std::string> swap_pair(std::pair<std::string, int> p) {
+    return {p.second, p.first};
+  }
 
   // aggregates and described classes
   Shape shape(const Shape& s) { return s; }
@@ -218,7 +221,9 @@ class Echo {
   // chrono
   std::chrono::nanoseconds ns(std::chrono::nanoseconds d) { return d; }
   std::chrono::hours hours(const std::chrono::hours& h) { return h; }
-  std::chrono::milliseconds sum_ms(std::chrono::milliseconds a, std::chrono::seconds b) { return a + b; }
+  std::chrono::milliseconds sum_ms(std::chrono::milliseconds a, std::chrono::seconds b) {
+    return a + b;
+  }
   std::chrono::system_clock::time_point sys(std::chrono::system_clock::time_point t) { return t; }
   std::chrono::steady_clock::time_point steady_later(const std::chrono::steady_clock::time_point& t,
                                                      std::chrono::nanoseconds by) {
@@ -227,7 +232,9 @@ class Echo {
 
   // filesystem
   std::filesystem::path path(const std::filesystem::path& p) { return p; }
-  std::filesystem::path join(std::filesystem::path dir, const std::string& leaf) { return dir / leaf; }
+  std::filesystem::path join(std::filesystem::path dir, const std::string& leaf) {
+    return dir / leaf;
+  }
 
   // overloads
   int scale(int x) { return x * 2; }
@@ -239,13 +246,14 @@ class Echo {
 };
 
 PROCXY_CLASS(Echo, child_pid, flip, next_char, ints, floats, dbl, flt, ldbl, i64, u64, level, color,
-             byte, str, reversed, view_echo, view_size, cstr_echo, cstr_len, concat, bytes, checksum,
-             strings, bools, doubles, deep, containers, arr, mm, histogram, nothing, swap_pair,
-             shape, empty, sum_batch, account, deposit, vec, cross, opt, opt2, var, var_index, ns,
-             hours, sum_ms, sys, steady_later, path, join,
+             byte, str, reversed, view_echo, view_size, cstr_echo, cstr_len, concat, bytes,
+             checksum, strings, bools, doubles, deep, containers, arr, mm, histogram, nothing,
+             swap_pair, shape, empty, sum_batch, account, deposit, vec, cross, opt, opt2, var,
+             var_index, ns, hours, sum_ms, sys, steady_later, path, join,
              (scale, (int(int)), (double(double)), (std::string(const std::string&))));
 
-// ---- fixture: one child per test suite -----------------------------------------------------------
+// ---- fixture: one child per test suite
+// -----------------------------------------------------------
 
 // Destroys a proxy (terminate + reap) on a helper thread and reports whether that finished within
 // `limit`. A hung destructor is left behind on its detached thread so the test run can go on and
@@ -272,7 +280,8 @@ class Values : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     EXPECT_TRUE(destroyed_within(std::move(echo_), 10s))
-        << "destroying the suite's proxy<Echo> hung (see Values.ProxyDestroysPromptlyAfterLargeReply)";
+        << "destroying the suite's proxy<Echo> hung (see "
+           "Values.ProxyDestroysPromptlyAfterLargeReply)";
   }
   static procxy::proxy<Echo>& echo() { return *echo_; }
 
@@ -286,7 +295,8 @@ TEST_F(Values, EchoRunsInAChildProcess) {
   EXPECT_EQ(child, echo().pid());
 }
 
-// ---- arithmetic ------------------------------------------------------------------------------------
+// ---- arithmetic
+// ------------------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsNaNInfinitiesSignedZeroAndDenormals) {
   using D = std::numeric_limits<double>;
@@ -327,17 +337,36 @@ TEST_F(Values, RoundTripsIntegerMinMaxAndZero) {
   EXPECT_EQ(echo().next_char('a').get(), 'b');
   EXPECT_EQ(echo().byte(std::byte{0x0f}).get(), std::byte{0xf0});
 
-  Ints lo{std::numeric_limits<std::int8_t>::min(), 0, std::numeric_limits<std::int16_t>::min(), 0,
-          std::numeric_limits<std::int32_t>::min(), 0, std::numeric_limits<std::int64_t>::min(), 0,
-          std::numeric_limits<char>::min(), std::numeric_limits<signed char>::min(), 0,
-          std::numeric_limits<wchar_t>::min(), 0, 0, false};
-  Ints hi{std::numeric_limits<std::int8_t>::max(), std::numeric_limits<std::uint8_t>::max(),
-          std::numeric_limits<std::int16_t>::max(), std::numeric_limits<std::uint16_t>::max(),
-          std::numeric_limits<std::int32_t>::max(), std::numeric_limits<std::uint32_t>::max(),
-          std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::uint64_t>::max(),
-          std::numeric_limits<char>::max(), std::numeric_limits<signed char>::max(),
-          std::numeric_limits<unsigned char>::max(), std::numeric_limits<wchar_t>::max(),
-          std::numeric_limits<char16_t>::max(), std::numeric_limits<char32_t>::max(), true};
+  Ints lo{std::numeric_limits<std::int8_t>::min(),
+          0,
+          std::numeric_limits<std::int16_t>::min(),
+          0,
+          std::numeric_limits<std::int32_t>::min(),
+          0,
+          std::numeric_limits<std::int64_t>::min(),
+          0,
+          std::numeric_limits<char>::min(),
+          std::numeric_limits<signed char>::min(),
+          0,
+          std::numeric_limits<wchar_t>::min(),
+          0,
+          0,
+          false};
+  Ints hi{std::numeric_limits<std::int8_t>::max(),
+          std::numeric_limits<std::uint8_t>::max(),
+          std::numeric_limits<std::int16_t>::max(),
+          std::numeric_limits<std::uint16_t>::max(),
+          std::numeric_limits<std::int32_t>::max(),
+          std::numeric_limits<std::uint32_t>::max(),
+          std::numeric_limits<std::int64_t>::max(),
+          std::numeric_limits<std::uint64_t>::max(),
+          std::numeric_limits<char>::max(),
+          std::numeric_limits<signed char>::max(),
+          std::numeric_limits<unsigned char>::max(),
+          std::numeric_limits<wchar_t>::max(),
+          std::numeric_limits<char16_t>::max(),
+          std::numeric_limits<char32_t>::max(),
+          true};
   EXPECT_EQ(echo().ints(lo).get(), lo);
   EXPECT_EQ(echo().ints(hi).get(), hi);
   EXPECT_EQ(echo().ints(Ints{}).get(), Ints{});
@@ -360,7 +389,8 @@ TEST_F(Values, RoundTripsScopedAndUnscopedEnums) {
   EXPECT_EQ(echo().color(green).get(), green);
 }
 
-// ---- strings -----------------------------------------------------------------------------------------
+// ---- strings
+// -----------------------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsStringsByValueAndConstReference) {
   const std::string unicode = "gr\xC3\xBC\xC3\x9F dich \xE4\xB8\x96\xE7\x95\x8C \xF0\x9F\x9A\x80";
@@ -394,11 +424,13 @@ TEST_F(Values, PassesStringViewAndConstCharPointerParameters) {
             "1|" + owner + "|" + owner + "|");
 }
 
-// ---- sequences and containers ------------------------------------------------------------------------
+// ---- sequences and containers
+// ------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsEightMebibyteByteVector) {
   std::vector<std::byte> bytes(8u << 20);
-  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>((i ^ (i >> 9)) & 0xff);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<std::byte>((i ^ (i >> 9)) & 0xff);
   EXPECT_EQ(echo().bytes(bytes).get(), bytes);
   std::uint64_t h = 1469598103934665603ull;
   for (std::byte x : bytes) h = (h ^ static_cast<std::uint64_t>(x)) * 1099511628211ull;
@@ -418,7 +450,8 @@ TEST_F(Values, ProxyDestroysPromptlyAfterLargeReply) {
 TEST_F(Values, RoundTripsHundredThousandStrings) {
   std::vector<std::string> v;
   v.reserve(100'000);
-  for (int i = 0; i < 100'000; ++i) v.push_back(i % 1000 == 0 ? std::string() : "item-" + std::to_string(i));
+  for (int i = 0; i < 100'000; ++i)
+    v.push_back(i % 1000 == 0 ? std::string() : "item-" + std::to_string(i));
   auto out = echo().strings(v).get();
   ASSERT_EQ(out.size(), v.size());
   EXPECT_EQ(out, v);
@@ -479,7 +512,8 @@ TEST_F(Values, BracedInitializerArgumentsConvertToParameterTypes) {
   EXPECT_EQ(echo().cross({1, 0, 0}, {0, 1, 0}).get(), Vec3(0, 0, 1));
 }
 
-// ---- aggregates and described classes -----------------------------------------------------------------
+// ---- aggregates and described classes
+// -----------------------------------------------------------------
 
 TEST_F(Values, RoundTripsNestedAggregates) {
   Shape s{"tri\xC3\xA1ngulo",
@@ -510,7 +544,8 @@ TEST_F(Values, RoundTripsDescribedStruct) {
   EXPECT_TRUE(std::signbit(out.y));
 }
 
-// ---- optional and variant ---------------------------------------------------------------------------
+// ---- optional and variant
+// ---------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsOptionals) {
   EXPECT_EQ(echo().opt(std::nullopt).get(), std::nullopt);
@@ -538,7 +573,8 @@ TEST_F(Values, RoundTripsEveryVariantAlternative) {
   EXPECT_TRUE(std::isnan(std::get<double>(nan_alt)));
 }
 
-// ---- chrono ----------------------------------------------------------------------------------------
+// ---- chrono
+// ----------------------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsDurationsIncludingNegativeAndExtremes) {
   EXPECT_EQ(echo().ns(-1ns).get(), -1ns);
@@ -562,10 +598,12 @@ TEST_F(Values, RoundTripsSystemAndSteadyTimePoints) {
             std::chrono::system_clock::time_point::max());
   const auto t = std::chrono::steady_clock::now();
   EXPECT_EQ(echo().steady_later(t, 1500ms).get(), t + 1500ms);
-  EXPECT_EQ(echo().steady_later(t, -t.time_since_epoch()).get(), std::chrono::steady_clock::time_point{});
+  EXPECT_EQ(echo().steady_later(t, -t.time_since_epoch()).get(),
+            std::chrono::steady_clock::time_point{});
 }
 
-// ---- filesystem ------------------------------------------------------------------------------------
+// ---- filesystem
+// ------------------------------------------------------------------------------------
 
 TEST_F(Values, RoundTripsPathsWithSpacesAndUnicode) {
   for (const char* s : {"", "/", "relative/x", "/tmp/a dir with  spaces/f i l e.txt",
@@ -579,12 +617,12 @@ TEST_F(Values, RoundTripsPathsWithSpacesAndUnicode) {
 // ---- overloads and the macro-free form ---------------------------------------------------------
 
 TEST_F(Values, PicksOverloadByArgumentTypes) {
-  EXPECT_EQ(echo().scale(21).get(), 42);                       // int(int)
-  EXPECT_EQ(echo().scale(21.0).get(), 10.5);                   // double(double)
-  EXPECT_EQ(echo().scale(std::string("ab")).get(), "abab");    // std::string(const std::string&)
-  EXPECT_EQ(echo().scale("xy").get(), "xyxy");                 // const char[3] -> std::string
-  EXPECT_EQ(echo().scale(3.0f).get(), 1.5);                    // float promotes to double
-  EXPECT_EQ(echo().scale('\x02').get(), 4);                    // char promotes to int
+  EXPECT_EQ(echo().scale(21).get(), 42);                     // int(int)
+  EXPECT_EQ(echo().scale(21.0).get(), 10.5);                 // double(double)
+  EXPECT_EQ(echo().scale(std::string("ab")).get(), "abab");  // std::string(const std::string&)
+  EXPECT_EQ(echo().scale("xy").get(), "xyxy");               // const char[3] -> std::string
+  EXPECT_EQ(echo().scale(3.0f).get(), 1.5);                  // float promotes to double
+  EXPECT_EQ(echo().scale('\x02').get(), 4);                  // char promotes to int
   static_assert(std::is_same_v<decltype(echo().scale(1)), procxy::future<int>>);
   static_assert(std::is_same_v<decltype(echo().scale(1.0)), procxy::future<double>>);
   static_assert(std::is_same_v<decltype(echo().scale("s")), procxy::future<std::string>>);
@@ -606,7 +644,8 @@ TEST_F(Values, MacroFreeCallByMemberPointer) {
 TEST_F(Values, ManyCallsInFlightKeepTheirOwnValues) {
   std::vector<procxy::future<std::string>> fs;
   for (int i = 0; i < 200; ++i) fs.push_back(echo().str("value-" + std::to_string(i)));
-  for (int i = 0; i < 200; ++i) EXPECT_EQ(fs[static_cast<std::size_t>(i)].get(), "value-" + std::to_string(i));
+  for (int i = 0; i < 200; ++i)
+    EXPECT_EQ(fs[static_cast<std::size_t>(i)].get(), "value-" + std::to_string(i));
 }
 
 }  // namespace values_test

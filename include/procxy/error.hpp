@@ -11,10 +11,11 @@
 // exception types, and as `remote_error` otherwise (see docs/design.md, "Errors").
 #pragma once
 
+#include <sys/types.h>
+
 #include <stdexcept>
 #include <string>
 #include <utility>
-#include <sys/types.h>
 
 namespace procxy {
 
@@ -58,8 +59,11 @@ class child_crashed : public error {
  public:
   child_crashed(const std::string& what, int exit_code, int signal, std::string stderr_tail = {},
                 std::string backtrace = {})
-      : error(error_kind::child_crashed, what), exit_code_(exit_code), signal_(signal),
-        stderr_tail_(std::move(stderr_tail)), backtrace_(std::move(backtrace)) {}
+      : error(error_kind::child_crashed, what),
+        exit_code_(exit_code),
+        signal_(signal),
+        stderr_tail_(std::move(stderr_tail)),
+        backtrace_(std::move(backtrace)) {}
   int exit_code() const noexcept { return exit_code_; }
   int signal() const noexcept { return signal_; }
   // The last bytes of the child's stderr (spawn_options::capture_stderr), also in what().
@@ -102,7 +106,9 @@ class remote_info {
  public:
   remote_info() = default;
   remote_info(int pid, std::string method, std::string type_name, std::string backtrace)
-      : pid_(pid), method_(std::move(method)), type_name_(std::move(type_name)),
+      : pid_(pid),
+        method_(std::move(method)),
+        type_name_(std::move(type_name)),
         backtrace_(std::move(backtrace)) {}
   virtual ~remote_info() = default;
   // The child's process id.
@@ -127,7 +133,8 @@ template <class E>
 class remote final : public E, public remote_info {
  public:
   template <class... A>
-  explicit remote(remote_info info, A&&... a) : E(std::forward<A>(a)...), remote_info(std::move(info)) {}
+  explicit remote(remote_info info, A&&... a)
+      : E(std::forward<A>(a)...), remote_info(std::move(info)) {}
 };
 
 // The remote_info of an exception that came from a child, or null.
@@ -140,7 +147,8 @@ inline const remote_info* remote_info_of(const std::exception& e) noexcept {
 // what: "my_error thrown by Calculator::divide in child 1234: <its what()>".
 class remote_error : public error, public remote_info {
  public:
-  remote_error(remote_info info, const std::string& what) : error(error_kind::remote, what), remote_info(std::move(info)) {}
+  remote_error(remote_info info, const std::string& what)
+      : error(error_kind::remote, what), remote_info(std::move(info)) {}
 };
 
 }  // namespace procxy

@@ -216,7 +216,7 @@ struct property_face {
     if (core == nullptr) throw terminated("procxy: properties of a moved-from proxy");
     const auto id = tag_id<method_tag<MP>>();
     auto bytes = core->events().property(id);
-    if (!bytes) {  // not constructed yet: the values come with the construct reply
+    if (!bytes) {             // not constructed yet: the values come with the construct reply
       core->started().get();  // spawn_error if it never will be
       bytes = core->events().property(id);
       if (!bytes) return value_t{};
@@ -243,7 +243,7 @@ struct member_face {
   using type = method_fn<MP>;
 };
 template <auto MP>
-  requires std::is_member_object_pointer_v<decltype(MP)>
+requires std::is_member_object_pointer_v<decltype(MP)>
 struct member_face<MP> {
   using type = data_face<MP>;
 };

@@ -20,16 +20,15 @@
 // registered type the parent does not know is reported as procxy::remote_error.
 #pragma once
 
+#include <boost/preprocessor/seq/enum.hpp>
+#include <boost/preprocessor/seq/transform.hpp>
+#include <boost/preprocessor/variadic/to_seq.hpp>
 #include <exception>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
-
-#include <boost/preprocessor/seq/enum.hpp>
-#include <boost/preprocessor/seq/transform.hpp>
-#include <boost/preprocessor/variadic/to_seq.hpp>
 
 #include "procxy/detail/remote_error.hpp"
 #include "procxy/error.hpp"
@@ -57,9 +56,10 @@ template <class E, class Getter>
 std::uint64_t register_exception(Getter) {
   static_assert(std::is_base_of_v<std::exception, E>,
                 "procxy: PROCXY_EXCEPTION needs a class derived from std::exception");
-  static_assert(!std::is_final_v<E>,
-                "procxy: PROCXY_EXCEPTION needs a non-final class (it is rebuilt as procxy::remote<E>, "
-                "derived from E)");
+  static_assert(
+      !std::is_final_v<E>,
+      "procxy: PROCXY_EXCEPTION needs a non-final class (it is rebuilt as procxy::remote<E>, "
+      "derived from E)");
   using refs = decltype(std::declval<Getter>()(std::declval<const E&>()));
   using values = typename decayed_tuple<refs>::type;
   static_assert(
@@ -87,9 +87,9 @@ std::uint64_t register_exception(Getter) {
 }  // namespace procxy::detail
 
 #define PROCXY_DETAIL_EXC_FIELD(s, data, field) data.field
-#define PROCXY_EXCEPTION(E, ...)                                                                 \
-  [[maybe_unused]] inline const std::uint64_t procxy_exception_id_##E =                          \
-      ::procxy::detail::register_exception<E>([]([[maybe_unused]] const E& procxy_e) {           \
-        return std::tie(__VA_OPT__(BOOST_PP_SEQ_ENUM(BOOST_PP_SEQ_TRANSFORM(                     \
-            PROCXY_DETAIL_EXC_FIELD, procxy_e, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__)))));         \
+#define PROCXY_EXCEPTION(E, ...)                                                          \
+  [[maybe_unused]] inline const std::uint64_t procxy_exception_id_##E =                   \
+      ::procxy::detail::register_exception<E>([]([[maybe_unused]] const E& procxy_e) {    \
+        return std::tie(__VA_OPT__(BOOST_PP_SEQ_ENUM(BOOST_PP_SEQ_TRANSFORM(              \
+            PROCXY_DETAIL_EXC_FIELD, procxy_e, BOOST_PP_VARIADIC_TO_SEQ(__VA_ARGS__))))); \
       })

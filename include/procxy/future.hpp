@@ -127,7 +127,8 @@ struct state_base {
   // Set once by the connection that sends the call, before the state is shared.
   std::shared_ptr<driver> driver_;
   std::uint64_t call_id = 0;
-  std::chrono::steady_clock::time_point call_deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point call_deadline =
+      std::chrono::steady_clock::time_point::max();
 
  protected:
   std::exception_ptr error_;
@@ -184,8 +185,8 @@ class state_ptr {
   }
   state_ptr(state_ptr&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
   template <class U>
-    requires std::is_convertible_v<U*, S*>
-  state_ptr(const state_ptr<U>& o) noexcept : s_(o.get()) {  // NOLINT: implicit like shared_ptr
+  requires std::is_convertible_v<U*, S*> state_ptr(const state_ptr<U>& o)
+  noexcept : s_(o.get()) {  // NOLINT: implicit like shared_ptr
     if (s_) s_->add_ref();
   }
   state_ptr& operator=(state_ptr o) noexcept {
@@ -282,8 +283,9 @@ class [[nodiscard]] future {
   }
   template <class Clock, class Duration>
   std::future_status wait_until(std::chrono::time_point<Clock, Duration> tp) const {
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(tp - Clock::now());
+    auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(tp - Clock::now());
     return s_->wait_until(deadline) ? std::future_status::ready : std::future_status::timeout;
   }
 

@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <cstddef>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -115,7 +115,7 @@ struct spawn_options {
   // PROCXY_INTERFACE. The child is the procxy-host executable (`executable` if set, else
   // $PROCXY_HOST, else procxy-host on PATH), in the default mode or spawn_mode::executable.
   std::filesystem::path module{};
-  std::vector<std::string> args{};     // extra argv entries after argv[0]
+  std::vector<std::string> args{};  // extra argv entries after argv[0]
   std::map<std::string, std::string> env{};
   env_mode environment = env_mode::merge;
   std::filesystem::path working_directory{};  // empty: the parent's

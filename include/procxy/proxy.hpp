@@ -111,14 +111,15 @@ class call_view;
 template <class T, class Self>
 class call_api : public detail::methods_t<T> {
   using methods = detail::methods_t<T>;
-  static_assert(!requires { &methods::pid; } && !requires { &methods::running; } &&
-                    !requires { &methods::started; } && !requires { &methods::terminate; } &&
-                    !requires { &methods::stats; } && !requires { &methods::call; } &&
-                    !requires { &methods::with; } && !requires { &methods::with_timeout; } &&
-                    !requires { &methods::idempotent; },
-                "procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats, "
-                "call, with, with_timeout or idempotent, which proxy<T> uses itself; leave it out "
-                "of the description and call it as proxy.call<&T::name>(args...)");
+  static_assert(
+      !requires { &methods::pid; } && !requires { &methods::running; } &&
+          !requires { &methods::started; } && !requires { &methods::terminate; } &&
+          !requires { &methods::stats; } && !requires { &methods::call; } &&
+          !requires { &methods::with; } && !requires { &methods::with_timeout; } &&
+          !requires { &methods::idempotent; },
+      "procxy: PROCXY_CLASS lists a method named pid, running, started, terminate, stats, "
+      "call, with, with_timeout or idempotent, which proxy<T> uses itself; leave it out "
+      "of the description and call it as proxy.call<&T::name>(args...)");
 
  public:
   // Calls any public method of T by member pointer. Works without PROCXY_CLASS when the child is
@@ -126,8 +127,9 @@ class call_api : public detail::methods_t<T> {
   template <auto MP, class... A>
   auto call(A&&... a) const {
     using traits = detail::member_traits<decltype(MP)>;
-    static_assert(std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
-                  "procxy: call<&C::m>() names a method of another class");
+    static_assert(
+        std::is_base_of_v<typename traits::cls, T> || std::is_same_v<typename traits::cls, T>,
+        "procxy: call<&C::m>() names a method of another class");
     return detail::method_fn<MP>{&procxy_self().procxy_binding_}(std::forward<A>(a)...);
   }
 
@@ -246,8 +248,8 @@ std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args
     id = tag_id<ctor_tag<T, ctor_key_t<ctor_arg_t<A>>...>>();
   else
     id = ctor_id<T, ctor_arg_t<A>...>;
-  encode_request(buf, message_kind::construct, id, nullptr, std::string_view(ctor_signature<T, A...>()),
-                 describe_members<T>(), args...);
+  encode_request(buf, message_kind::construct, id, nullptr,
+                 std::string_view(ctor_signature<T, A...>()), describe_members<T>(), args...);
   byte_buffer frame;
   frame.append(buf.data(), buf.size());
   return proxy_core::start(opts, frame, class_name<T>(), ctor_signature<T, A...>());

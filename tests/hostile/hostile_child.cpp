@@ -120,7 +120,8 @@ std::size_t read_some(char* p, std::size_t n) {
   const std::size_t mask = g_shm.size - 1;
   char* data = g_shm.base + shm::off_data(0, g_shm.size);
   for (;;) {
-    const std::uint64_t h = g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
+    const std::uint64_t h =
+        g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
     if (h != g_shm.tail) {
       std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(h - g_shm.tail, n));
       for (std::size_t i = 0; i < k; ++i) p[i] = data[(g_shm.tail + i) & mask];
@@ -151,7 +152,8 @@ void write_all(const std::vector<char>& bytes) {
     const std::size_t mask = g_shm.size - 1;
     char* data = g_shm.base + shm::off_data(1, g_shm.size);
     while (n > 0) {
-      const std::uint64_t t = g_shm.at<std::uint64_t>(shm::off_tail(1)).load(std::memory_order_acquire);
+      const std::uint64_t t =
+          g_shm.at<std::uint64_t>(shm::off_tail(1)).load(std::memory_order_acquire);
       std::size_t room = g_shm.size - static_cast<std::size_t>(g_shm.head - t);
       if (room == 0) {
         if (parent_hung_up(1)) _exit(3);
@@ -188,8 +190,9 @@ frame read_frame() {
 }
 
 // Appends a frame with the given header fields and body to `out`.
-void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id, const std::vector<char>& body,
-                  std::uint32_t size_field, std::uint8_t flags = 0, std::uint16_t reserved = 0) {
+void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id,
+                  const std::vector<char>& body, std::uint32_t size_field, std::uint8_t flags = 0,
+                  std::uint16_t reserved = 0) {
   frame_header h;
   h.size = size_field;
   h.kind = kind;
@@ -200,7 +203,8 @@ void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id, c
   out.insert(out.end(), hp, hp + header_size);
   out.insert(out.end(), body.begin(), body.end());
 }
-void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id, const std::vector<char>& body) {
+void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id,
+                  const std::vector<char>& body) {
   append_frame(out, kind, id, body, static_cast<std::uint32_t>(body.size()));
 }
 
@@ -237,7 +241,8 @@ frame read_frame();
 // The ring modes: break the shared-memory rings' rules in reply to `request`.
 [[noreturn]] void break_ring(const std::string& mode, const frame& request) {
   if (g_shm.base == nullptr) {
-    std::fprintf(stderr, "procxy_hostile_child: %s needs the shared-memory transport\n", mode.c_str());
+    std::fprintf(stderr, "procxy_hostile_child: %s needs the shared-memory transport\n",
+                 mode.c_str());
     _exit(2);
   }
   std::vector<char> reply;
@@ -256,8 +261,10 @@ frame read_frame();
     g_shm.at<std::uint64_t>(shm::off_tail(0)).store(0, std::memory_order_release);
     g_shm.wake_parent();
   } else if (mode == "ring_tail_past") {
-    const std::uint64_t written = g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
-    g_shm.at<std::uint64_t>(shm::off_tail(0)).store(written + (std::uint64_t{1} << 40), std::memory_order_release);
+    const std::uint64_t written =
+        g_shm.at<std::uint64_t>(shm::off_head(0)).load(std::memory_order_acquire);
+    g_shm.at<std::uint64_t>(shm::off_tail(0))
+        .store(written + (std::uint64_t{1} << 40), std::memory_order_release);
     g_shm.wake_parent();
   } else if (mode == "ring_no_wake") {
     g_shm.ring_parent = false;
@@ -276,7 +283,8 @@ frame read_frame();
     _exit(0);
   } else if (mode == "ring_truncate") {
     const bool shrunk = ::ftruncate(g_shm.memfd, 0) == 0;
-    const bool grown = ::ftruncate(g_shm.memfd, static_cast<off_t>(shm::mapping_size(g_shm.size) * 2)) == 0;
+    const bool grown =
+        ::ftruncate(g_shm.memfd, static_cast<off_t>(shm::mapping_size(g_shm.size) * 2)) == 0;
     if (shrunk || grown) _exit(9);  // the seals did not hold: the parent may already have crashed
     write_all(reply);
   } else {
@@ -307,8 +315,8 @@ frame read_frame();
   std::snprintf(dev, sizeof dev, "%02x:%02x", ::major(st.st_dev), ::minor(st.st_dev));
   const std::string file = std::string(dev) + " " + std::to_string(st.st_ino) + " ";
   std::string r = "procxy-crash 1\nsignal 11 code 1 sender 0 addr 0xdeadbeef tid 1\nframes 64\n";
-  r += "frame 0 0x1000 1 0x0 " + file + fifo + "\n";                           // a FIFO as a module
-  r += "frame 1 0x2000 0 0xffffffffffffffff 00:00 1 /etc/hostname\n";        // absurd offset
+  r += "frame 0 0x1000 1 0x0 " + file + fifo + "\n";                   // a FIFO as a module
+  r += "frame 1 0x2000 0 0xffffffffffffffff 00:00 1 /etc/hostname\n";  // absurd offset
   r += "frame 2 0x3000 0 0x10 " + file + "/" + std::string(100 << 10, 'x') + "\n";  // past 64 KiB
   for (std::size_t off = 0; off < r.size();) {  // the pipe is non-blocking: what fits
     ssize_t n = ::write(fd, r.data() + off, r.size() - off);
@@ -336,7 +344,8 @@ frame read_frame();
       out.push_back(static_cast<char>(x & 0xff));
     }
     // The first header must be invalid however the seed falls: kind outside 1..5.
-    if (static_cast<std::uint8_t>(out[4]) >= 1 && static_cast<std::uint8_t>(out[4]) <= 5) out[4] = '\x77';
+    if (static_cast<std::uint8_t>(out[4]) >= 1 && static_cast<std::uint8_t>(out[4]) <= 5)
+      out[4] = '\x77';
   } else if (mode == "truncated" || mode == "truncated_hang") {
     append_frame(out, message_kind::reply_value, id, std::vector<char>(10, 'x'), 100);
   } else if (mode == "oversize") {
@@ -366,8 +375,8 @@ frame read_frame();
     append_frame(out, message_kind::reply_value, id, body);
   } else if (mode == "bad_error_payload") {
     std::vector<char> body;
-    put(body, static_cast<std::uint8_t>(200));  // exception code: unknown
-    put_string(body, "hostile_error");          // type name
+    put(body, static_cast<std::uint8_t>(200));   // exception code: unknown
+    put_string(body, "hostile_error");           // type name
     put_string(body, "from the hostile child");  // what
     put_string(body, "");                        // backtrace
     append_frame(out, message_kind::reply_error, id, body);
@@ -378,9 +387,9 @@ frame read_frame();
     append_frame(out, message_kind::event, 0, body);
   } else if (mode == "bad_properties") {
     std::vector<char> body;
-    put(body, std::uint32_t{1});           // one property
-    put(body, std::uint64_t{0x42});        // its id
-    put(body, std::uint32_t{1000});        // 1,000 bytes of value promised, 4 present
+    put(body, std::uint32_t{1});     // one property
+    put(body, std::uint64_t{0x42});  // its id
+    put(body, std::uint32_t{1000});  // 1,000 bytes of value promised, 4 present
     put(body, std::int32_t{7});
     append_frame(out, message_kind::properties, 0, body);
   } else if (mode == "dispose_body") {
@@ -407,8 +416,9 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   const char* fdv = std::getenv("PROCXY_CHANNEL_FD");
   if (fdv == nullptr || argc < 2) {
-    std::fprintf(stderr, "usage: start procxy_hostile_child with procxy::spawn (spawn_mode::executable, "
-                         "args {mode, [call|construct]})\n");
+    std::fprintf(stderr,
+                 "usage: start procxy_hostile_child with procxy::spawn (spawn_mode::executable, "
+                 "args {mode, [call|construct]})\n");
     return 2;
   }
   g_fd = std::atoi(fdv);
@@ -416,7 +426,8 @@ int main(int argc, char** argv) {
     const char* r = std::getenv("PROCXY_SHM_RING");
     g_shm.memfd = std::atoi(m);
     g_shm.size = r ? static_cast<std::size_t>(std::strtoull(r, nullptr, 10)) : 0;
-    void* p = ::mmap(nullptr, shm::mapping_size(g_shm.size), PROT_READ | PROT_WRITE, MAP_SHARED, g_shm.memfd, 0);
+    void* p = ::mmap(nullptr, shm::mapping_size(g_shm.size), PROT_READ | PROT_WRITE, MAP_SHARED,
+                     g_shm.memfd, 0);
     if (p == MAP_FAILED) _exit(8);
     g_shm.base = static_cast<char*>(p);
   }

@@ -17,7 +17,8 @@ int main() {  // no procxy::init(argc, argv): the mistake under test
   // The child runs this main too; only the parent's verdict counts (the child's spawn throws).
   const char* who = std::getenv("PROCXY_CHANNEL_FD") ? "child" : "parent";
   try {
-    auto e = procxy::spawn<Echo>({.start_timeout = std::chrono::seconds(20), .capture_stderr = 4096});
+    auto e =
+        procxy::spawn<Echo>({.start_timeout = std::chrono::seconds(20), .capture_stderr = 4096});
     e.started().get();
     std::printf("noinit %s: started, but it must not\n", who);
     return 1;

@@ -70,7 +70,8 @@ void remote_exception(bool backtrace) {
     t.fail(3).get();
     check(false, "a call that throws");
   } catch (const std::domain_error& e) {
-    check(std::string(e.what()) == "child failed with 3", "the child's exception, same type and message");
+    check(std::string(e.what()) == "child failed with 3",
+          "the child's exception, same type and message");
     const auto* info = procxy::remote_info_of(e);
     std::string trace = info ? info->backtrace() : "?";
     if (backtrace)

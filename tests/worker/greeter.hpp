@@ -2,8 +2,9 @@
 // both include this description; the worker also registers the constructors parents use.
 #pragma once
 
-#include <string>
 #include <unistd.h>
+
+#include <string>
 
 #include "procxy/procxy.hpp"
 

@@ -21,12 +21,13 @@ PROCXY_CLASS(Versioned, size, label);
 PROCXY_CONSTRUCTOR(Versioned, int);
 
 PROCXY_CONSTRUCTOR(Greeter, std::string);  // string literals, const char* and string_view too
-PROCXY_CONSTRUCTOR(Counter, int);  // also registers Counter's members (PROCXY_INTERFACE)
+PROCXY_CONSTRUCTOR(Counter, int);          // also registers Counter's members (PROCXY_INTERFACE)
 PROCXY_CONSTRUCTOR(Counter, std::string, int);
 }  // namespace worker_demo
 
 int main(int argc, char** argv) {
   procxy::init(argc, argv);
-  std::fprintf(stderr, "procxy_test_worker: start me with procxy::spawn (spawn_mode::executable)\n");
+  std::fprintf(stderr,
+               "procxy_test_worker: start me with procxy::spawn (spawn_mode::executable)\n");
   return 2;
 }

@@ -24,7 +24,8 @@ class byte_buffer {
   byte_buffer(const byte_buffer&) = delete;
   byte_buffer& operator=(const byte_buffer&) = delete;
   byte_buffer(byte_buffer&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
         cap_(std::exchange(o.cap_, 0)) {}
   byte_buffer& operator=(byte_buffer&& o) noexcept {
     if (this != &o) {
@@ -94,8 +95,9 @@ class byte_reader {
   std::size_t remaining() const noexcept { return static_cast<std::size_t>(end_ - p_); }
   bool at_end() const noexcept { return p_ == end_; }
   const std::byte* take(std::size_t n) {
-    if (remaining() < n) throw protocol_error("truncated value: need " + std::to_string(n) +
-                                              " bytes, " + std::to_string(remaining()) + " left");
+    if (remaining() < n)
+      throw protocol_error("truncated value: need " + std::to_string(n) + " bytes, " +
+                           std::to_string(remaining()) + " left");
     const std::byte* p = p_;
     p_ += n;
     return p;

@@ -31,7 +31,8 @@ struct reply_context {
 };
 // A decoder must consume the whole body and call expect_end() *before* completing `st`: a reply
 // with trailing bytes is a protocol_error for that call too, not a success.
-using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body, const reply_context& ctx);
+using reply_decoder = void (*)(state_base& st, message_kind kind, decoder& body,
+                               const reply_context& ctx);
 
 struct pending_call {
   state_ptr<state_base> st;
@@ -44,9 +45,9 @@ struct pending_call {
     int left = 0;
     std::chrono::milliseconds timeout{};
   };
-  std::shared_ptr<retry> again;  // idempotent calls only
-  bool in_task = false;          // made from a callback running on the user's executor
-  clock::time_point issued{};    // when the current attempt was sent (calls with a deadline)
+  std::shared_ptr<retry> again;       // idempotent calls only
+  bool in_task = false;               // made from a callback running on the user's executor
+  clock::time_point issued{};         // when the current attempt was sent (calls with a deadline)
   std::chrono::milliseconds limit{};  // the timeout the deadline came from (0: unknown)
 };
 
@@ -65,7 +66,7 @@ class call_table {
   bool forget_late(std::uint64_t id);
 
   struct expiry {
-    std::vector<pending_call> expired;                    // to fail
+    std::vector<pending_call> expired;                         // to fail
     std::vector<std::shared_ptr<pending_call::retry>> resend;  // frames to send again
   };
   // Every call whose deadline is at or before `now` leaves under its id, which is remembered as

@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <typeinfo>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -18,6 +17,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -40,8 +40,8 @@ class notify<void(A...)> {
  public:
   notify() = default;
   template <class F>
-    requires(!std::is_same_v<std::decay_t<F>, notify> && std::is_invocable_v<F&, A...>)
-  notify(F f) : fn_(std::move(f)) {}  // NOLINT: implicit, like std::function
+  requires(!std::is_same_v<std::decay_t<F>, notify> && std::is_invocable_v<F&, A...>) notify(F f)
+      : fn_(std::move(f)) {}  // NOLINT: implicit, like std::function
   void operator()(A... a) const { fn_(std::forward<A>(a)...); }
   explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
   const std::function<void(A...)>& function() const noexcept { return fn_; }
@@ -60,11 +60,12 @@ class codec_context {
  public:
   // Decodes the arguments of an invoke/notify from `args` and runs the function `fn` (a
   // std::function<R(A...)>) with them; `reply` is null for notify.
-  using runner = void (*)(const std::shared_ptr<const void>& fn, decoder& args, const reply_sink* reply);
+  using runner = void (*)(const std::shared_ptr<const void>& fn, decoder& args,
+                          const reply_sink* reply);
   struct local_entry {
-    std::shared_ptr<const void> fn;           // the std::function<R(A...)> lent
+    std::shared_ptr<const void> fn;  // the std::function<R(A...)> lent
     runner run = nullptr;
-    const std::type_info* type = nullptr;     // typeid(std::function<R(A...)>)
+    const std::type_info* type = nullptr;  // typeid(std::function<R(A...)>)
     explicit operator bool() const noexcept { return run != nullptr; }
   };
   // spawn_options::callback_executor: takes a task and runs it later, one at a time, in order.
@@ -308,7 +309,9 @@ struct codec_hook<std::function<R(A...)>> {
   static void encode(encoder& e, const std::function<R(A...)>& f) {
     function_codec<R, A...>::encode(e, f, false);
   }
-  static void decode(decoder& d, std::function<R(A...)>& f) { function_codec<R, A...>::decode(d, f); }
+  static void decode(decoder& d, std::function<R(A...)>& f) {
+    function_codec<R, A...>::decode(d, f);
+  }
 };
 
 template <class... A>

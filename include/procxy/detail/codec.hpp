@@ -20,6 +20,11 @@
 
 #include <array>
 #include <bit>
+#include <boost/describe/members.hpp>
+#include <boost/describe/modifiers.hpp>
+#include <boost/mp11/algorithm.hpp>
+#include <boost/pfr/core.hpp>
+#include <boost/pfr/tuple_size.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -39,12 +44,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <boost/describe/members.hpp>
-#include <boost/describe/modifiers.hpp>
-#include <boost/mp11/algorithm.hpp>
-#include <boost/pfr/core.hpp>
-#include <boost/pfr/tuple_size.hpp>
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/error.hpp"
@@ -88,9 +87,9 @@ inline constexpr unsigned described_mods =
 
 // Sequences decoded by push_back / emplace_back.
 template <class T>
-inline constexpr bool is_sequence = is_specialization_of<T, std::vector> ||
-                                    is_specialization_of<T, std::deque> ||
-                                    is_specialization_of<T, std::list>;
+inline constexpr bool is_sequence =
+    is_specialization_of<T, std::vector> || is_specialization_of<T, std::deque> ||
+    is_specialization_of<T, std::list>;
 
 // Associative containers decoded by insert.
 template <class T>
@@ -107,7 +106,7 @@ inline constexpr bool is_string = is_specialization_of<T, std::basic_string>;
 // Plain aggregates crossed field by field through Boost.PFR.
 template <class T>
 inline constexpr bool is_reflected_aggregate =
-    std::is_class_v<T> && std::is_aggregate_v<T> && !is_std_array<T> && !is_described<T> &&
+    std::is_class_v<T>&& std::is_aggregate_v<T> && !is_std_array<T> && !is_described<T> &&
     !std::is_polymorphic_v<T>;
 
 // Extension point: `template <> struct procxy::detail::codec_hook<X>` with static `encode`,
@@ -150,9 +149,11 @@ constexpr std::size_t min_wire_size() {
     return 4;
   } else if constexpr (is_described<U>) {
     std::size_t n = 0;
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
-        [&](auto d) { n += min_wire_size<std::remove_cvref_t<decltype(std::declval<U&>().*d.pointer)>>(); });
-    if constexpr (boost::mp11::mp_size<boost::describe::describe_members<U, described_mods>>::value == 0)
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>([&](auto d) {
+      n += min_wire_size<std::remove_cvref_t<decltype(std::declval<U&>().*d.pointer)>>();
+    });
+    if constexpr (boost::mp11::mp_size<
+                      boost::describe::describe_members<U, described_mods>>::value == 0)
       return 1;  // an empty described class is sent as one byte
     return n;
   } else if constexpr (is_reflected_aggregate<U>) {
@@ -277,8 +278,8 @@ void encoder::operator()(const T& v) {
   } else if constexpr (is_described<U>) {
     boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) { (*this)(v.*d.pointer); });
-    if constexpr (boost::mp11::mp_size<boost::describe::describe_members<
-                      U, described_mods>>::value == 0)
+    if constexpr (boost::mp11::mp_size<
+                      boost::describe::describe_members<U, described_mods>>::value == 0)
       raw(std::uint8_t{0});
   } else if constexpr (std::is_pointer_v<U> &&
                        std::is_same_v<std::remove_cv_t<std::remove_pointer_t<U>>, char>) {
@@ -323,7 +324,8 @@ class decoder {
     auto n = static_cast<std::size_t>(raw<std::uint32_t>());
     if (min_each == 0) {
       if (n > zero_width_left_)
-        throw protocol_error("procxy: count " + std::to_string(n) + " of zero-width elements exceeds the " +
+        throw protocol_error("procxy: count " + std::to_string(n) +
+                             " of zero-width elements exceeds the " +
                              std::to_string(zero_width_left_) + " left of the message's limit");
       zero_width_left_ -= n;
     } else if (n > in_.remaining() / min_each) {
@@ -344,7 +346,8 @@ class decoder {
     std::size_t n = count(min_each);
     if (mem_each != 0 && n > alloc_left_ / mem_each)
       throw protocol_error("procxy: a count of " + std::to_string(n) + " elements of " +
-                           std::to_string(mem_each) + " bytes would make this message allocate more than " +
+                           std::to_string(mem_each) +
+                           " bytes would make this message allocate more than " +
                            std::to_string(max_alloc_factor) + " times its size");
     alloc_left_ -= n * mem_each;
     return n;
@@ -412,8 +415,8 @@ void decoder::operator()(T& v) {
     }
   } else if constexpr (is_sequence<U>) {
     using E = typename U::value_type;
-    std::size_t n =
-        count(min_wire_size<E>(), is_specialization_of<U, std::vector> ? sizeof(E) : sizeof(E) + 16);
+    std::size_t n = count(min_wire_size<E>(),
+                          is_specialization_of<U, std::vector> ? sizeof(E) : sizeof(E) + 16);
     v.clear();
     if constexpr (is_specialization_of<U, std::vector> &&
                   ((std::is_arithmetic_v<E> && !std::is_same_v<E, bool>) ||
@@ -431,7 +434,7 @@ void decoder::operator()(T& v) {
       }
     }
   } else if constexpr (is_associative<U>) {
-    using E = typename U::value_type;  // pair<const K, V> for maps
+    using E = typename U::value_type;                           // pair<const K, V> for maps
     std::size_t n = count(min_wire_size<E>(), sizeof(E) + 48);  // a node each
     v.clear();
     if constexpr (requires { typename U::mapped_type; }) {
@@ -463,8 +466,8 @@ void decoder::operator()(T& v) {
   } else if constexpr (is_described<U>) {
     boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
         [&](auto d) { (*this)(v.*d.pointer); });
-    if constexpr (boost::mp11::mp_size<boost::describe::describe_members<
-                      U, described_mods>>::value == 0)
+    if constexpr (boost::mp11::mp_size<
+                      boost::describe::describe_members<U, described_mods>>::value == 0)
       raw<std::uint8_t>();
   } else if constexpr (is_reflected_aggregate<U>) {
     boost::pfr::for_each_field(v, [this](auto& f) { (*this)(f); });
@@ -475,4 +478,3 @@ void decoder::operator()(T& v) {
 }
 
 }  // namespace procxy::detail
-

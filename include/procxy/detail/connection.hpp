@@ -29,8 +29,6 @@
 #include <optional>
 #include <span>
 #include <string>
-
-#include "procxy/stats.hpp"
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -40,12 +38,12 @@
 #include "procxy/detail/call_table.hpp"
 #include "procxy/detail/codec.hpp"
 #include "procxy/detail/frame_writer.hpp"
-#include "procxy/detail/transport.hpp"
 #include "procxy/detail/protocol.hpp"
+#include "procxy/detail/transport.hpp"
 #include "procxy/future.hpp"
+#include "procxy/stats.hpp"
 
 namespace procxy::detail {
-
 
 // A received frame's body. Most frames (calls of small arguments, replies, events) fit inline:
 // no allocation per frame on the reader, no free on the dispatch thread.
@@ -60,7 +58,9 @@ class frame_body {
     big_.clear();
     big_.append(p, n);
   }
-  std::span<const std::byte> view() const noexcept { return {size_ <= inline_size ? small_ : big_.data(), size_}; }
+  std::span<const std::byte> view() const noexcept {
+    return {size_ <= inline_size ? small_ : big_.data(), size_};
+  }
   std::size_t size() const noexcept { return size_; }
 
  private:
@@ -74,7 +74,6 @@ struct frame {
   frame_header header;
   frame_body body;
 };
-
 
 class connection;
 
@@ -105,7 +104,6 @@ inline constexpr std::size_t defer_after_in_flight = 8;
 // "Liveness"): long enough that a caller between two calls takes it back itself.
 inline constexpr auto reading_linger = std::chrono::milliseconds(2);
 
-
 class connection final : public driver, public std::enable_shared_from_this<connection> {
  public:
   enum class side { parent, child };
@@ -129,8 +127,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   };
 
   // Starts the I/O thread; close() stops it (the owner must call it).
-  static std::shared_ptr<connection> create(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep,
-                                            options o);
+  static std::shared_ptr<connection> create(std::unique_ptr<transport> t,
+                                            std::shared_ptr<endpoint> ep, options o);
   ~connection() override;
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -234,8 +232,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> ep, options o);
   struct item {  // one unit of work for the dispatch thread
     frame f;
-    std::function<void()> task;  // set for posted tasks, else `f` is a frame
-    bool one_way = false;        // counted in oneway_ahead_ (replies wait behind it)
+    std::function<void()> task;              // set for posted tasks, else `f` is a frame
+    bool one_way = false;                    // counted in oneway_ahead_ (replies wait behind it)
     std::unique_ptr<pending_call> reply_to;  // a reply's call, taken out of calls_ when queued
   };
 
@@ -314,17 +312,18 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // batch itself, so no linger). mu_ held.
   bool io_should_read(clock::time_point now, bool kept) const;
   // Whether the idle dispatch thread should read (child: always; parent: while callbacks flow).
-  bool e_prefers_reading() const;  // mu_ held
+  bool e_prefers_reading() const;      // mu_ held
   bool events_full() const noexcept {  // mu_ held
-    return max_events_ > 0 && !drop_oldest_ && events_pending_.load(std::memory_order_acquire) >= max_events_ &&
-           e_nested_waits_ == 0;
+    return max_events_ > 0 && !drop_oldest_ &&
+           events_pending_.load(std::memory_order_acquire) >= max_events_ && e_nested_waits_ == 0;
   }
   // Where event_done wakes a reader paused by events_full(): a quarter below the bound (for
   // small bounds, one below).
   std::size_t events_low_mark() const noexcept {
     return max_events_ >= 16 ? max_events_ - max_events_ / 4 : max_events_ - 1;
   }
-  bool drop_oldest_event(std::vector<frame>& dropped_frames, std::vector<std::shared_ptr<void>>& dropped_tasks);
+  bool drop_oldest_event(std::vector<frame>& dropped_frames,
+                         std::vector<std::shared_ptr<void>>& dropped_tasks);
   // Whether a waiting caller leaves reading to the dispatch thread (callbacks are flowing).
   bool defer_to_dispatch(bool on_e) const;
   // The waits of the dispatch threads of other connections that this thread is serving.
@@ -367,7 +366,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::size_t rpos_ = 0;
   bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
   std::atomic<bool> read_stopped_{false};  // stop_reading() ran
-  std::vector<frame> spare_batch_;  // under mu_: storage for the next reader's batch
+  std::vector<frame> spare_batch_;         // under mu_: storage for the next reader's batch
   std::vector<std::optional<pending_call>> run_calls_;  // route()'s run of replies (the role's)
 
   // --- shared state, under mu_
@@ -376,17 +375,17 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::condition_variable e_cv_;   // the dispatch thread: work queued, role free, stop
   std::condition_variable io_cv_;  // the I/O thread
   bool reading_ = false;
-  bool reader_polls_ = false;      // the role holder waits in transport::wait (wake it there)
-  bool reader_is_io_ = false;      // the role holder is the I/O thread (its own wake slot)
-  bool io_polls_ = false;          // the I/O thread waits in transport::wait
+  bool reader_polls_ = false;  // the role holder waits in transport::wait (wake it there)
+  bool reader_is_io_ = false;  // the role holder is the I/O thread (its own wake slot)
+  bool io_polls_ = false;      // the I/O thread waits in transport::wait
   // When the I/O thread looks again unwoken (seq_cst: pairs with frame_writer's held frames).
   std::atomic<clock::rep> io_wake_at_{no_deadline_rep};
   std::atomic<bool> io_deep_{false};  // the I/O thread sleeps until woken (nothing to watch)
-  bool e_busy_ = false;            // E is running queued items
-  bool e_idle_ = false;            // E waits for work in run_dispatch_loop
-  int e_nested_waits_ = 0;         // E waits for a reply (events backpressure is lifted)
+  bool e_busy_ = false;               // E is running queued items
+  bool e_idle_ = false;               // E waits for work in run_dispatch_loop
+  int e_nested_waits_ = 0;            // E waits for a reply (events backpressure is lifted)
   bool stopping_ = false;
-  bool shutdown_queued_ = false;  // a shutdown frame was routed to E (child)
+  bool shutdown_queued_ = false;            // a shutdown frame was routed to E (child)
   std::atomic<bool> stopping_seen_{false};  // stopping_, for E between the items of a run
   // Taken from queue_ by E a run at a time; only the thread holding E's role touches it.
   item_queue e_batch_;
@@ -398,19 +397,19 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   bool e_reads_requests_ = false;  // parent: the peer is sending requests; E reads (see wait)
   int role_waiters_ = 0;           // waiters asleep until the reading role is free
   int waiters_ = 0;
-  std::size_t oneway_ahead_ = 0;   // one-way items queued or running on E (replies wait)
+  std::size_t oneway_ahead_ = 0;  // one-way items queued or running on E (replies wait)
   item_queue queue_;
   call_table calls_;  // the calls in flight (ids, deadlines, retries)
   std::atomic<clock::rep> last_activity_{0};
   std::exception_ptr broken_;
-  bool disconnected_ = false;      // nobody reads any more
+  bool disconnected_ = false;  // nobody reads any more
   bool disconnect_handled_ = false;
-  bool io_done_ = false;           // the I/O thread has ended (close())
+  bool io_done_ = false;                       // the I/O thread has ended (close())
   std::vector<state_ptr<state_base>> doomed_;  // fail once the disconnect policy ran
   std::exception_ptr disconnect_cause_;
-  std::vector<const char*> timed_out_;  // for the endpoint's call_timed_out (I/O thread)
+  std::vector<const char*> timed_out_;             // for the endpoint's call_timed_out (I/O thread)
   std::vector<std::function<void()>> after_item_;  // under mu_ (after_current_item)
-  std::atomic<std::size_t> events_pending_{0};  // event frames routed and not yet done (no lock)
+  std::atomic<std::size_t> events_pending_{0};     // event frames routed and not yet done (no lock)
   std::size_t events_peak_ = 0;
   std::size_t max_events_ = 0;
   bool drop_oldest_ = false;
@@ -420,13 +419,12 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::mutex elsewhere_mu_;
   std::weak_ptr<connection> e_elsewhere_;
   std::atomic<bool> e_is_elsewhere_{false};
-  std::uint64_t wake_seq_ = 0;     // under mu_: wake_waiters() calls (no lost wake-up, see wait)
+  std::uint64_t wake_seq_ = 0;  // under mu_: wake_waiters() calls (no lost wake-up, see wait)
 
   std::atomic<std::uint64_t> frames_received_{0}, bytes_received_{0}, calls_timed_out_{0},
       calls_retried_{0};
 
   friend class connection_test_access;
 };
-
 
 }  // namespace procxy::detail

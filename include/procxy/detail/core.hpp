@@ -75,8 +75,8 @@ class proxy_core final : public call_target, public std::enable_shared_from_this
   std::thread dispatch_;
   state_ptr<state<void>> started_;
   std::mutex terminate_mu_;
-  bool terminated_ = false;                // under terminate_mu_
-  std::atomic<bool> terminating_{false};   // read by on_disconnect without the mutex
+  bool terminated_ = false;               // under terminate_mu_
+  std::atomic<bool> terminating_{false};  // read by on_disconnect without the mutex
 };
 
 }  // namespace procxy::detail

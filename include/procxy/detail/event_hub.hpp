@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <span>
-#include <string>
 #include <memory>
 #include <mutex>
+#include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -74,7 +74,7 @@ class event_channel : public std::enable_shared_from_this<event_channel> {
   // snapshot under the lock with one reference count, not a copy per event.
   std::shared_ptr<const cell_list> cells_ = std::make_shared<const cell_list>();
   bool cleared_ = false;
-  std::atomic<std::uint64_t> version_{0};  // bumped under mu_ whenever cells_ or cleared_ change
+  std::atomic<std::uint64_t> version_{0};     // bumped under mu_ whenever cells_ or cleared_ change
   std::shared_ptr<const cell_list> e_cells_;  // the dispatch thread's copy (run with on_e)
   std::uint64_t e_version_ = ~std::uint64_t{0};
 };

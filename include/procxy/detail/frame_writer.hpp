@@ -86,7 +86,9 @@ class frame_writer {
 
   std::uint64_t frames() const noexcept { return frames_.load(std::memory_order_relaxed); }
   std::uint64_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
-  std::uint64_t write_calls() const noexcept { return write_calls_.load(std::memory_order_relaxed); }
+  std::uint64_t write_calls() const noexcept {
+    return write_calls_.load(std::memory_order_relaxed);
+  }
 
  private:
   std::size_t queued_bytes() const noexcept {  // mu_ held
@@ -101,12 +103,12 @@ class frame_writer {
   const clock::duration linger_;
 
   std::mutex mu_;
-  std::condition_variable cv_;  // the queue emptied or shrank below high_water; closed
-  bool writing_ = false;        // someone holds the writing role (out_)
+  std::condition_variable cv_;        // the queue emptied or shrank below high_water; closed
+  bool writing_ = false;              // someone holds the writing role (out_)
   std::atomic<bool> blocked_{false};  // the transport is full: the I/O thread holds the role
-  bool closed_ = false;         // the peer is gone or close() ran: frames are refused
-  bool shut_write_ = false;     // shut the write side down once the queue is empty
-  int full_waiters_ = 0;        // bounded senders waiting for the queue to shrink
+  bool closed_ = false;               // the peer is gone or close() ran: frames are refused
+  bool shut_write_ = false;           // shut the write side down once the queue is empty
+  int full_waiters_ = 0;              // bounded senders waiting for the queue to shrink
   // Bytes go out in this order: out_[off_..], then pending_.
   byte_buffer pending_, out_;
   std::size_t off_ = 0;

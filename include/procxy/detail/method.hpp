@@ -25,9 +25,9 @@
 #include <unordered_map>
 #include <utility>
 
+#include "procxy/detail/call_target.hpp"
 #include "procxy/detail/callback.hpp"
 #include "procxy/detail/connection.hpp"
-#include "procxy/detail/call_target.hpp"
 #include "procxy/detail/event_hub.hpp"
 #include "procxy/detail/print.hpp"
 #include "procxy/detail/remote_error.hpp"
@@ -82,13 +82,13 @@ using described_members = std::vector<std::pair<std::uint64_t, std::string>>;
 
 template <class MP>
 struct member_traits;
-#define PROCXY_DETAIL_MEMBER_TRAITS(QUAL)                  \
-  template <class R, class C, class... P>                  \
-  struct member_traits<R (C::*)(P...) QUAL> {              \
-    using result = R;                                      \
-    using cls = C;                                         \
-    using params = std::tuple<P...>;                       \
-    static constexpr std::size_t arity = sizeof...(P);     \
+#define PROCXY_DETAIL_MEMBER_TRAITS(QUAL)              \
+  template <class R, class C, class... P>              \
+  struct member_traits<R (C::*)(P...) QUAL> {          \
+    using result = R;                                  \
+    using cls = C;                                     \
+    using params = std::tuple<P...>;                   \
+    static constexpr std::size_t arity = sizeof...(P); \
   };
 PROCXY_DETAIL_MEMBER_TRAITS()
 PROCXY_DETAIL_MEMBER_TRAITS(const)
@@ -150,7 +150,6 @@ constexpr bool check_param() {
   return true;
 }
 
-
 // Async results: a method returning procxy::future<R> or std::future<R> replies when it completes.
 template <class R>
 struct async_traits {
@@ -192,9 +191,7 @@ struct reply_sink {
   const char* what;
 
   // The child's property snapshot goes out before the reply it belongs to (object thread).
-  void before() const {
-    conn->before_reply();
-  }
+  void before() const { conn->before_reply(); }
   template <class R>
   void value(const R& v) const {
     before();
@@ -241,7 +238,7 @@ using method_table = std::unordered_map<std::uint64_t, method_entry>;
 template <class C>
 method_table& methods_of() {
   static method_table& table = *new method_table;  // never destroyed: exit() on another thread
-  return table;                                     // must not pull it from under the object thread
+  return table;                                    // must not pull it from under the object thread
 }
 std::uint64_t register_method(method_table& table, std::uint64_t id, method_entry e);
 
@@ -257,7 +254,7 @@ using ctor_fn = served_object (*)(decoder& args);
 struct ctor_entry {
   const char* name;
   ctor_fn make;
-  const method_table* methods = nullptr;  // what the class serves here, checked against the
+  const method_table* methods = nullptr;   // what the class serves here, checked against the
   const member_tables* members = nullptr;  // parent's described_members before constructing
 };
 std::uint64_t register_ctor(std::uint64_t id, ctor_entry e);
@@ -332,10 +329,10 @@ struct invoker<MP, std::tuple<P...>> {
 template <auto MP>
 std::uint64_t register_member() {
   using traits = member_traits<decltype(MP)>;
-  return register_method(methods_of<typename traits::cls>(), tag_id<method_tag<MP>>(),
-                         method_entry{member_name<MP>(),
-                                      &invoker<MP, typename traits::params>::invoke,
-                                      member_label<MP>()});
+  return register_method(
+      methods_of<typename traits::cls>(), tag_id<method_tag<MP>>(),
+      method_entry{member_name<MP>(), &invoker<MP, typename traits::params>::invoke,
+                   member_label<MP>()});
 }
 // Instantiated by every call site and by PROCXY_CLASS, in the parent and the child alike.
 template <auto MP>
@@ -345,7 +342,8 @@ template <class C, class... A, std::size_t... I>
 served_object construct_with(decoder& d, std::index_sequence<I...>) {
   std::tuple<wire_t<A>...> args;
   (d(std::get<I>(args)), ...);
-  if (!d.reader().at_end()) throw protocol_error("procxy: trailing bytes after constructor arguments");
+  if (!d.reader().at_end())
+    throw protocol_error("procxy: trailing bytes after constructor arguments");
   served_object s;
   s.obj = new C(pass_arg<A>(std::get<I>(args))...);
   s.destroy = [](void* p) { delete static_cast<C*>(p); };
@@ -398,7 +396,9 @@ const char* ctor_signature() {
 // nothing in the parent may instantiate what the child runs (invokers, constructors).
 template <class C>
 constexpr bool interface_only() {
-  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only; })
+  if constexpr (requires {
+                  decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only;
+                })
     return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only;
   else
     return false;
@@ -406,7 +406,10 @@ constexpr bool interface_only() {
 // The parent's description of C (empty for an undescribed class).
 template <class C>
 described_members describe_members() {
-  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_describe<>(); })
+  if constexpr (requires {
+                  decltype(procxy_methods_of(
+                      static_cast<C*>(nullptr)))::template procxy_describe<>();
+                })
     return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_describe<>();
   else
     return {};
@@ -414,7 +417,10 @@ described_members describe_members() {
 // Registers C's described members for the child (idempotent), if C is described.
 template <class C>
 void register_described_members() {
-  if constexpr (requires { decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_register<>(); })
+  if constexpr (requires {
+                  decltype(procxy_methods_of(
+                      static_cast<C*>(nullptr)))::template procxy_register<>();
+                })
     decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_register<>();
 }
 
@@ -422,12 +428,12 @@ template <class C, class... A>
 std::uint64_t register_constructor() {
   static const std::string name = demangle(typeid(C).name());
   register_described_members<C>();  // a worker of a PROCXY_INTERFACE class: nothing else does
-  return register_ctor(tag_id<ctor_tag<C, ctor_key_t<A>...>>(),
-                       ctor_entry{name.c_str(),
-                                  [](decoder& d) {
-                                    return construct_with<C, A...>(d, std::index_sequence_for<A...>{});
-                                  },
-                                  &methods_of<C>(), &members_of<C>()});
+  return register_ctor(
+      tag_id<ctor_tag<C, ctor_key_t<A>...>>(),
+      ctor_entry{
+          name.c_str(),
+          [](decoder& d) { return construct_with<C, A...>(d, std::index_sequence_for<A...>{}); },
+          &methods_of<C>(), &members_of<C>()});
 }
 template <class C, class... A>
 inline const std::uint64_t ctor_id = register_constructor<C, A...>();

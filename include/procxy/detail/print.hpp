@@ -24,7 +24,11 @@ void print_range(std::string& out, const Range& r, char open, char close) {
       out += "... (" + std::to_string(std::size(r)) + " elements)";
       break;
     }
-    if constexpr (requires { e.first; e.second; } && is_associative<Range>) {
+    if constexpr (requires {
+                    e.first;
+                    e.second;
+                  } &&
+                  is_associative<Range>) {
       print_value(out, e.first);
       out += ": ";
       print_value(out, e.second);
@@ -89,7 +93,8 @@ void print_value(std::string& out, const T& v) {
   } else if constexpr (is_specialization_of<U, std::tuple>) {
     out += '(';
     std::size_t i = 0;
-    std::apply([&](const auto&... e) { ((out += (i++ ? ", " : ""), print_value(out, e)), ...); }, v);
+    std::apply([&](const auto&... e) { ((out += (i++ ? ", " : ""), print_value(out, e)), ...); },
+               v);
     out += ')';
   } else if constexpr (is_specialization_of<U, std::optional>) {
     if (v)
@@ -101,13 +106,12 @@ void print_value(std::string& out, const T& v) {
   } else if constexpr (is_described<U>) {
     out += '{';
     std::size_t i = 0;
-    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>(
-        [&](auto d) {
-          if (i++) out += ", ";
-          out += d.name;
-          out += '=';
-          print_value(out, v.*d.pointer);
-        });
+    boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>([&](auto d) {
+      if (i++) out += ", ";
+      out += d.name;
+      out += '=';
+      print_value(out, v.*d.pointer);
+    });
     out += '}';
   } else if constexpr (is_reflected_aggregate<U>) {
     out += '{';

@@ -91,7 +91,8 @@ frame_header check_frame_header(const std::byte* in, std::size_t max_message_siz
 // bytes consumed (a trailing partial frame is left). Throws protocol_error as above; frames before
 // the bad one have been delivered.
 template <class F>
-std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_message_size, F&& on_frame) {
+std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_message_size,
+                          F&& on_frame) {
   std::size_t pos = 0;
   while (n - pos >= header_size) {
     frame_header h = check_frame_header(in + pos, max_message_size);
@@ -101,7 +102,6 @@ std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_me
   }
   return pos;
 }
-
 
 // Builds a frame in `out`: header (a request's id is 0 here: the connection assigns it) followed
 // by whatever `body` encodes. `ctx`: the connection's callback registry, for bodies that may carry
@@ -168,7 +168,8 @@ inline std::uint64_t decode_target(decoder& d) { return d.raw<std::uint64_t>(); 
 
 template <class R>
 void encode_reply_value(byte_buffer& out, std::uint64_t id, codec_context* ctx, const R& v) {
-  build_frame(out, message_kind::reply_value, id, [&](encoder& e) { e(v); }, ctx);
+  build_frame(
+      out, message_kind::reply_value, id, [&](encoder& e) { e(v); }, ctx);
 }
 void encode_reply_void(byte_buffer& out, std::uint64_t id);
 // The exception being handled (call inside a catch block).

@@ -1,8 +1,9 @@
 // procxy/detail/serve.hpp — entry points shared by init() and the fork spawn mode.
 #pragma once
 
-#include <cstddef>
 #include <sys/types.h>
+
+#include <cstddef>
 
 namespace procxy::detail {
 

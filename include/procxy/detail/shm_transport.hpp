@@ -18,17 +18,21 @@ namespace procxy::detail::shm {
 // Side 0 is the parent, side 1 the child. Ring d carries bytes written by side d: ring 0 goes
 // parent → child, ring 1 child → parent.
 inline constexpr std::uint64_t magic = 0x314d485359584f52ULL;  // "ROXYSHM1", little-endian
-inline constexpr std::size_t line = 64;                         // one cache line per writer
+inline constexpr std::size_t line = 64;                        // one cache line per writer
 inline constexpr std::size_t control_bytes = 4096;
 
 // Offsets in the control block (bytes). Every word is written by exactly one side.
-inline constexpr std::size_t off_magic = 0;                   // u64, parent, once
-inline constexpr std::size_t off_ring = 8;                    // u64 ring size, parent, once
-inline constexpr std::size_t off_bell(int side) { return (1 + side) * line; }   // u32 futex word
-inline constexpr std::size_t off_wants(int side) { return (3 + side) * line; }  // u32: what side sleeps for
-inline constexpr std::size_t off_head(int ring) { return (5 + 2 * ring) * line; }        // u64, producer
-inline constexpr std::size_t off_closed(int ring) { return (5 + 2 * ring) * line + 8; }  // u32, producer
-inline constexpr std::size_t off_tail(int ring) { return (6 + 2 * ring) * line; }        // u64, consumer
+inline constexpr std::size_t off_magic = 0;  // u64, parent, once
+inline constexpr std::size_t off_ring = 8;   // u64 ring size, parent, once
+inline constexpr std::size_t off_bell(int side) { return (1 + side) * line; }  // u32 futex word
+inline constexpr std::size_t off_wants(int side) {
+  return (3 + side) * line;
+}  // u32: what side sleeps for
+inline constexpr std::size_t off_head(int ring) { return (5 + 2 * ring) * line; }  // u64, producer
+inline constexpr std::size_t off_closed(int ring) {
+  return (5 + 2 * ring) * line + 8;
+}  // u32, producer
+inline constexpr std::size_t off_tail(int ring) { return (6 + 2 * ring) * line; }  // u64, consumer
 inline constexpr std::size_t off_data(int ring, std::size_t ring_bytes) {
   return control_bytes + static_cast<std::size_t>(ring) * ring_bytes;
 }

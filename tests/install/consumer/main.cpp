@@ -1,8 +1,7 @@
 // Built against an installed (and moved) procxy by tests/install/run_install_test.cmake, once
 // with CMake (CMakeLists.txt here) and once with pkg-config.
-#include <procxy/procxy.hpp>
-
 #include <cstdio>
+#include <procxy/procxy.hpp>
 #include <stdexcept>
 #include <string>
 
