@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # packages
 # Under TSan a process that ends with more than one thread sleeps atexit_sleep_ms (default 1 s)
 # before exiting; every child would take a second to end. Children inherit the setting.
-export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}atexit_sleep_ms=0"
+# scripts/tsan.supp: what TSan cannot see inside the uninstrumented libstdc++ (the file says why).
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}atexit_sleep_ms=0:suppressions=$PWD/scripts/tsan.supp"
 for kind in asan tsan; do
   flag=$([ "$kind" = asan ] && echo -DPROCXY_ASAN=ON || echo -DPROCXY_TSAN=ON)
   dir=build-$kind
