@@ -61,8 +61,8 @@ std::uint64_t register_method(method_table& table, std::uint64_t id, method_entr
 }
 
 namespace {
-std::string
-    g_module_error;  // why spawn_options::module could not be loaded, for the construct reply
+// Why spawn_options::module could not be loaded, for the construct reply.
+std::string g_module_error;
 
 // Loads spawn_options::module (procxy-host): its static initialisers register its classes.
 void load_module() {

@@ -380,7 +380,6 @@ using ctor_arg_t =
     std::conditional_t<std::is_same_v<std::decay_t<A>, char*>, const char*, std::decay_t<A>>;
 
 // "Db(std::string, int)", for messages about constructors.
-std::string readable_type_name(const std::type_info& t);
 template <class C, class... A>
 const char* ctor_signature() {
   static const std::string s = [] {
@@ -392,36 +391,33 @@ const char* ctor_signature() {
   return s.c_str();
 }
 
+// The face PROCXY_CLASS / PROCXY_INTERFACE declared for C (found by ADL); ill-formed for an
+// undescribed class, so each use below asks `requires` first.
+template <class C>
+using face_of_t = decltype(procxy_methods_of(static_cast<C*>(nullptr)));
+
 // Whether C is described with PROCXY_INTERFACE (the parent does not link C's members): then
 // nothing in the parent may instantiate what the child runs (invokers, constructors).
 template <class C>
 constexpr bool interface_only() {
-  if constexpr (requires {
-                  decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only;
-                })
-    return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::procxy_interface_only;
+  if constexpr (requires { face_of_t<C>::procxy_interface_only; })
+    return face_of_t<C>::procxy_interface_only;
   else
     return false;
 }
 // The parent's description of C (empty for an undescribed class).
 template <class C>
 described_members describe_members() {
-  if constexpr (requires {
-                  decltype(procxy_methods_of(
-                      static_cast<C*>(nullptr)))::template procxy_describe<>();
-                })
-    return decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_describe<>();
+  if constexpr (requires { face_of_t<C>::template procxy_describe<>(); })
+    return face_of_t<C>::template procxy_describe<>();
   else
     return {};
 }
 // Registers C's described members for the child (idempotent), if C is described.
 template <class C>
 void register_described_members() {
-  if constexpr (requires {
-                  decltype(procxy_methods_of(
-                      static_cast<C*>(nullptr)))::template procxy_register<>();
-                })
-    decltype(procxy_methods_of(static_cast<C*>(nullptr)))::template procxy_register<>();
+  if constexpr (requires { face_of_t<C>::template procxy_register<>(); })
+    face_of_t<C>::template procxy_register<>();
 }
 
 template <class C, class... A>
