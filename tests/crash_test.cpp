@@ -32,6 +32,7 @@
 
 #include "procxy/procxy.hpp"
 #include "procxy/proxy.hpp"
+#include "sanitizers.hpp"
 #ifdef PROCXY_TEST_WORKER
 #include "greeter.hpp"
 #endif
@@ -629,14 +630,6 @@ TEST(CrashContext, ACrashInTheConstructorShowsTheStackInTheSpawnError) {
   EXPECT_THAT(e.what(), HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"));
   EXPECT_THAT(e.what(), Not(HasSubstr("does its main() call procxy::init")));
 }
-
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-constexpr bool under_tsan = __has_feature(thread_sanitizer);
-#else
-constexpr bool under_tsan = false;
-#endif
 
 TEST(CrashContext, ForkModeReportsTheStackToo) {
   // A TSan runtime refuses to start threads in a child forked from a multi-threaded process.

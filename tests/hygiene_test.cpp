@@ -26,6 +26,7 @@
 
 #include "procxy/procxy.hpp"
 #include "procxy/proxy.hpp"
+#include "sanitizers.hpp"
 #ifdef PROCXY_TEST_WORKER
 #include "greeter.hpp"
 #endif
@@ -351,14 +352,6 @@ TEST(Hygiene, ReexecChildHoldsOnlyStdioAndItsChannel) {
   expect_only_stdio_and_channel(fds_of(p.pid()), leaked, true, "as the parent sees it");
   EXPECT_EQ(own.at(3).rfind("socket:", 0), 0u) << show(own);
 }
-
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-constexpr bool under_tsan = __has_feature(thread_sanitizer);
-#else
-constexpr bool under_tsan = false;
-#endif
 
 TEST(Hygiene, ForkChildHoldsOnlyStdioAndItsChannel) {
   // The sibling proxy makes this parent multi-threaded, and a TSan runtime refuses to start

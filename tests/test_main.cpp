@@ -5,6 +5,7 @@
 #include <string>
 
 #include "procxy/init.hpp"
+#include "sanitizers.hpp"
 
 namespace {
 
@@ -12,13 +13,6 @@ namespace {
 // (default 1 s) in exit/_exit, so every child would take a second to end. Children inherit this
 // setting; the parent, already started, keeps its own. (scripts/run-sanitizers.sh sets it too;
 // this covers running a test binary by hand.)
-#if defined(__SANITIZE_THREAD__)
-#define PROCXY_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PROCXY_TEST_TSAN 1
-#endif
-#endif
 #ifdef PROCXY_TEST_TSAN
 [[maybe_unused]] const bool tsan_children_exit_promptly = [] {
   const char* old = std::getenv("TSAN_OPTIONS");
