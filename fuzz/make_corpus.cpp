@@ -412,6 +412,9 @@ void make_message_corpus(corpus_dir& dir) {
   seed("reply-error-system", K::reply_error, encoded_exception([] {
          throw std::system_error(ENOENT, std::generic_category(), "open /x");
        }));
+  // procxy's own spawn_error (no constructor for the request) crosses without a remote_info.
+  seed("reply-error-spawn", K::reply_error,
+       encoded_exception([] { throw procxy::spawn_error("procxy: no constructor"); }));
 
   // requests: the target, then the values
   auto request = [&](const std::string& name, K k) {
