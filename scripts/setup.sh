@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake g++ clang libclang-rt-14-dev libboost1.81-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libcereal-dev libcapnp-dev capnproto)
+          libbenchmark-dev libcereal-dev libcapnp-dev capnproto pkg-config libseccomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

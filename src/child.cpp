@@ -17,6 +17,7 @@
 
 #include "procxy/detail/method.hpp"
 #include "procxy/event.hpp"
+#include "procxy/detail/sandbox.hpp"
 #include "procxy/detail/serve.hpp"
 #include "procxy/detail/shm_transport.hpp"
 #include "procxy/init.hpp"
@@ -232,10 +233,15 @@ namespace {
 // Kills this process shortly after the parent is gone, even if the object thread is stuck in a
 // call and never sees EOF. pidfd_open + a re-check of getppid() closes the window in which the
 // parent died before we looked (PR_SET_PDEATHSIG would follow the parent *thread* that spawned
-// us, which may exit long before the parent process does).
-void watch_parent(pid_t parent) {
+// us, which may exit long before the parent process does). The pidfd is opened before the
+// sandbox is applied (a PID namespace hides the parent), the thread started after.
+int open_parent(pid_t parent) {
   int pfd = static_cast<int>(::syscall(SYS_pidfd_open, parent, 0));
   if (pfd < 0 || ::getppid() != parent) _exit(111);
+  return pfd;
+}
+
+void watch_parent(int pfd) {
   std::thread([pfd] {
     pollfd p{pfd, POLLIN, 0};
     while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
@@ -250,7 +256,9 @@ void watch_parent(pid_t parent) {
 
 int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size, pid_t parent) {
   g_is_child = true;
-  watch_parent(parent);
+  const int parent_fd = open_parent(parent);
+  apply_sandbox_from_environment();  // docs/design.md "Sandbox": before anything is served
+  watch_parent(parent_fd);
   auto server = std::make_shared<child_server>();
   connection::options o;
   o.s = connection::side::child;

@@ -37,6 +37,8 @@ std::string g_program_name = "procxy-child";
 constexpr int channel_fd_in_child = 3;
 constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
 constexpr int first_free_fd = 5;
+// The sandbox's report pipe (src/sandbox.cpp), when there is a sandbox: the next number.
+constexpr int report_fd_in_child(int shm_fd) { return shm_fd >= 0 ? shm_fd_in_child + 1 : channel_fd_in_child + 1; }
 
 
 }  // namespace
@@ -50,7 +52,8 @@ std::chrono::milliseconds callback_timeout(const spawn_options& o) {
 
 namespace {
 
-std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, std::size_t shm_ring) {
+std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, std::size_t shm_ring,
+                                   const std::string& sandbox_spec, int sandbox_fd) {
   std::vector<std::string> env;
   auto ours = [](std::string_view kv) { return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
@@ -58,7 +61,9 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
                                                kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
                                                kv.rfind("PROCXY_SHM_RING=", 0) == 0 ||
                                                kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
-                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0; };
+                                               kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 ||
+                                               kv.rfind("PROCXY_SANDBOX_SPEC=", 0) == 0 ||
+                                               kv.rfind("PROCXY_SANDBOX_FD=", 0) == 0; };
   if (o.environment == env_mode::merge) {
     for (char** e = environ; e && *e; ++e) {
       std::string_view kv(*e);
@@ -83,6 +88,10 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg, 
   }
   env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
+  if (!sandbox_spec.empty()) {
+    env.push_back(std::string(sandbox_spec_env) + "=" + sandbox_spec);
+    env.push_back(std::string(sandbox_fd_env) + "=" + std::to_string(sandbox_fd));
+  }
   return env;
 }
 
@@ -101,7 +110,8 @@ std::shared_ptr<child_process> adopt_child(pid_t pid) {
 }
 
 std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
-                                          int shm_fd, std::size_t shm_ring) {
+                                          int shm_fd, std::size_t shm_ring, int report_fd,
+                                          const std::string& sandbox_spec) {
   std::string exe = o.mode == spawn_mode::reexec ? std::string("/proc/self/exe") : o.executable.string();
   if (o.mode == spawn_mode::executable && exe.empty())
     throw spawn_error("procxy: spawn_mode::executable needs spawn_options::executable");
@@ -111,7 +121,8 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  auto env = build_env(o, o.max_message_size, shm_fd >= 0 ? shm_ring : 0);
+  const int first_free = report_fd >= 0 ? report_fd_in_child(shm_fd) + 1 : shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1;
+  auto env = build_env(o, o.max_message_size, shm_fd >= 0 ? shm_ring : 0, sandbox_spec, report_fd_in_child(shm_fd));
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -130,9 +141,10 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   } c{&fa, &at};
   posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
   if (shm_fd >= 0) posix_spawn_file_actions_adddup2(&fa, shm_fd, shm_fd_in_child);
+  if (report_fd >= 0) posix_spawn_file_actions_adddup2(&fa, report_fd, report_fd_in_child(shm_fd));
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
   // The child inherits stdio and its channel only, whatever the parent forgot to mark CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&fa, shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1);
+  posix_spawn_file_actions_addclosefrom_np(&fa, first_free);
   if (!o.working_directory.empty())
     posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
   sigset_t none, all;
@@ -148,7 +160,8 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 }
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
-                                          int stderr_fd, int shm_fd, std::size_t shm_ring) {
+                                          int stderr_fd, int shm_fd, std::size_t shm_ring, int report_fd,
+                                          const std::string& sandbox_spec) {
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw_errno("fork", errno);
@@ -159,13 +172,19 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
     if (::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
     if (shm_fd >= 0 && ::dup2(shm_fd, shm_fd_in_child) < 0) _exit(127);
-    ::close_range(shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1, ~0U, 0);
+    if (report_fd >= 0 && ::dup2(report_fd, report_fd_in_child(shm_fd)) < 0) _exit(127);
+    ::close_range(report_fd >= 0 ? report_fd_in_child(shm_fd) + 1 : shm_fd >= 0 ? first_free_fd : channel_fd_in_child + 1,
+                  ~0U, 0);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
     if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
+    if (!sandbox_spec.empty()) {
+      ::setenv(sandbox_spec_env, sandbox_spec.c_str(), 1);
+      ::setenv(sandbox_fd_env, std::to_string(report_fd_in_child(shm_fd)).c_str(), 1);
+    }
     _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring, o.max_message_size,
                 parent));
   }
@@ -177,10 +196,10 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
 namespace {
 
 // A close-on-exec copy of `fd` numbered at least 10, so that the dup2s to the child's fixed
-// numbers (3, 4) neither clobber one another nor dup2 a descriptor onto itself (which would
+// numbers (3, 4, 5) neither clobber one another nor dup2 a descriptor onto itself (which would
 // keep FD_CLOEXEC set).
 int above_fixed_numbers(int fd, fd_guard& keep) {
-  if (fd < 0 || fd >= first_free_fd) return fd;
+  if (fd < 0 || fd > report_fd_in_child(0)) return fd;
   keep.fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
   if (keep.fd < 0) throw_errno("fcntl", errno);
   return keep.fd;
@@ -189,6 +208,8 @@ int above_fixed_numbers(int fd, fd_guard& keep) {
 }  // namespace
 
 launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_ring) {
+  // The sandbox (src/sandbox.cpp), validated first: what cannot be applied fails spawn().
+  auto plan = plan_sandbox(o);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("socketpair", errno);
   fd_guard parent_end{sv[0]}, child_end{sv[1]};
@@ -204,10 +225,25 @@ launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_
   }
   fd_guard moved_err;
   const int err_fd = above_fixed_numbers(err_write.fd, moved_err);
+  // Its report pipe's read end never blocks: a grandchild may hold the write end.
+  fd_guard report_read, report_write, moved_report;
+  if (!plan.spec.empty()) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", errno);
+    report_read.fd = p[0];
+    report_write.fd = p[1];
+    ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+  }
+  const int report_fd = above_fixed_numbers(report_write.fd, moved_report);
   launched_child l;
-  l.process = o.mode == spawn_mode::fork ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring)
-                                         : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring);
+  l.process = o.mode == spawn_mode::fork
+                  ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, report_fd, plan.spec)
+                  : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, report_fd, plan.spec);
   ::close(child_end.release());
+  if (report_write.fd >= 0) {
+    ::close(report_write.release());
+    l.sandbox = std::make_shared<sandbox_report>(report_read.release(), std::move(plan.effective));
+  }
   if (err_write.fd >= 0) {
     ::close(err_write.release());
     l.err = std::make_shared<stderr_capture>(err_read.release(), o.capture_stderr);

@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "procxy/detail/sandbox.hpp"
 #include "procxy/options.hpp"
 
 namespace procxy::detail {
@@ -191,6 +192,7 @@ struct launched_child {
   std::shared_ptr<child_process> process;
   int channel_fd = -1;
   std::shared_ptr<stderr_capture> err;
+  std::shared_ptr<sandbox_report> sandbox;  // null unless spawn_options::sandbox (or PROCXY_SANDBOX)
 };
 // Starts a child as `o` says (mode, executable, args, env, cwd, stderr capture). Throws
 // spawn_error when it cannot be started.

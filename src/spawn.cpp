@@ -184,6 +184,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   int channel_fd = launched.channel_fd;
   core->child_ = std::move(launched.process);
   core->stderr_ = std::move(launched.err);
+  core->sandbox_ = std::move(launched.sandbox);
   std::weak_ptr<proxy_core> weak = core;
   std::function<void()> on_exit;
   if (opts.on_exit) {
@@ -273,6 +274,13 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   std::string note = tail.empty() ? std::string()
                                   : "; the last " + std::to_string(tail.size()) +
                                         " bytes it wrote to stderr:\n" + tail;
+  if (sandbox_ && !started_->is_ready()) {
+    std::string why = sandbox_->setup_failure();
+    if (!why.empty())
+      return std::make_exception_ptr(spawn_error(who + ": its sandbox could not be set up (" + why +
+                                                 "); the object was never constructed" + note));
+  }
+  if (std::string s = sandbox_ ? sandbox_->death_note(sig) : std::string(); !s.empty()) who += ": " + s;
   if (!started_->is_ready())
     return std::make_exception_ptr(spawn_error(
         who + " before constructing the object (does its main() call procxy::init(argc, argv) "

@@ -19,6 +19,7 @@ namespace procxy::detail {
 
 class child_process;
 class stderr_capture;
+class sandbox_report;
 
 class proxy_core final : public call_target, public std::enable_shared_from_this<proxy_core> {
  public:
@@ -66,6 +67,7 @@ class proxy_core final : public call_target, public std::enable_shared_from_this
   const char* class_name_ = "";
   std::shared_ptr<child_process> child_;
   std::shared_ptr<stderr_capture> stderr_;
+  std::shared_ptr<sandbox_report> sandbox_;  // spawn_options::sandbox: why the child died
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
   mutable event_hub events_;
