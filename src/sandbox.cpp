@@ -551,7 +551,7 @@ rule_map profile_rules(syscall_profile p) {
     add(m, n);
   // I/O on descriptors it holds (its channel, stdio): no call that opens or names a path.
   for (const char* n : {"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close", "close_range",
-                        "dup", "dup3", "fcntl", "fstat", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown",
+                        "dup", "dup3", "fcntl", "fstat", "pipe", "pipe2", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown",
                         "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
                         "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2"})
     add(m, n);

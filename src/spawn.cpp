@@ -280,11 +280,12 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
       return std::make_exception_ptr(spawn_error(who + ": its sandbox could not be set up (" + why +
                                                  "); the object was never constructed" + note));
   }
-  if (std::string s = sandbox_ ? sandbox_->death_note(sig) : std::string(); !s.empty()) who += ": " + s;
+  const std::string sandboxed = sandbox_ ? sandbox_->death_note(sig) : std::string();
+  if (!sandboxed.empty()) who += ": " + sandboxed;
   if (!started_->is_ready())
     return std::make_exception_ptr(spawn_error(
-        who + " before constructing the object (does its main() call procxy::init(argc, argv) "
-              "first?)" + note));
+        who + " before constructing the object" +
+        (sandboxed.empty() ? " (does its main() call procxy::init(argc, argv) first?)" : "") + note));
   return std::make_exception_ptr(child_crashed(who + note, code, sig, std::move(tail)));
 }
 
