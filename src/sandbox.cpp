@@ -230,6 +230,11 @@ std::string sandbox_report::death_note(int signal) {
     std::free(name);
     return "blocked by the sandbox: " + n;
   }
+  const bool filtered = effective_.syscalls != syscall_profile::unrestricted || !effective_.deny_syscalls.empty();
+  if (signal == SIGSYS && filtered)
+    return "a system call the sandbox blocks was made while SIGSYS was blocked (in a signal handler "
+           "that blocks every signal, such as some crash handlers), so the kernel ended the child "
+           "before it could name the call";
   const auto cpu = effective_.limits.cpu.count();
   if (cpu > 0 && (signal == SIGXCPU || signal == SIGKILL))
     return std::string(signal == SIGXCPU ? "" : "possibly ") + "the sandbox's CPU limit (" +

@@ -206,6 +206,9 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       }
     };
   }
+  // Before the connection exists: its I/O thread may see the child gone (one whose sandbox could
+  // not be set up dies at once) and run on_disconnect, which reads started_, before start() returns.
+  core->started_ = state_ptr<state<void>>(new state<void>());
   core->handler_ = std::make_shared<parent_handler>(weak, opts.on_timeout == timeout_policy::kill_child,
                                                     std::move(on_exit));
   connection::options co;
@@ -226,7 +229,6 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   // and may outlive the core by the rest of that callback.
   core->dispatch_ = std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
 
-  core->started_ = state_ptr<state<void>>(new state<void>());
   core->conn_->call(construct, state_ptr<state_base>(core->started_), &decode_construct_reply,
                     core->deadline_for(opts.start_timeout), constructor, /*fatal_timeout=*/true);
   return core;

@@ -68,7 +68,7 @@ struct namespace_options {
   bool network = false;  // a new network namespace: no interface but a loopback that is down
   bool mounts = false;   // a private copy of the mount table: nothing propagates either way
   bool ipc = false;      // System V IPC and POSIX message queues of its own
-  bool pids = false;     // a PID namespace: the child sees no other process (its pid there is 2)
+  bool pids = false;     // a PID namespace: the child sees no other process (its pid there is 2 or so)
 };
 
 // Landlock: a path the child may use, and how.

@@ -94,7 +94,8 @@ class Untrusted {
   }
   // A crash handler like the one a crash report needs: on SIGSEGV it opens /proc/self/maps (a
   // call the strict profile blocks), writes what that gave to stderr, and dies by SIGSEGV.
-  void crash_with_handler() {
+  // `block_all`: the handler runs with every signal blocked (sa_mask full), SIGSYS included.
+  void crash_with_handler(bool block_all) {
     struct sigaction sa {};
     sa.sa_handler = [](int) {
       int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -102,8 +103,13 @@ class Untrusted {
       [[maybe_unused]] auto n = ::write(2, msg, std::strlen(msg));
       if (fd >= 0) ::close(fd);
       ::signal(SIGSEGV, SIG_DFL);
+      sigset_t segv;
+      sigemptyset(&segv);
+      sigaddset(&segv, SIGSEGV);
+      ::sigprocmask(SIG_UNBLOCK, &segv, nullptr);
       ::raise(SIGSEGV);
     };
+    if (block_all) sigfillset(&sa.sa_mask);
     ::sigaction(SIGSEGV, &sa, nullptr);
     ::raise(SIGSEGV);
   }
