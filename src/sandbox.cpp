@@ -457,20 +457,20 @@ void on_sigsys(int, siginfo_t* si, void* ctx) {
   const int saved = errno;
   auto* uc = static_cast<ucontext_t*>(ctx);
   auto set_result = [&](long v) { sys_result(uc) = static_cast<std::remove_reference_t<decltype(sys_result(uc))>>(v); };
-  auto arg = [&](int i) { return static_cast<long>(sys_arg(uc, i)); };
+  auto sysarg = [&](int i) { return static_cast<long>(sys_arg(uc, i)); };
   if (si->si_code == SYS_SECCOMP) {
     const int nr = si->si_syscall;
 #ifdef SYS_newfstatat
     // glibc's fstat(fd) is newfstatat(fd, "", AT_EMPTY_PATH): answered with the real fstat.
-    if (nr == SYS_newfstatat && (arg(3) & AT_EMPTY_PATH) != 0 && same(reinterpret_cast<const char*>(arg(1)), "")) {
-      long r = ::syscall(SYS_fstat, arg(0), arg(2));
+    if (nr == SYS_newfstatat && (sysarg(3) & AT_EMPTY_PATH) != 0 && same(reinterpret_cast<const char*>(sysarg(1)), "")) {
+      long r = ::syscall(SYS_fstat, sysarg(0), sysarg(2));
       set_result(r < 0 ? -errno : r);
       errno = saved;
       return;
     }
 #endif
     // The sandbox owns SIGSYS: taking it over fails.
-    if (nr == SYS_rt_sigaction && static_cast<int>(arg(0)) == SIGSYS) {
+    if (nr == SYS_rt_sigaction && static_cast<int>(sysarg(0)) == SIGSYS) {
       set_result(-EPERM);
       errno = saved;
       return;
@@ -484,9 +484,9 @@ void on_sigsys(int, siginfo_t* si, void* ctx) {
     // with failing to.
     const char* path = nullptr;
 #ifdef SYS_open
-    if (nr == SYS_open) path = reinterpret_cast<const char*>(arg(0));
+    if (nr == SYS_open) path = reinterpret_cast<const char*>(sysarg(0));
 #endif
-    if (nr == SYS_openat) path = reinterpret_cast<const char*>(arg(1));
+    if (nr == SYS_openat) path = reinterpret_cast<const char*>(sysarg(1));
     if (same(path, "/proc/sys/vm/overcommit_memory")) {
       set_result(-EACCES);
       errno = saved;
@@ -520,6 +520,17 @@ using rule_map = std::map<int, std::vector<seccomp_rule>>;
 
 int resolve(const char* name) { return ::seccomp_syscall_resolve_name(name); }
 
+// Argument `i` compared with `a` (for SCMP_CMP_MASKED_EQ: masked with `a`, compared with `b`).
+// libseccomp's SCMP_A0.. macros are C compound literals, which C++ compilers warn about.
+scmp_arg_cmp arg(unsigned i, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+  scmp_arg_cmp c{};
+  c.arg = i;
+  c.op = op;
+  c.datum_a = a;
+  c.datum_b = b;
+  return c;
+}
+
 void add(rule_map& m, const char* name, std::uint32_t action = SCMP_ACT_ALLOW, std::vector<scmp_arg_cmp> args = {}) {
   int nr = resolve(name);
   if (nr == __NR_SCMP_ERROR || nr < 0) return;  // not a call of this architecture
@@ -537,7 +548,7 @@ rule_map profile_rules(syscall_profile p) {
   // filter cannot read: it fails with ENOSYS and glibc falls back to clone).
   const std::uint64_t ns_flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
                                  CLONE_NEWPID | CLONE_NEWNET;
-  add(m, "clone", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD | ns_flags, CLONE_THREAD)});
+  add(m, "clone", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | ns_flags, CLONE_THREAD)});
   add(m, "clone3", SCMP_ACT_ERRNO(ENOSYS));
   for (const char* n : {"futex", "futex_waitv", "set_robust_list", "rseq", "set_tid_address", "exit", "exit_group",
                         "sched_yield", "sched_getaffinity", "getpid", "gettid", "getppid", "getuid", "geteuid",
@@ -547,10 +558,10 @@ rule_map profile_rules(syscall_profile p) {
   for (const char* n : {"rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigsuspend", "rt_sigtimedwait",
                         "pause", "restart_syscall"})
     add(m, n);
-  add(m, "rt_sigaction", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_NE, SIGSYS)});
-  add(m, "rt_sigaction", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, 0)});
-  add(m, "kill", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
-  add(m, "tgkill", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
+  add(m, "rt_sigaction", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_NE, SIGSYS)});
+  add(m, "rt_sigaction", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, 0)});
+  add(m, "kill", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
+  add(m, "tgkill", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
   // Time.
   for (const char* n : {"clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep"})
     add(m, n);
@@ -560,17 +571,17 @@ rule_map profile_rules(syscall_profile p) {
                         "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
                         "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2"})
     add(m, n);
-  add(m, "ioctl", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, TCGETS)});  // isatty
-  add(m, "ioctl", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, TIOCGWINSZ)});
-  add(m, "prlimit64", SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_EQ, 0)});  // reading a limit, not setting it
+  add(m, "ioctl", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, TCGETS)});  // isatty
+  add(m, "ioctl", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, TIOCGWINSZ)});
+  add(m, "prlimit64", SCMP_ACT_ALLOW, {arg(2, SCMP_CMP_EQ, 0)});  // reading a limit, not setting it
   add(m, "getrlimit");
-  add(m, "prctl", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)});
-  add(m, "prctl", SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)});
+  add(m, "prctl", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, PR_SET_NAME)});
+  add(m, "prctl", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, PR_GET_NAME)});
   if (p == syscall_profile::read_files) {
     // Opening read-only (no write access, no create, no truncate; O_TMPFILE needs write access).
     const scmp_datum_t write_bits = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND;
-    add(m, "open", SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, write_bits, 0)});
-    add(m, "openat", SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, write_bits, 0)});
+    add(m, "open", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_MASKED_EQ, write_bits, 0)});
+    add(m, "openat", SCMP_ACT_ALLOW, {arg(2, SCMP_CMP_MASKED_EQ, write_bits, 0)});
     add(m, "openat2", SCMP_ACT_ERRNO(ENOSYS));  // its flags are in memory: glibc's open uses openat
     for (const char* n : {"newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "readlink", "readlinkat",
                           "getdents", "getdents64", "access", "faccessat", "faccessat2", "getcwd", "fadvise64"})
@@ -605,12 +616,12 @@ void apply_seccomp(const wire_spec& w) {
     const bool allowed = profile == syscall_profile::unrestricted ? v.empty() : !v.empty();
     v.clear();
     if (allowed) {
-      v.push_back({SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_NE, SIGSYS)}});
-      v.push_back({SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_EQ, 0)}});
+      v.push_back({SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_NE, SIGSYS)}});
+      v.push_back({SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, 0)}});
     } else if (profile == syscall_profile::unrestricted) {
       v.push_back({blocked, {}});
     }
-    v.push_back({SCMP_ACT_TRAP, {SCMP_A0(SCMP_CMP_EQ, SIGSYS), SCMP_A1(SCMP_CMP_NE, 0)}});
+    v.push_back({SCMP_ACT_TRAP, {arg(0, SCMP_CMP_EQ, SIGSYS), arg(1, SCMP_CMP_NE, 0)}});
   }
   if (profile == syscall_profile::strict && !m.count(resolve("newfstatat"))) add(m, "newfstatat", SCMP_ACT_TRAP);
 
