@@ -121,8 +121,9 @@ sandbox_plan plan_sandbox(const spawn_options& o) {
   }
   const bool filtered = s.syscalls != syscall_profile::unrestricted || !s.deny_syscalls.empty();
   if (!s.allow_syscalls.empty() && s.syscalls == syscall_profile::unrestricted)
-    throw spawn_error("procxy: sandbox allow_syscalls needs a syscall profile (strict or read_files): "
-                      "with syscall_profile::unrestricted everything is allowed already");
+    throw spawn_error(
+        "procxy: sandbox allow_syscalls needs a syscall profile (strict or read_files): "
+        "with syscall_profile::unrestricted everything is allowed already");
   auto check_names = [](const std::vector<std::string>& names, const char* list) {
     for (const auto& n : names)
       if (::seccomp_syscall_resolve_name(n.c_str()) == __NR_SCMP_ERROR)
@@ -133,19 +134,26 @@ sandbox_plan plan_sandbox(const spawn_options& o) {
   check_names(s.deny_syscalls, "deny_syscalls");
   for (const auto& a : s.allow_syscalls)
     for (const auto& d : s.deny_syscalls)
-      if (a == d) throw spawn_error("procxy: sandbox lists '" + a + "' in both allow_syscalls and deny_syscalls");
-  if (filtered && o.backtrace && s.syscalls == syscall_profile::strict && s.on_blocked == on_blocked_syscall::kill)
+      if (a == d)
+        throw spawn_error("procxy: sandbox lists '" + a +
+                          "' in both allow_syscalls and deny_syscalls");
+  if (filtered && o.backtrace && s.syscalls == syscall_profile::strict &&
+      s.on_blocked == on_blocked_syscall::kill)
     throw spawn_error(
-        "procxy: backtraces are symbolized by reading the executable, which syscall_profile::strict "
-        "forbids (the child would be killed at its first exception): use syscall_profile::read_files, "
+        "procxy: backtraces are symbolized by reading the executable, which "
+        "syscall_profile::strict "
+        "forbids (the child would be killed at its first exception): use "
+        "syscall_profile::read_files, "
         "on_blocked_syscall::fail, or no backtrace");
   if (filtered && ::prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0 && errno == EINVAL)
-    throw spawn_error("procxy: the sandbox asks for a seccomp filter and this kernel has no seccomp");
+    throw spawn_error(
+        "procxy: the sandbox asks for a seccomp filter and this kernel has no seccomp");
   if (s.filesystem) {
     if (landlock_abi() < 1)
-      throw spawn_error(std::string("procxy: the sandbox has filesystem rules and Landlock is not available "
-                                    "in this kernel (landlock_create_ruleset: ") +
-                        std::strerror(errno) + ")");
+      throw spawn_error(
+          std::string("procxy: the sandbox has filesystem rules and Landlock is not available "
+                      "in this kernel (landlock_create_ruleset: ") +
+          std::strerror(errno) + ")");
     for (const auto& r : *s.filesystem)
       if (r.path.empty()) throw spawn_error("procxy: a sandbox filesystem rule has an empty path");
   }
@@ -225,14 +233,17 @@ std::string sandbox_report::setup_failure() {
 std::string sandbox_report::death_note(int signal) {
   drain();
   if (blocked_syscall_ >= 0) {
-    char* name = ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, static_cast<int>(blocked_syscall_));
+    char* name =
+        ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, static_cast<int>(blocked_syscall_));
     std::string n = name ? name : "system call " + std::to_string(blocked_syscall_);
     std::free(name);
     return "blocked by the sandbox: " + n;
   }
-  const bool filtered = effective_.syscalls != syscall_profile::unrestricted || !effective_.deny_syscalls.empty();
+  const bool filtered =
+      effective_.syscalls != syscall_profile::unrestricted || !effective_.deny_syscalls.empty();
   if (signal == SIGSYS && filtered)
-    return "a system call the sandbox blocks was made while SIGSYS was blocked (in a signal handler "
+    return "a system call the sandbox blocks was made while SIGSYS was blocked (in a signal "
+           "handler "
            "that blocks every signal, such as some crash handlers), so the kernel ended the child "
            "before it could name the call";
   const auto cpu = effective_.limits.cpu.count();
@@ -256,7 +267,8 @@ int g_report_fd = -1;
   auto len = static_cast<std::uint16_t>(text.size());
   rec.append(reinterpret_cast<const char*>(&len), 2);
   rec += text;
-  if (g_report_fd >= 0) [[maybe_unused]] auto n = ::write(g_report_fd, rec.data(), rec.size());
+  if (g_report_fd >= 0) [[maybe_unused]]
+    auto n = ::write(g_report_fd, rec.data(), rec.size());
   std::fprintf(stderr, "procxy: the sandbox could not be set up: %s\n", text.c_str());
   _exit(125);
 }
@@ -332,8 +344,8 @@ void enter_namespaces(const wire_spec& w) {
   const gid_t gid = ::getegid();
   if (::unshare(CLONE_NEWUSER) != 0) {
     int e = errno;
-    setup_failed("a new user namespace (unshare(CLONE_NEWUSER)) was refused: " + std::string(std::strerror(e)) +
-                 threads_hint());
+    setup_failed("a new user namespace (unshare(CLONE_NEWUSER)) was refused: " +
+                 std::string(std::strerror(e)) + threads_hint());
   }
   // The child keeps its identity: its uid and gid map to the parent's, and nothing else exists.
   write_file("/proc/self/setgroups", "deny");
@@ -341,7 +353,8 @@ void enter_namespaces(const wire_spec& w) {
   write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1");
   int flags = (w.ns_network ? CLONE_NEWNET : 0) | (w.ns_mounts ? CLONE_NEWNS : 0) |
               (w.ns_ipc ? CLONE_NEWIPC : 0) | (w.ns_pids ? CLONE_NEWPID : 0);
-  if (flags != 0 && ::unshare(flags) != 0) setup_failed("unshare of the network/mount/IPC/PID namespaces", errno);
+  if (flags != 0 && ::unshare(flags) != 0)
+    setup_failed("unshare of the network/mount/IPC/PID namespaces", errno);
   if (w.ns_mounts && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
     setup_failed("making the mount namespace private (mount MS_REC|MS_PRIVATE /)", errno);
   if (!w.ns_pids) return;
@@ -400,7 +413,8 @@ void apply_landlock(const wire_spec& w) {
   if (abi >= 2) all |= LANDLOCK_ACCESS_FS_REFER;
   if (abi >= 3) all |= LANDLOCK_ACCESS_FS_TRUNCATE;
   if (abi >= 5) all |= LANDLOCK_ACCESS_FS_IOCTL_DEV;
-  const std::uint64_t read_only = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
+  const std::uint64_t read_only =
+      LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
   const std::uint64_t file_rights = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
                                     LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |
                                     LANDLOCK_ACCESS_FS_IOCTL_DEV;
@@ -422,7 +436,8 @@ void apply_landlock(const wire_spec& w) {
       setup_failed("landlock_add_rule for '" + path + "'", errno);
     ::close(fd);
   }
-  if (::syscall(SYS_landlock_restrict_self, rs, 0) != 0) setup_failed("landlock_restrict_self", errno);
+  if (::syscall(SYS_landlock_restrict_self, rs, 0) != 0)
+    setup_failed("landlock_restrict_self", errno);
   ::close(rs);
 }
 
@@ -456,13 +471,16 @@ bool same(const char* a, const char* b) {
 void on_sigsys(int, siginfo_t* si, void* ctx) {
   const int saved = errno;
   auto* uc = static_cast<ucontext_t*>(ctx);
-  auto set_result = [&](long v) { sys_result(uc) = static_cast<std::remove_reference_t<decltype(sys_result(uc))>>(v); };
+  auto set_result = [&](long v) {
+    sys_result(uc) = static_cast<std::remove_reference_t<decltype(sys_result(uc))>>(v);
+  };
   auto sysarg = [&](int i) { return static_cast<long>(sys_arg(uc, i)); };
   if (si->si_code == SYS_SECCOMP) {
     const int nr = si->si_syscall;
 #ifdef SYS_newfstatat
     // glibc's fstat(fd) is newfstatat(fd, "", AT_EMPTY_PATH): answered with the real fstat.
-    if (nr == SYS_newfstatat && (sysarg(3) & AT_EMPTY_PATH) != 0 && same(reinterpret_cast<const char*>(sysarg(1)), "")) {
+    if (nr == SYS_newfstatat && (sysarg(3) & AT_EMPTY_PATH) != 0 &&
+        same(reinterpret_cast<const char*>(sysarg(1)), "")) {
       long r = ::syscall(SYS_fstat, sysarg(0), sysarg(2));
       set_result(r < 0 ? -errno : r);
       errno = saved;
@@ -501,7 +519,8 @@ void on_sigsys(int, siginfo_t* si, void* ctx) {
     rec[0] = report_blocked;
     const auto unr = static_cast<std::uint32_t>(nr);
     std::memcpy(rec + 1, &unr, 4);
-    if (g_report_fd >= 0) [[maybe_unused]] auto n = ::write(g_report_fd, rec, sizeof rec);
+    if (g_report_fd >= 0) [[maybe_unused]]
+      auto n = ::write(g_report_fd, rec, sizeof rec);
   }
   // End the child by SIGSYS: a call the filter traps, made while SIGSYS is blocked (as it is in
   // its own handler), makes the kernel restore the default action and deliver it.
@@ -531,7 +550,8 @@ scmp_arg_cmp arg(unsigned i, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0
   return c;
 }
 
-void add(rule_map& m, const char* name, std::uint32_t action = SCMP_ACT_ALLOW, std::vector<scmp_arg_cmp> args = {}) {
+void add(rule_map& m, const char* name, std::uint32_t action = SCMP_ACT_ALLOW,
+         std::vector<scmp_arg_cmp> args = {}) {
   int nr = resolve(name);
   if (nr == __NR_SCMP_ERROR || nr < 0) return;  // not a call of this architecture
   m[nr].push_back({action, std::move(args)});
@@ -542,34 +562,45 @@ rule_map profile_rules(syscall_profile p) {
   if (p == syscall_profile::unrestricted) return m;
   const pid_t self = ::getpid();
   // Memory.
-  for (const char* n : {"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "msync", "membarrier"})
+  for (const char* n :
+       {"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "msync", "membarrier"})
     add(m, n);
   // Threads and waiting: a new thread, never a new process (clone3's flags are in memory a
   // filter cannot read: it fails with ENOSYS and glibc falls back to clone).
-  const std::uint64_t ns_flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
-                                 CLONE_NEWPID | CLONE_NEWNET;
-  add(m, "clone", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | ns_flags, CLONE_THREAD)});
+  const std::uint64_t ns_flags = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC |
+                                 CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET;
+  add(m, "clone", SCMP_ACT_ALLOW,
+      {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD | ns_flags, CLONE_THREAD)});
   add(m, "clone3", SCMP_ACT_ERRNO(ENOSYS));
-  for (const char* n : {"futex", "futex_waitv", "set_robust_list", "rseq", "set_tid_address", "exit", "exit_group",
-                        "sched_yield", "sched_getaffinity", "getpid", "gettid", "getppid", "getuid", "geteuid",
-                        "getgid", "getegid", "getrandom", "uname", "getrusage", "sysinfo", "getcpu", "times"})
+  for (const char* n : {"futex",      "futex_waitv",     "set_robust_list",
+                        "rseq",       "set_tid_address", "exit",
+                        "exit_group", "sched_yield",     "sched_getaffinity",
+                        "getpid",     "gettid",          "getppid",
+                        "getuid",     "geteuid",         "getgid",
+                        "getegid",    "getrandom",       "uname",
+                        "getrusage",  "sysinfo",         "getcpu",
+                        "times"})
     add(m, n);
   // Signals: its own handlers and masks; signals to itself only. SIGSYS is the sandbox's.
-  for (const char* n : {"rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigsuspend", "rt_sigtimedwait",
-                        "pause", "restart_syscall"})
+  for (const char* n : {"rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigsuspend",
+                        "rt_sigtimedwait", "pause", "restart_syscall"})
     add(m, n);
   add(m, "rt_sigaction", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_NE, SIGSYS)});
   add(m, "rt_sigaction", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, 0)});
   add(m, "kill", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
   add(m, "tgkill", SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(self))});
   // Time.
-  for (const char* n : {"clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep"})
+  for (const char* n :
+       {"clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep"})
     add(m, n);
   // I/O on descriptors it holds (its channel, stdio): no call that opens or names a path.
-  for (const char* n : {"read", "write", "readv", "writev", "pread64", "pwrite64", "lseek", "close", "close_range",
-                        "dup", "dup3", "fcntl", "fstat", "pipe", "pipe2", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown",
-                        "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl",
-                        "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2"})
+  for (const char* n :
+       {"read",         "write",         "readv",       "writev",     "pread64",     "pwrite64",
+        "lseek",        "close",         "close_range", "dup",        "dup3",        "fcntl",
+        "fstat",        "pipe",          "pipe2",       "sendto",     "recvfrom",    "sendmsg",
+        "recvmsg",      "shutdown",      "poll",        "ppoll",      "select",      "pselect6",
+        "epoll_create", "epoll_create1", "epoll_ctl",   "epoll_wait", "epoll_pwait", "epoll_pwait2",
+        "eventfd2"})
     add(m, n);
   add(m, "ioctl", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, TCGETS)});  // isatty
   add(m, "ioctl", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_EQ, TIOCGWINSZ)});
@@ -583,8 +614,9 @@ rule_map profile_rules(syscall_profile p) {
     add(m, "open", SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_MASKED_EQ, write_bits, 0)});
     add(m, "openat", SCMP_ACT_ALLOW, {arg(2, SCMP_CMP_MASKED_EQ, write_bits, 0)});
     add(m, "openat2", SCMP_ACT_ERRNO(ENOSYS));  // its flags are in memory: glibc's open uses openat
-    for (const char* n : {"newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "readlink", "readlinkat",
-                          "getdents", "getdents64", "access", "faccessat", "faccessat2", "getcwd", "fadvise64"})
+    for (const char* n :
+         {"newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "readlink", "readlinkat",
+          "getdents", "getdents64", "access", "faccessat", "faccessat2", "getcwd", "fadvise64"})
       add(m, n);
   }
   return m;
@@ -610,7 +642,8 @@ void apply_seccomp(const wire_spec& w) {
   // Whatever else is allowed, SIGSYS stays the sandbox's: installing a handler for it traps
   // (the handler answers EPERM; inside the handler the trap is how the child ends). In the strict
   // profile fstat spelt newfstatat traps too, and the handler answers it.
-  const std::uint32_t default_action = profile == syscall_profile::unrestricted ? SCMP_ACT_ALLOW : blocked;
+  const std::uint32_t default_action =
+      profile == syscall_profile::unrestricted ? SCMP_ACT_ALLOW : blocked;
   {
     auto& v = m[resolve("rt_sigaction")];
     const bool allowed = profile == syscall_profile::unrestricted ? v.empty() : !v.empty();
@@ -623,7 +656,8 @@ void apply_seccomp(const wire_spec& w) {
     }
     v.push_back({SCMP_ACT_TRAP, {arg(0, SCMP_CMP_EQ, SIGSYS), arg(1, SCMP_CMP_NE, 0)}});
   }
-  if (profile == syscall_profile::strict && !m.count(resolve("newfstatat"))) add(m, "newfstatat", SCMP_ACT_TRAP);
+  if (profile == syscall_profile::strict && !m.count(resolve("newfstatat")))
+    add(m, "newfstatat", SCMP_ACT_TRAP);
 
   struct sigaction sa {};
   sa.sa_sigaction = on_sigsys;
@@ -643,13 +677,16 @@ void apply_seccomp(const wire_spec& w) {
       setup_failed(what, -rc);
     }
   };
-  check(::seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "seccomp_attr_set(BADARCH)");
+  check(::seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS),
+        "seccomp_attr_set(BADARCH)");
   check(::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1), "seccomp_attr_set(TSYNC)");
-  check(::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, w.no_new_privs ? 1 : 0), "seccomp_attr_set(NNP)");
+  check(::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, w.no_new_privs ? 1 : 0),
+        "seccomp_attr_set(NNP)");
   for (const auto& [nr, rules] : m) {
     for (const auto& r : rules) {
       if (r.action == default_action) continue;  // libseccomp refuses a rule that changes nothing
-      check(::seccomp_rule_add_array(ctx, r.action, nr, static_cast<unsigned>(r.args.size()), r.args.data()),
+      check(::seccomp_rule_add_array(ctx, r.action, nr, static_cast<unsigned>(r.args.size()),
+                                     r.args.data()),
             "seccomp_rule_add for system call " + std::to_string(nr));
     }
   }
@@ -673,14 +710,16 @@ void apply_sandbox_from_environment() {
     d(w);
     if (bytes.empty() || !r.at_end()) throw protocol_error("trailing bytes");
   } catch (const std::exception& e) {
-    setup_failed(std::string("the sandbox description from the parent is malformed (") + e.what() + ")");
+    setup_failed(std::string("the sandbox description from the parent is malformed (") + e.what() +
+                 ")");
   }
   ::unsetenv(sandbox_spec_env);
   ::unsetenv(sandbox_fd_env);
   if (g_report_fd >= 0) ::fcntl(g_report_fd, F_SETFD, FD_CLOEXEC);
   enter_namespaces(w);  // may fork: returns in the process that serves
   apply_limits(w);
-  if (w.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) setup_failed("prctl(PR_SET_NO_NEW_PRIVS)", errno);
+  if (w.no_new_privs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    setup_failed("prctl(PR_SET_NO_NEW_PRIVS)", errno);
   apply_landlock(w);
   apply_seccomp(w);
 }

@@ -73,7 +73,8 @@ void expect_blocked(procxy::future<int> f, const std::string& call) {
     FAIL() << "the call returned " << v << " (" << std::strerror(v) << ")";
   } catch (const procxy::child_crashed& e) {
     EXPECT_EQ(e.signal(), SIGSYS) << e.what();
-    EXPECT_NE(std::string(e.what()).find("blocked by the sandbox: " + call), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("blocked by the sandbox: " + call), std::string::npos)
+        << e.what();
   }
 }
 
@@ -90,7 +91,8 @@ struct temp_dir {
   }
 };
 
-// A TCP listener on 127.0.0.1 (an ephemeral port), so that a refused connect is the sandbox's doing.
+// A TCP listener on 127.0.0.1 (an ephemeral port), so that a refused connect is the sandbox's
+// doing.
 struct listener {
   int fd = -1;
   int port = 0;
@@ -167,24 +169,29 @@ TEST(Sandbox, AllowListAddsCallsToTheProfile) {
 }
 
 TEST(Sandbox, DenyListBlocksACallTheProfileAllows) {
-  auto u = procxy::spawn<Untrusted>({.sandbox = {.deny_syscalls = {"uname"}}});  // unrestricted otherwise
+  auto u = procxy::spawn<Untrusted>(
+      {.sandbox = {.deny_syscalls = {"uname"}}});  // unrestricted otherwise
   EXPECT_EQ(u.open_file("/etc/passwd").get(), 0);
   expect_blocked(u.call_uname(), "uname");
 }
 
 TEST(Sandbox, UnknownSystemCallNamesFailTheSpawn) {
-  EXPECT_THROW(procxy::spawn<Untrusted>({.sandbox = {.deny_syscalls = {"no_such_call"}}}), procxy::spawn_error);
-  EXPECT_THROW(procxy::spawn<Untrusted>({.sandbox = {.allow_syscalls = {"socket"}}}), procxy::spawn_error);
+  EXPECT_THROW(procxy::spawn<Untrusted>({.sandbox = {.deny_syscalls = {"no_such_call"}}}),
+               procxy::spawn_error);
+  EXPECT_THROW(procxy::spawn<Untrusted>({.sandbox = {.allow_syscalls = {"socket"}}}),
+               procxy::spawn_error);
 }
 
 TEST(Sandbox, BacktracesWithAStrictKillProfileFailTheSpawn) {
-  EXPECT_THROW(procxy::spawn<Untrusted>({.backtrace = true, .sandbox = strict()}), procxy::spawn_error);
+  EXPECT_THROW(procxy::spawn<Untrusted>({.backtrace = true, .sandbox = strict()}),
+               procxy::spawn_error);
 }
 
 // A crash handler whose calls the profile blocks keeps its outcome: the crash, not a sandbox kill.
 TEST(Sandbox, ACrashHandlersBlockedCallsFailInsteadOfKilling) {
-  if (under_tsan) GTEST_SKIP() << "ThreadSanitizer runs signal handlers with every signal blocked, SIGSYS "
-                                  "included (the case of the next test)";
+  if (under_tsan)
+    GTEST_SKIP() << "ThreadSanitizer runs signal handlers with every signal blocked, SIGSYS "
+                    "included (the case of the next test)";
   auto u = procxy::spawn<Untrusted>({.capture_stderr = 4096, .sandbox = strict()});
   try {
     u.crash_with_handler(false).get();
@@ -205,7 +212,8 @@ TEST(Sandbox, ABlockedCallWhileSigsysIsBlockedEndsTheChildSayingSo) {
     FAIL() << "no crash";
   } catch (const procxy::child_crashed& e) {
     EXPECT_EQ(e.signal(), SIGSYS) << e.what();
-    EXPECT_NE(std::string(e.what()).find("while SIGSYS was blocked"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("while SIGSYS was blocked"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -220,9 +228,11 @@ TEST(Sandbox, AbortUnderStrictIsAnOrdinaryCrash) {
 }
 
 TEST(Sandbox, AddressSpaceLimitThrowsBadAllocInTheCaller) {
-  if (under_sanitizer) GTEST_SKIP() << "ASan and TSan reserve terabytes of shadow address space, so any "
-                                       "RLIMIT_AS leaves the child no room to run";
-  auto u = procxy::spawn<Untrusted>({.sandbox = {.limits = {.address_space = std::size_t{512} << 20}}});
+  if (under_sanitizer)
+    GTEST_SKIP() << "ASan and TSan reserve terabytes of shadow address space, so any "
+                    "RLIMIT_AS leaves the child no room to run";
+  auto u =
+      procxy::spawn<Untrusted>({.sandbox = {.limits = {.address_space = std::size_t{512} << 20}}});
   EXPECT_EQ(u.allocate(16).get(), 16u);
   EXPECT_THROW(u.allocate(1024).get(), std::bad_alloc);
   EXPECT_EQ(u.allocate(16).get(), 16u);  // the child lives on
@@ -251,8 +261,8 @@ TEST(Sandbox, FileSizeLimitFailsTheWriteWithEfbig) {
 
 TEST(Sandbox, LandlockAllowsOnlyTheListedPaths) {
   temp_dir inside, outside;
-  auto u = procxy::spawn<Untrusted>({.sandbox = {.filesystem = std::vector<procxy::path_rule>{
-                                                     {inside.path, true}}}});
+  auto u = procxy::spawn<Untrusted>(
+      {.sandbox = {.filesystem = std::vector<procxy::path_rule>{{inside.path, true}}}});
   EXPECT_EQ(u.write_file((inside.path / "ok").string()).get(), 0);
   EXPECT_EQ(u.write_file((outside.path / "no").string()).get(), EACCES);
   EXPECT_EQ(u.open_file("/etc/passwd").get(), EACCES);
@@ -262,8 +272,12 @@ TEST(Sandbox, LandlockAllowsOnlyTheListedPaths) {
 
 TEST(Sandbox, LandlockReadOnlyRuleRefusesWrites) {
   temp_dir d;
-  { auto u = procxy::spawn<Untrusted>(); EXPECT_EQ(u.write_file((d.path / "f").string()).get(), 0); }
-  auto u = procxy::spawn<Untrusted>({.sandbox = {.filesystem = std::vector<procxy::path_rule>{{d.path, false}}}});
+  {
+    auto u = procxy::spawn<Untrusted>();
+    EXPECT_EQ(u.write_file((d.path / "f").string()).get(), 0);
+  }
+  auto u = procxy::spawn<Untrusted>(
+      {.sandbox = {.filesystem = std::vector<procxy::path_rule>{{d.path, false}}}});
   EXPECT_EQ(u.open_file((d.path / "f").string()).get(), 0);
   EXPECT_EQ(u.write_file((d.path / "f").string()).get(), EACCES);
   EXPECT_EQ(u.write_file((d.path / "g").string()).get(), EACCES);
@@ -276,7 +290,8 @@ TEST(Sandbox, ALayerThatCannotBeSetUpFailsTheSpawnSayingWhy) {
     u.started().get();
     FAIL() << "the child started";
   } catch (const procxy::spawn_error& e) {
-    EXPECT_NE(std::string(e.what()).find("sandbox could not be set up"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sandbox could not be set up"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("/no/such/procxy/path"), std::string::npos) << e.what();
   }
   EXPECT_THROW(u.add(1, 2).get(), procxy::spawn_error);
@@ -289,7 +304,8 @@ TEST(Sandbox, NetworkNamespaceHasNoNetwork) {
 }
 
 TEST(Sandbox, UserNamespaceKeepsTheChildsUid) {
-  auto u = procxy::spawn<Untrusted>({.sandbox = {.namespaces = {.user = true, .mounts = true, .ipc = true}}});
+  auto u = procxy::spawn<Untrusted>(
+      {.sandbox = {.namespaces = {.user = true, .mounts = true, .ipc = true}}});
   EXPECT_EQ(u.uid().get(), static_cast<int>(::getuid()));
   EXPECT_EQ(u.add(1, 2).get(), 3);
 }
@@ -322,8 +338,12 @@ TEST(Sandbox, AllLayersTogether) {
   if (under_tsan) GTEST_SKIP() << tsan_forks_threads;  // Landlock after the PID namespace's fork
   temp_dir d;
   procxy::sandbox_options s{
-      .limits = {.address_space = under_sanitizer ? 0 : std::size_t{1} << 30, .cpu = 30s, .open_files = 64,
-                 .file_size = 1 << 20, .processes = 64, .no_core_dumps = true},
+      .limits = {.address_space = under_sanitizer ? 0 : std::size_t{1} << 30,
+                 .cpu = 30s,
+                 .open_files = 64,
+                 .file_size = 1 << 20,
+                 .processes = 64,
+                 .no_core_dumps = true},
       .syscalls = procxy::syscall_profile::read_files,
       .on_blocked = procxy::on_blocked_syscall::fail,
       .namespaces = {.network = true, .mounts = true, .ipc = true, .pids = true},

@@ -1,6 +1,7 @@
 // procxy/sandbox.hpp — confining a child that runs code you do not trust (spawn_options::sandbox).
 //
-//   auto p = procxy::spawn<Parser>({.sandbox = {.limits = {.address_space = 1ull << 30, .cpu = 10s},
+//   auto p = procxy::spawn<Parser>({.sandbox = {.limits = {.address_space = 1ull << 30, .cpu =
+//   10s},
 //                                               .syscalls = procxy::syscall_profile::strict}});
 //
 // Every layer is applied in the child before the object is constructed, in every spawn mode, in
@@ -68,7 +69,7 @@ struct namespace_options {
   bool network = false;  // a new network namespace: no interface but a loopback that is down
   bool mounts = false;   // a private copy of the mount table: nothing propagates either way
   bool ipc = false;      // System V IPC and POSIX message queues of its own
-  bool pids = false;     // a PID namespace: the child sees no other process (its pid there is 2 or so)
+  bool pids = false;  // a PID namespace: the child sees no other process (its pid there is 2 or so)
 };
 
 // Landlock: a path the child may use, and how.
@@ -100,8 +101,8 @@ struct sandbox_options {
     const auto& l = limits;
     return no_new_privs || syscalls != syscall_profile::unrestricted || !deny_syscalls.empty() ||
            !allow_syscalls.empty() || n.user || n.network || n.mounts || n.ipc || n.pids ||
-           filesystem.has_value() || l.address_space || l.cpu.count() || l.open_files || l.file_size ||
-           l.processes || l.no_core_dumps;
+           filesystem.has_value() || l.address_space || l.cpu.count() || l.open_files ||
+           l.file_size || l.processes || l.no_core_dumps;
   }
 };
 

@@ -115,7 +115,8 @@ class Untrusted {
   }
   void abort_now() { ::abort(); }
 };
-PROCXY_CLASS(Untrusted, add, own_pid, uid, open_file, write_file, write_bytes, connect_local, fork_child, exec_true,
-             signal_process, call_uname, allocate, spin, crash_with_handler, abort_now);
+PROCXY_CLASS(Untrusted, add, own_pid, uid, open_file, write_file, write_bytes, connect_local,
+             fork_child, exec_true, signal_process, call_uname, allocate, spin, crash_with_handler,
+             abort_now);
 
 }  // namespace sandbox_test
