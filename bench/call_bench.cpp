@@ -23,6 +23,11 @@
 //                             starts: same libraries and static initialisers, no procxy)
 //   BM_SpawnToFirstResult     spawn<Calculator>() + add().get() + ~proxy (default: reexec)
 //   BM_SpawnToFirstResult_Fork      the same with spawn_mode::fork (no exec, no dynamic loading)
+//   BM_SandboxSpawn_<Layer>   spawn to first result with one sandbox layer on
+//   (spawn_options::sandbox): BM_SandboxCall_<Layer>    Limits, NoNewPrivs, Strict (seccomp),
+//   Landlock, UserNs, NetNs, MountNs,
+//                             PidNs, All; _None is the unsandboxed baseline of the same run
+//                             (automatic transport, reexec)
 //   BM_IdleChildRss           VmRSS of an idle Calculator child (and of this parent), KiB
 //   BM_IdleReplyOnceRss       VmRSS of an idle procxy_reply_once, for scale
 //   BM_IdleSelfReplyOnceRss   VmRSS of this binary idling in --reply-once mode (no procxy), for
@@ -693,6 +698,50 @@ void BM_SpawnToFirstResult_Fork(benchmark::State& state) {
   spawn_to_first_result(state, {.mode = procxy::spawn_mode::fork});
 }
 
+// ---- 4b. the sandbox: what each layer adds to a spawn and to a call ---------------------------
+
+// spawn_options::sandbox with one layer (or all) on; "None" is the baseline of the same run.
+procxy::spawn_options sandboxed(const std::string& layer) {
+  procxy::spawn_options o;
+  auto& s = o.sandbox;
+  if (layer == "Limits" || layer == "All")
+    s.limits = {.address_space = std::size_t{1} << 30,
+                .cpu = std::chrono::seconds(60),
+                .open_files = 64,
+                .file_size = std::size_t{1} << 20,
+                .processes = 64,
+                .no_core_dumps = true};
+  if (layer == "NoNewPrivs") s.no_new_privs = true;
+  if (layer == "Strict" || layer == "All") s.syscalls = procxy::syscall_profile::strict;
+  if (layer == "Landlock" || layer == "All")
+    s.filesystem = std::vector<procxy::path_rule>{{"/tmp", false}};
+  if (layer == "UserNs") s.namespaces.user = true;
+  if (layer == "NetNs" || layer == "All") s.namespaces.network = true;
+  if (layer == "MountNs" || layer == "All") s.namespaces.mounts = true;
+  if (layer == "PidNs" || layer == "All") s.namespaces.pids = true;
+  if (layer == "All") s.namespaces.ipc = true;
+  return o;
+}
+
+#define PROCXY_SANDBOX_BENCH(layer)                       \
+  void BM_SandboxSpawn_##layer(benchmark::State& state) { \
+    spawn_to_first_result(state, sandboxed(#layer));      \
+  }                                                       \
+  void BM_SandboxCall_##layer(benchmark::State& state) {  \
+    sequential_calls(state, sandboxed(#layer));           \
+  }
+PROCXY_SANDBOX_BENCH(None)
+PROCXY_SANDBOX_BENCH(Limits)
+PROCXY_SANDBOX_BENCH(NoNewPrivs)
+PROCXY_SANDBOX_BENCH(Strict)
+PROCXY_SANDBOX_BENCH(Landlock)
+PROCXY_SANDBOX_BENCH(UserNs)
+PROCXY_SANDBOX_BENCH(NetNs)
+PROCXY_SANDBOX_BENCH(MountNs)
+PROCXY_SANDBOX_BENCH(PidNs)
+PROCXY_SANDBOX_BENCH(All)
+#undef PROCXY_SANDBOX_BENCH
+
 // ---- 5. idle child RSS -------------------------------------------------------------------------
 
 // A "Key:   123 kB" line of /proc/<pid>/status, in KiB (-1 if absent).
@@ -899,6 +948,44 @@ BENCHMARK(bench::BM_SpawnToFirstResult_Fork)
     ->MinTime(1.0)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxSpawn_None)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_None)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_Limits)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_Limits)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_NoNewPrivs)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_NoNewPrivs)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_Strict)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_Strict)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_Landlock)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_Landlock)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_UserNs)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_UserNs)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_NetNs)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_NetNs)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_MountNs)
+    ->MinTime(1.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_MountNs)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_PidNs)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_PidNs)->UseRealTime();
+BENCHMARK(bench::BM_SandboxSpawn_All)->MinTime(1.0)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_SandboxCall_All)->UseRealTime();
 BENCHMARK(bench::BM_IdleChildRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_IdleReplyOnceRss)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_IdleSelfReplyOnceRss)

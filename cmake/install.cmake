@@ -50,9 +50,13 @@ foreach(_dir IN LISTS _procxy_boost_inc)
 endforeach()
 # A static libprocxy.a with backtraces needs libbacktrace and libdl after it: -lbacktrace, which
 # the GCC (and clang) driver finds in GCC's own library directory.
+# A static one needs libseccomp (the sandbox) in any case.
 set(PROCXY_PC_LIBS "")
+if(_procxy_type STREQUAL "STATIC_LIBRARY")
+  set(PROCXY_PC_LIBS " -lseccomp")
+endif()
 if(PROCXY_STATIC_NEEDS_LIBBACKTRACE)
-  set(PROCXY_PC_LIBS " -lbacktrace")
+  string(APPEND PROCXY_PC_LIBS " -lbacktrace")
   foreach(_lib IN LISTS CMAKE_DL_LIBS)
     string(APPEND PROCXY_PC_LIBS " -l${_lib}")
   endforeach()

@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The library: a C++20 compiler, CMake, Boost >= 1.81's headers, and GCC's libbacktrace
-# (libgcc-12-dev; optional, for backtraces). The tests: GoogleTest, clang (+ its runtime: the
-# fuzzers), pkg-config (the install tests), clang-format-14 (the format check). The benchmarks:
-# Google Benchmark, cereal, Cap'n Proto.
-packages=(build-essential cmake g++ libboost1.81-dev libgcc-12-dev
-          libgtest-dev libgmock-dev clang libclang-rt-14-dev pkg-config
+# The library: a C++20 compiler, CMake, Boost >= 1.81's headers, libseccomp (the sandbox; found
+# with pkg-config) and GCC's libbacktrace (libgcc-12-dev; optional, for backtraces). The tests:
+# GoogleTest, clang (+ its runtime: the fuzzers), clang-format-14 (the format check). The
+# benchmarks: Google Benchmark, cereal, Cap'n Proto.
+packages=(build-essential cmake g++ libboost1.81-dev libgcc-12-dev pkg-config libseccomp-dev
+          libgtest-dev libgmock-dev clang libclang-rt-14-dev
           libbenchmark-dev libcereal-dev libcapnp-dev capnproto clang-format-14)
 missing=()
 for p in "${packages[@]}"; do

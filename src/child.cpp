@@ -18,6 +18,7 @@
 
 #include "crash.hpp"
 #include "procxy/detail/method.hpp"
+#include "procxy/detail/sandbox.hpp"
 #include "procxy/detail/serve.hpp"
 #include "procxy/detail/shm_transport.hpp"
 #include "procxy/event.hpp"
@@ -290,10 +291,15 @@ namespace {
 // Kills this process shortly after the parent is gone, even if the object thread is stuck in a
 // call and never sees EOF. pidfd_open + a re-check of getppid() closes the window in which the
 // parent died before we looked (PR_SET_PDEATHSIG would follow the parent *thread* that spawned
-// us, which may exit long before the parent process does).
-void watch_parent(pid_t parent) {
+// us, which may exit long before the parent process does). The pidfd is opened before the
+// sandbox is applied (a PID namespace hides the parent), the thread started after.
+int open_parent(pid_t parent) {
   int pfd = static_cast<int>(::syscall(SYS_pidfd_open, parent, 0));
   if (pfd < 0 || ::getppid() != parent) _exit(111);
+  return pfd;
+}
+
+void watch_parent(int pfd) {
   std::thread([pfd] {
     pollfd p{pfd, POLLIN, 0};
     while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
@@ -311,8 +317,15 @@ int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size
   g_is_child = true;
   // First, so that a crash anywhere after it (the module, the constructor) is reported.
   install_crash_handler(crash_fd);
+  const int parent_fd = open_parent(parent);
+  // The module is loaded before the sandbox: the loader opens and maps files that the strict
+  // profile forbids (docs/design.md "Plugins": its static initialisers run unsandboxed, like the
+  // host's own).
   load_module();
-  watch_parent(parent);
+  if (std::getenv(sandbox_spec_env) != nullptr) remember_mappings();  // for crash reports
+  apply_sandbox_from_environment();  // docs/design.md "Sandbox": before anything is served
+  crash_handler_follows_fork();      // a PID namespace serves from a fork (src/sandbox.cpp)
+  watch_parent(parent_fd);
   auto server = std::make_shared<child_server>();
   connection::options o;
   o.s = connection::side::child;

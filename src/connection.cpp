@@ -63,7 +63,12 @@ std::shared_ptr<connection> connection::create(std::unique_ptr<transport> t,
   // The hello goes first, before anything any thread can send (protocol.hpp).
   byte_buffer hello;
   encode_hello(hello);
-  c->writer_.enqueue(hello.view(), hold::none);
+  try {
+    c->writer_.enqueue(hello.view(), hold::none);
+  } catch (const terminated&) {
+    // The peer is gone already (a child that died at once, e.g. its sandbox could not be set
+    // up): as for a call, the reader sees EOF and fails everything with the real cause.
+  }
   // The I/O thread keeps the connection alive until close() stops it.
   c->io_ = std::thread([c] { c->run_io(); });
   if (c->trace_) c->trace(std::string("transport: ") + c->t_->name());

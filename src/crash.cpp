@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -194,9 +195,27 @@ void match_mapping(const char* line, std::size_t n) noexcept {
   }
 }
 
+// The executable file mappings, read before a sandbox that may forbid opening /proc/self/maps
+// (seccomp's strict profile, Landlock): one line each, as /proc/self/maps has them. Under such a
+// sandbox no file can be mapped afterwards (nothing can be opened), so the snapshot stays true.
+char* g_snapshot = nullptr;
+std::size_t g_snapshot_len = 0;
+
+void match_lines(const char* text, std::size_t n) noexcept {
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (text[i] != '\n') continue;
+    match_mapping(text + begin, i - begin);
+    begin = i + 1;
+  }
+}
+
 void report_modules() noexcept {
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (g_snapshot != nullptr) match_lines(g_snapshot, g_snapshot_len);
+    return;
+  }
   std::size_t have = 0;
   for (;;) {
     ssize_t r = ::read(fd, g_maps + have, sizeof g_maps - have);
@@ -232,6 +251,8 @@ void write_report(int sig, siginfo_t* info, void* ucontext) noexcept {
   put_hex(reinterpret_cast<std::uintptr_t>(info->si_addr));
   put(" tid ");
   put_dec(::syscall(SYS_gettid));
+  put(" self ");  // its pid as it sees it (in a PID namespace, not the one the parent knows)
+  put_dec(static_cast<long>(::getpid()));
   put("\n");
   flush_out();
 
@@ -310,6 +331,26 @@ void on_crash_signal(int sig, siginfo_t* info, void* ucontext) {
 
 }  // namespace
 
+void crash_handler_follows_fork() noexcept { g_pid = ::getpid(); }
+
+void remember_mappings() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line, kept;
+  while (std::getline(maps, line)) {
+    // "start-end perms offset dev inode   path": executable and backed by a file.
+    const auto perms = line.find(' ');
+    if (perms == std::string::npos || line.size() < perms + 4 || line[perms + 3] != 'x') continue;
+    if (line.find(" /") == std::string::npos) continue;
+    kept += line;
+    kept += '\n';
+  }
+  if (kept.empty()) return;
+  delete[] g_snapshot;  // never read concurrently: the sandbox is applied once, before serving
+  g_snapshot = new char[kept.size()];
+  std::memcpy(g_snapshot, kept.data(), kept.size());
+  g_snapshot_len = kept.size();
+}
+
 void install_crash_handler(int fd) noexcept {
   if (fd < 0) return;
   // Once per process. In a child forked (fork mode) by a child that is itself served by procxy,
@@ -381,6 +422,7 @@ struct parsed_report {
   long sender = 0;
   std::uintptr_t addr = 0;
   long tid = 0;
+  long self = 0;  // the child's own view of its pid (0: not reported)
   std::vector<report_frame> frames;
 };
 
@@ -399,6 +441,8 @@ parsed_report parse(const std::string& text) {
     if (!l || k1 != "signal" || k2 != "code" || k3 != "sender" || k4 != "addr" || k5 != "tid")
       return r;
     r.valid = true;
+    std::string k6;
+    if (l >> k6 >> r.self && k6 != "self") r.self = 0;
   }
   while (std::getline(in, line)) {
     std::istringstream l(line);
@@ -713,14 +757,17 @@ std::string describe_crash(const std::string& report, int pid, int signal, std::
   const parsed_report r = parse(report);
   const std::string caught = r.valid ? std::string("SIG") + signal_name(r.signal) : std::string();
   const std::string thread = "thread " + std::to_string(r.tid);
+  // Who "itself" is: the pid it reported seeing (a PID namespace's server is not the pid the
+  // parent knows), else the parent's.
+  const long self = r.self > 0 ? r.self : pid;
   std::string what;
   if (r.valid) {
     if (r.code > 0)  // the kernel's: a fault of the instruction that ran
       what = "its stack at the fault (" + caught + " at address " + hex(r.addr) + ", " + thread +
              "):\n";
-    else if (r.sender == pid && r.signal == SIGABRT)
+    else if (r.sender == self && r.signal == SIGABRT)
       what = "its stack when it aborted (" + thread + "):\n";
-    else if (r.sender == pid)
+    else if (r.sender == self)
       what = "its stack where it raised " + caught + " (" + thread + "):\n";
     else
       what = caught + " was sent by process " + std::to_string(r.sender) +

@@ -20,6 +20,14 @@ namespace procxy::detail {
 // never in the parent process.
 void install_crash_handler(int fd) noexcept;
 
+// Keeps a copy of the executable file mappings for the handler, which reads /proc/self/maps at
+// the crash but may not be allowed to once a sandbox is applied. Called before applying one.
+void remember_mappings();
+
+// Makes the handler report for this process: the sandbox's PID namespace serves from a fork of
+// the process that installed it (a fork of the object's own is otherwise never reported).
+void crash_handler_follows_fork() noexcept;
+
 // ---- the parent --------------------------------------------------------------------------------
 
 // What the child's handler wrote, read without blocking (the child is dead and reaped, so all of

@@ -48,11 +48,12 @@ std::string g_program_name = "procxy-child";
 constexpr int channel_fd_in_child = 3;
 constexpr int shm_fd_in_child = 4;  // when the transport is shared memory
 // The write end of the crash pipe (src/crash.hpp): the next number after the channel's (and the
-// rings'), then nothing.
+// rings'); then, when there is a sandbox, its report pipe (src/sandbox.cpp); then nothing.
 constexpr int crash_fd_in_child(bool shm) {
   return shm ? shm_fd_in_child + 1 : channel_fd_in_child + 1;
 }
-constexpr int first_free_fd = crash_fd_in_child(true) + 1;
+constexpr int report_fd_in_child(bool shm) { return crash_fd_in_child(shm) + 1; }
+constexpr int last_fixed_fd = report_fd_in_child(true);
 
 }  // namespace
 
@@ -66,14 +67,15 @@ std::chrono::milliseconds callback_timeout(const spawn_options& o) {
 namespace {
 
 std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg,
-                                   std::size_t shm_ring) {
+                                   std::size_t shm_ring, const std::string& sandbox_spec) {
   std::vector<std::string> env;
   auto ours = [](std::string_view kv) {
     return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 || kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
            kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 || kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
            kv.rfind("PROCXY_SHM_RING=", 0) == 0 || kv.rfind("PROCXY_CRASH_FD=", 0) == 0 ||
            kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
-           kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 || kv.rfind("PROCXY_MODULE=", 0) == 0;
+           kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 || kv.rfind("PROCXY_MODULE=", 0) == 0 ||
+           kv.rfind("PROCXY_SANDBOX_SPEC=", 0) == 0 || kv.rfind("PROCXY_SANDBOX_FD=", 0) == 0;
   };
   if (o.environment == env_mode::merge) {
     for (char** e = environ; e && *e; ++e) {
@@ -102,6 +104,11 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg,
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
   if (!o.module.empty())  // absolute: the child may run in another working directory
     env.push_back("PROCXY_MODULE=" + std::filesystem::absolute(o.module).string());
+  if (!sandbox_spec.empty()) {
+    env.push_back(std::string(sandbox_spec_env) + "=" + sandbox_spec);
+    env.push_back(std::string(sandbox_fd_env) + "=" +
+                  std::to_string(report_fd_in_child(shm_ring > 0)));
+  }
   return env;
 }
 
@@ -141,7 +148,8 @@ std::filesystem::path module_host(const spawn_options& o) {
 }
 
 std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, int stderr_fd,
-                                          int shm_fd, std::size_t shm_ring, int crash_fd) {
+                                          int shm_fd, std::size_t shm_ring, int crash_fd,
+                                          int report_fd, const std::string& sandbox_spec) {
   const bool self = o.mode == spawn_mode::reexec && o.module.empty();
   std::string exe = self               ? std::string("/proc/self/exe")
                     : o.module.empty() ? o.executable.string()
@@ -154,7 +162,9 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  auto env = build_env(o, o.max_message_size, shm_fd >= 0 ? shm_ring : 0);
+  const bool shm = shm_fd >= 0;
+  const int last = report_fd >= 0 ? report_fd_in_child(shm) : crash_fd_in_child(shm);
+  auto env = build_env(o, o.max_message_size, shm ? shm_ring : 0, sandbox_spec);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -173,11 +183,12 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
   } c{&fa, &at};
   posix_spawn_file_actions_adddup2(&fa, child_fd, channel_fd_in_child);
   if (shm_fd >= 0) posix_spawn_file_actions_adddup2(&fa, shm_fd, shm_fd_in_child);
-  posix_spawn_file_actions_adddup2(&fa, crash_fd, crash_fd_in_child(shm_fd >= 0));
+  posix_spawn_file_actions_adddup2(&fa, crash_fd, crash_fd_in_child(shm));
+  if (report_fd >= 0) posix_spawn_file_actions_adddup2(&fa, report_fd, report_fd_in_child(shm));
   if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, stderr_fd, 2);
-  // The child inherits stdio, its channel and its crash pipe only, whatever the parent forgot to
-  // mark CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&fa, crash_fd_in_child(shm_fd >= 0) + 1);
+  // The child inherits stdio, its channel, its crash pipe and its sandbox's report pipe only,
+  // whatever the parent forgot to mark CLOEXEC.
+  posix_spawn_file_actions_addclosefrom_np(&fa, last + 1);
   if (!o.working_directory.empty())
     posix_spawn_file_actions_addchdir_np(&fa, o.working_directory.c_str());
   reset_signals(at);
@@ -189,7 +200,8 @@ std::shared_ptr<child_process> spawn_exec(const spawn_options& o, int child_fd, 
 
 std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd, int child_fd,
                                           int stderr_fd, int shm_fd, std::size_t shm_ring,
-                                          int crash_fd) {
+                                          int crash_fd, int report_fd,
+                                          const std::string& sandbox_spec) {
   if (!o.module.empty())
     throw spawn_error(
         "procxy: spawn_options::module needs a host executable to load it: use the "
@@ -204,17 +216,24 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     // closes nothing, and a sibling proxy's channel kept open here would hide its EOF.
     if (::dup2(child_fd, channel_fd_in_child) < 0) _exit(127);
     if (shm_fd >= 0 && ::dup2(shm_fd, shm_fd_in_child) < 0) _exit(127);
-    const int crash = crash_fd_in_child(shm_fd >= 0);
+    const bool shm = shm_fd >= 0;
+    const int crash = crash_fd_in_child(shm);
     if (::dup2(crash_fd, crash) < 0) _exit(127);
-    ::close_range(static_cast<unsigned>(crash + 1), ~0U, 0);
+    if (report_fd >= 0 && ::dup2(report_fd, report_fd_in_child(shm)) < 0) _exit(127);
+    ::close_range(static_cast<unsigned>((report_fd >= 0 ? report_fd_in_child(shm) : crash) + 1),
+                  ~0U, 0);
     if (!o.working_directory.empty() && ::chdir(o.working_directory.c_str()) != 0) _exit(127);
     if (o.environment == env_mode::replace) ::clearenv();
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
-    _exit(serve(channel_fd_in_child, shm_fd >= 0 ? shm_fd_in_child : -1, shm_ring,
-                o.max_message_size, parent, crash));
+    if (!sandbox_spec.empty()) {
+      ::setenv(sandbox_spec_env, sandbox_spec.c_str(), 1);
+      ::setenv(sandbox_fd_env, std::to_string(report_fd_in_child(shm)).c_str(), 1);
+    }
+    _exit(serve(channel_fd_in_child, shm ? shm_fd_in_child : -1, shm_ring, o.max_message_size,
+                parent, crash));
   }
   return adopt_child(pid);
 }
@@ -224,10 +243,10 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
 namespace {
 
 // A close-on-exec copy of `fd` numbered at least 10, so that the dup2s to the child's fixed
-// numbers (3, 4) neither clobber one another nor dup2 a descriptor onto itself (which would
+// numbers (3 to 6) neither clobber one another nor dup2 a descriptor onto itself (which would
 // keep FD_CLOEXEC set).
 int above_fixed_numbers(int fd, fd_guard& keep) {
-  if (fd < 0 || fd >= first_free_fd) return fd;
+  if (fd < 0 || fd > last_fixed_fd) return fd;
   keep.fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
   if (keep.fd < 0) throw_errno("fcntl", errno);
   return keep.fd;
@@ -236,6 +255,8 @@ int above_fixed_numbers(int fd, fd_guard& keep) {
 }  // namespace
 
 launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_ring) {
+  // The sandbox (src/sandbox.cpp), validated first: what cannot be applied fails spawn().
+  auto plan = plan_sandbox(o);
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw_errno("socketpair", errno);
@@ -263,12 +284,27 @@ launched_child launch_child(const spawn_options& o, int shm_fd, std::size_t shm_
     crash_write.fd = p[1];
   }
   const int crash_fd = above_fixed_numbers(crash_write.fd, moved_crash);
+  // The sandbox's report pipe: its read end never blocks either.
+  fd_guard report_read, report_write, moved_report;
+  if (!plan.spec.empty()) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("pipe2", errno);
+    report_read.fd = p[0];
+    report_write.fd = p[1];
+    ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+  }
+  const int report_fd = above_fixed_numbers(report_write.fd, moved_report);
   launched_child l;
-  l.process = o.mode == spawn_mode::fork
-                  ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, crash_fd)
-                  : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, crash_fd);
+  l.process =
+      o.mode == spawn_mode::fork
+          ? spawn_fork(o, sv[0], child_fd, err_fd, shm_fd, shm_ring, crash_fd, report_fd, plan.spec)
+          : spawn_exec(o, child_fd, err_fd, shm_fd, shm_ring, crash_fd, report_fd, plan.spec);
   ::close(child_end.release());
   l.crash_fd = crash_read.release();
+  if (report_write.fd >= 0) {
+    ::close(report_write.release());
+    l.sandbox = std::make_shared<sandbox_report>(report_read.release(), std::move(plan.effective));
+  }
   if (err_write.fd >= 0) {
     ::close(err_write.release());
     l.err = std::make_shared<stderr_capture>(err_read.release(), o.capture_stderr);

@@ -23,6 +23,7 @@
 #include <thread>
 #include <utility>
 
+#include "procxy/detail/sandbox.hpp"
 #include "procxy/options.hpp"
 
 namespace procxy::detail {
@@ -197,6 +198,8 @@ struct launched_child {
   int channel_fd = -1;
   std::shared_ptr<stderr_capture> err;
   int crash_fd = -1;  // the read end of the crash pipe (src/crash.hpp), owned by the caller too
+  std::shared_ptr<sandbox_report>
+      sandbox;  // null unless spawn_options::sandbox (or PROCXY_SANDBOX)
 };
 // Starts a child as `o` says (mode, executable, args, env, cwd, stderr capture). Throws
 // spawn_error when it cannot be started.

@@ -193,6 +193,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   core->child_ = std::move(launched.process);
   core->stderr_ = std::move(launched.err);
   core->crash_fd_ = launched.crash_fd;
+  core->sandbox_ = std::move(launched.sandbox);
   std::weak_ptr<proxy_core> weak = core;
   std::function<void()> on_exit;
   if (opts.on_exit) {
@@ -214,6 +215,10 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
       }
     };
   }
+  // Before the connection exists: its I/O thread may see the child gone (one whose sandbox could
+  // not be set up dies at once) and run on_disconnect, which reads started_, before start()
+  // returns.
+  core->started_ = state_ptr<state<void>>(new state<void>());
   core->handler_ = std::make_shared<parent_handler>(
       weak, opts.on_timeout == timeout_policy::kill_child, std::move(on_exit));
   connection::options co;
@@ -235,7 +240,6 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   core->dispatch_ =
       std::thread([conn = core->conn_, h = core->handler_] { conn->run_dispatch_loop(); });
 
-  core->started_ = state_ptr<state<void>>(new state<void>());
   core->conn_->call(construct, state_ptr<state_base>(core->started_), &decode_construct_reply,
                     core->deadline_for(opts.start_timeout), constructor, /*fatal_timeout=*/true);
   return core;
@@ -291,13 +295,26 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   std::string note = tail.empty() ? std::string()
                                   : "; the last " + std::to_string(tail.size()) +
                                         " bytes it wrote to stderr:\n" + tail;
+  if (sandbox_ && !started_->is_ready()) {
+    std::string why = sandbox_->setup_failure();
+    if (!why.empty())
+      return std::make_exception_ptr(spawn_error(who + ": its sandbox could not be set up (" + why +
+                                                 "); the object was never constructed" + note));
+  }
+  const std::string sandboxed = sandbox_ ? sandbox_->death_note(sig) : std::string();
+  if (!sandboxed.empty()) who += ": " + sandboxed;
   if (!started_->is_ready())
-    return std::make_exception_ptr(
-        spawn_error(who +
-                    (stack.empty() ? " before constructing the object (does its main() call "
-                                     "procxy::init(argc, argv) first?)"
-                                   : " while constructing the object") +
-                    crash + note));
+    // The hint about procxy::init only where it can be the cause: the child exited by itself,
+    // before constructing, with no crash report and no sandbox verdict (a signal, a sanitizer's
+    // report on stderr or a blocked call says more than a guess).
+    return std::make_exception_ptr(spawn_error(
+        who +
+        (!stack.empty() ? " while constructing the object"
+         : sig == 0 && sandboxed.empty()
+             ? " before constructing the object (if it is a program of your own, does its main() "
+               "call procxy::init(argc, argv) first?)"
+             : " before constructing the object") +
+        crash + note));
   who += describe_calls_in_flight(conn_->calls_in_flight());
   return std::make_exception_ptr(
       child_crashed(who + crash + note, code, sig, std::move(tail), std::move(stack)));

@@ -536,6 +536,33 @@ TEST(CrashContext, SegfaultNamesTheMethodAndTheFunctionThatCrashed) {
   EXPECT_EQ(std::string(later.what()), e.what());
 }
 
+// The crash handler needs nothing the strictest sandbox forbids (it writes to a pipe it was
+// given before the sandbox): a sandboxed child's crash is reported the same way.
+TEST(CrashContext, ASandboxedChildsCrashNamesTheMethodAndTheStack) {
+  procxy::sandbox_options box{.syscalls = procxy::syscall_profile::strict};
+  if (!under_tsan) {  // TSan's thread in a forked child refuses namespaces and Landlock
+    // The server of a PID namespace is a fork, and sees itself as another pid.
+    box.namespaces = {.network = true, .pids = true};
+    box.filesystem = std::vector<procxy::path_rule>{};  // not even /proc/self/maps
+  }
+  auto p = procxy::spawn<Culprit>(crash_options({.sandbox = box}), false);
+  ASSERT_EQ(p.ping(1).get(), 1);
+  auto e = failure_of<procxy::child_crashed>([&] { return p.segfault(); });
+  EXPECT_EQ(e.signal(), SIGSEGV) << e.what();
+  EXPECT_THAT(e.what(), Not(HasSubstr("blocked by the sandbox")));
+  EXPECT_THAT(e.what(), HasSubstr("Culprit::segfault was in flight"));
+  EXPECT_THAT(e.backtrace(),
+              HasSubstr(" 0# (anonymous namespace)::context::culprit_invalid_write()"))
+      << e.what();
+
+  // abort() is the child's own signal, not one sent from outside, seen from inside a namespace.
+  auto q = procxy::spawn<Culprit>(crash_options({.sandbox = box}), false);
+  auto a = failure_of<procxy::child_crashed>([&] { return q.abort_now(); });
+  EXPECT_EQ(a.signal(), SIGABRT) << a.what();
+  EXPECT_THAT(a.what(), HasSubstr("its stack when it aborted (thread ")) << a.what();
+  EXPECT_THAT(a.backtrace(), HasSubstr("context::culprit_abort()"));
+}
+
 TEST(CrashContext, AbortNamesTheMethodAndTheStackOfTheAbort) {
   auto p = procxy::spawn<Culprit>(crash_options(), false);
   auto e = failure_of<procxy::child_crashed>([&] { return p.abort_now(); });

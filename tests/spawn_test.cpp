@@ -198,6 +198,31 @@ TEST(Spawn, MissingExecutableThrowsSpawnErrorAtOnce) {
                procxy::spawn_error);
 }
 
+// An executable that is not a procxy worker (here /bin/true) exits before constructing: the
+// error guesses the cause; one killed by a signal before constructing gets no such guess.
+TEST(Spawn, AnExecutableThatExitsBeforeServingGetsTheInitHintAndASignalDoesNot) {
+  auto p =
+      procxy::spawn<Probe>({.mode = procxy::spawn_mode::executable, .executable = "/bin/true"});
+  try {
+    p.started().get();
+    FAIL() << "started";
+  } catch (const procxy::spawn_error& e) {
+    EXPECT_NE(std::string(e.what()).find("does its main() call procxy::init(argc, argv) first?"),
+              std::string::npos)
+        << e.what();
+  }
+  auto q = procxy::spawn<Probe>({.mode = procxy::spawn_mode::executable,
+                                 .executable = "/bin/sh",
+                                 .args = {"-c", "kill -TERM $$"}});
+  try {
+    q.started().get();
+    FAIL() << "started";
+  } catch (const procxy::spawn_error& e) {
+    EXPECT_NE(std::string(e.what()).find("SIGTERM"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("procxy::init"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Spawn, ThrowingConstructorFailsEveryCallWithSpawnErrorNestingTheCause) {
   auto p = procxy::spawn<Probe>({}, 1);
   auto pending = p.child_pid();  // sent before the constructor ran

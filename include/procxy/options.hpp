@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "procxy/sandbox.hpp"
+
 namespace procxy {
 
 enum class spawn_mode {
@@ -164,6 +166,12 @@ struct spawn_options {
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;
+
+  // Confines the child: resource limits, no_new_privs, a seccomp profile, namespaces, Landlock
+  // (procxy/sandbox.hpp; docs/design.md "Sandbox"). Nothing by default. PROCXY_SANDBOX=strict or
+  // PROCXY_SANDBOX=read_files in the parent's environment applies that profile (with
+  // no_new_privs and no core dumps) to every spawn whose sandbox is left empty.
+  sandbox_options sandbox{};
 };
 
 }  // namespace procxy

@@ -19,6 +19,7 @@ namespace procxy::detail {
 
 class child_process;
 class stderr_capture;
+class sandbox_report;
 
 class proxy_core final : public call_target, public std::enable_shared_from_this<proxy_core> {
  public:
@@ -67,6 +68,7 @@ class proxy_core final : public call_target, public std::enable_shared_from_this
   std::shared_ptr<child_process> child_;
   std::shared_ptr<stderr_capture> stderr_;
   int crash_fd_ = -1;  // the read end of the child's crash pipe (src/crash.hpp)
+  std::shared_ptr<sandbox_report> sandbox_;  // spawn_options::sandbox: why the child died
   std::shared_ptr<std::atomic<int>> exit_requested_ = std::make_shared<std::atomic<int>>(0);
   std::shared_ptr<connection> conn_;
   mutable event_hub events_;
