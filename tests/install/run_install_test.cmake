@@ -100,6 +100,9 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK_DIR}/cons
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer)
 run(${WORK_DIR}/consumer/consumer)
 check_output("CMake consumer")
+if(NOT out MATCHES "consumer: Hi, consumer \\(module\\)")
+  message(FATAL_ERROR "CMake consumer: the module in procxy::host did not answer")
+endif()
 
 # 5. A consumer built with pkg-config's flags alone.
 find_program(PKG_CONFIG pkg-config REQUIRED)

@@ -2,9 +2,7 @@
 # parent and links neither the module nor Parser's members. The module links no procxy either:
 # procxy's headers only (procxy-host exports the library's symbols).
 add_library(procxy_test_parser MODULE ${CMAKE_CURRENT_LIST_DIR}/parser_module.cpp)
-target_include_directories(procxy_test_parser PRIVATE ${PROJECT_SOURCE_DIR}/include)
-target_link_libraries(procxy_test_parser PRIVATE Boost::headers procxy_warnings)
-target_compile_features(procxy_test_parser PRIVATE cxx_std_20)
+target_link_libraries(procxy_test_parser PRIVATE procxy::module procxy_warnings)
 if(TARGET plugin_test)
   target_compile_definitions(plugin_test PRIVATE
     PROCXY_TEST_HOST="$<TARGET_FILE:procxy_host>"

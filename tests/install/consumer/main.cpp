@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <string>
 
+#ifdef CONSUMER_MODULE
+#include "greeter.hpp"
+#endif
+
 [[gnu::noinline]] void consumer_thrower(int code) {
   throw std::runtime_error("consumer failure " + std::to_string(code));
 }
@@ -30,5 +34,9 @@ int main(int argc, char** argv) {
     else
       std::printf("consumer: backtrace: %s\n", trace.c_str());
   }
+#ifdef CONSUMER_MODULE  // the CMake consumer: a class from a module, in the installed host
+  auto g = procxy::spawn<Greeter>({.executable = CONSUMER_HOST, .module = CONSUMER_MODULE}, "Hi");
+  std::printf("consumer: %s\n", g.greet("consumer").get().c_str());
+#endif
   return r == 42 ? 0 : 1;
 }
