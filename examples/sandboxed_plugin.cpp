@@ -2,10 +2,9 @@
 // compute, and nothing else (no file, no network, no process). Bad input can crash it or make it
 // try what the sandbox forbids; the parent reports what happened and carries on with a fresh
 // child. The parent links only the declaration (plugin/record_parser.hpp).
-#include <procxy/procxy.hpp>
-
 #include <chrono>
 #include <cstdio>
+#include <procxy/procxy.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,9 +45,9 @@ int main(int argc, char** argv) {
   procxy::init(argc, argv);
   const std::vector<std::string> inputs = {
       "name:s=ada;born:i=1815",
-      "name:s=grace;born:i=19o6",    // rejected by the parser: an exception, not a crash
-      "name:s=mallory;born:x=1",     // an unknown type: the parser's bug crashes it
-      "@include /etc/passwd",        // reading a file: the sandbox ends the child
+      "name:s=grace;born:i=19o6",  // rejected by the parser: an exception, not a crash
+      "name:s=mallory;born:x=1",   // an unknown type: the parser's bug crashes it
+      "@include /etc/passwd",      // reading a file: the sandbox ends the child
       "name:s=alan;born:i=1912",
   };
   auto parser = start_parser();

@@ -18,34 +18,14 @@
 
 #include "procxy/procxy.hpp"
 #include "sandbox/untrusted.hpp"
+#include "sanitizers.hpp"
 
 using namespace std::chrono_literals;
 using sandbox_test::Untrusted;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool under_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool under_sanitizer = true;
-#else
-constexpr bool under_sanitizer = false;
-#endif
-#else
-constexpr bool under_sanitizer = false;
-#endif
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
-#else
-constexpr bool under_tsan = false;
-#endif
+constexpr bool under_sanitizer = sanitized_build;
 // ThreadSanitizer starts its background thread in every child of a fork, and both a user
 // namespace (unshare) and Landlock (which confines the calling thread only) need a
 // single-threaded process: under TSan such a sandbox fails the spawn, saying so.

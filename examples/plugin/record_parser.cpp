@@ -18,8 +18,8 @@ struct codec {
 const codec* codec_for(char tag) {
   static const codec text{"text", [](std::string_view) { return true; }};
   static const codec integer{"integer", [](std::string_view v) {
-                               return !v.empty() && v.find_first_not_of("0123456789") ==
-                                                        std::string_view::npos;
+                               return !v.empty() &&
+                                      v.find_first_not_of("0123456789") == std::string_view::npos;
                              }};
   switch (tag) {
     case 's': return &text;
