@@ -186,10 +186,15 @@ class child_server final : public endpoint {
       if (served) continue;
       missing += "\n  " + label;
       const std::string name = label.substr(0, label.find(": "));  // "Counter::add"
-      for (const auto& h : here)  // the same name served with another signature or kind
-        if (h.compare(0, name.size(), name) == 0 && h.size() > name.size() &&
-            (h[name.size()] == ':' || h[name.size()] == ' '))
+      for (const auto& h : here) {  // the same name served with another signature or kind
+        if (h == label)
+          missing +=
+              " (the child has the same signature, but a type in it is built differently: a "
+              "struct's fields differ between the two builds)";
+        else if (h.compare(0, name.size(), name) == 0 && h.size() > name.size() &&
+                 (h[name.size()] == ':' || h[name.size()] == ' '))
           missing += " (the child has " + h + ")";
+      }
     }
     if (!missing.empty())
       throw spawn_error(std::string("procxy: the parent's description of ") + e.name +

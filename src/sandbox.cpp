@@ -237,7 +237,10 @@ std::string sandbox_report::death_note(int signal) {
         ::seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, static_cast<int>(blocked_syscall_));
     std::string n = name ? name : "system call " + std::to_string(blocked_syscall_);
     std::free(name);
-    return "blocked by the sandbox: " + n;
+    return "blocked by the sandbox: " + n +
+           " (sandbox_options: on_blocked = on_blocked_syscall::fail makes such a call fail with "
+           "EPERM instead; allow_syscalls, or the read_files profile for opening files, allows "
+           "it)";
   }
   const bool filtered =
       effective_.syscalls != syscall_profile::unrestricted || !effective_.deny_syscalls.empty();
@@ -249,7 +252,8 @@ std::string sandbox_report::death_note(int signal) {
   const auto cpu = effective_.limits.cpu.count();
   if (cpu > 0 && (signal == SIGXCPU || signal == SIGKILL))
     return std::string(signal == SIGXCPU ? "" : "possibly ") + "the sandbox's CPU limit (" +
-           std::to_string(cpu) + " s) was reached";
+           std::to_string(cpu) +
+           " s of CPU time over the child's whole life, not per call) was reached";
   return {};
 }
 
@@ -313,10 +317,13 @@ void write_file(const char* path, const std::string& s) {
   ::close_range(static_cast<unsigned>(init_pipe + 1), ~0U, 0);
   ::prctl(PR_SET_NAME, "procxy-relay", 0, 0, 0);
   for (;;) {
+    // A SIGCHLD can be missed (seen: a server that is a zombie while this waits, ~1 teardown in
+    // 30 under load), so the wait is bounded: every 50 ms the server is looked at anyway.
     siginfo_t si;
-    int sig = ::sigwaitinfo(&set, &si);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
+    const timespec every{0, 50'000'000};
+    int sig = ::sigtimedwait(&set, &si, &every);
+    if (sig < 0 && errno != EAGAIN) continue;
+    if (sig > 0 && sig != SIGCHLD) {
       ::kill(server, sig);
       continue;
     }
@@ -324,6 +331,10 @@ void write_file(const char* path, const std::string& s) {
     ::waitpid(init_pid, nullptr, WNOHANG);
     if (::waitpid(server, &st, WNOHANG) != server) continue;
     ::close(init_pipe);  // the namespace's init ends, and with it anything left inside
+    // Reap it (it ends at once on the pipe's EOF): left a zombie, it would be handed to the
+    // system's init, which in a container may never reap it.
+    while (::waitpid(init_pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
     if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
     const int s = WTERMSIG(st);
     rlimit none{0, 0};

@@ -303,9 +303,9 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
   }
   const std::string sandboxed = sandbox_ ? sandbox_->death_note(sig) : std::string();
   if (!sandboxed.empty()) who += ": " + sandboxed;
-  // The sandbox's verdict on a SIGSYS says what happened; "no stack: SIGSYS usually comes from
-  // outside" would contradict it.
-  if (!sandboxed.empty() && sig == SIGSYS && stack.empty()) crash.clear();
+  // The sandbox's verdict on a SIGSYS or SIGXCPU says what happened; "no stack: it usually comes
+  // from outside" would contradict it.
+  if (!sandboxed.empty() && (sig == SIGSYS || sig == SIGXCPU) && stack.empty()) crash.clear();
   if (!started_->is_ready())
     // The hint about procxy::init only where it can be the cause: the child exited by itself,
     // before constructing, with no crash report and no sandbox verdict (a signal, a sanitizer's

@@ -53,17 +53,25 @@ TEST(Interface, SpawningItInThisBinaryIsASpawnErrorNamingTheWay) {
 
 }  // namespace
 
-// The parent's build of Versioned: size changed from int(int) to long(long), and extra() added.
-// The worker (tests/worker/worker_main.cpp) has the other build.
+// The parent's build of Versioned: size changed from int(int) to long(long), ratio's result from
+// double to int (the parameters are the same), Dims's h from int to float (the same size: decoded
+// as the other it would be a silently wrong value), and extra() added. The worker
+// (tests/worker/worker_main.cpp) has the other build.
 namespace worker_demo {
+struct Dims {
+  int w;
+  float h;
+};
 class Versioned {
  public:
   explicit Versioned(int base);
   long size(long n) const;
   std::string label() const;
+  int ratio(int n) const;
+  int area(Dims d) const;
   int extra();
 };
-PROCXY_INTERFACE(Versioned, size, label, extra);
+PROCXY_INTERFACE(Versioned, size, label, ratio, area, extra);
 }  // namespace worker_demo
 
 namespace {
@@ -83,6 +91,16 @@ TEST(Interface, ADescriptionThatDiffersFromTheWorkersIsASpawnErrorNamingEachDiff
               std::string::npos)
         << what;
     EXPECT_NE(what.find("Versioned::extra"), std::string::npos) << what;
+    // A result type alone, and a struct's field alone, are differences too.
+    EXPECT_NE(what.find("Versioned::ratio: int (worker_demo::Versioned::*)(int) const (the child "
+                        "has worker_demo::Versioned::ratio: double"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("Versioned::area: int (worker_demo::Versioned::*)(worker_demo::Dims) const "
+                        "(the child has the same signature, but a type in it is built "
+                        "differently"),
+              std::string::npos)
+        << what;
     EXPECT_EQ(what.find("Versioned::label"), std::string::npos) << what;  // it matches
   }
   // Nothing reached the wrong code: every call fails the same way.

@@ -39,6 +39,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -115,6 +116,74 @@ template <class T, class = void>
 struct codec_hook {
   static constexpr bool enabled = false;
 };
+
+// ---- schema: a type's structure, for the wire ids ---------------------------------------------
+
+// A string that differs whenever two builds would encode a type differently: its name, and for a
+// plain aggregate or a described class its fields in order (described: with their names), for a
+// template its type arguments, for std::array its element, recursively. Two builds of a class
+// whose descriptions name a member with another return type, or whose argument struct gained,
+// lost, reordered or retyped a field, so get different wire ids (method.hpp tag_id), and the
+// child refuses the description at construction instead of decoding one type as another.
+class schema_builder {
+ public:
+  template <class T>
+  void add();
+  const std::string& str() const noexcept { return out_; }
+
+ private:
+  template <class T>
+  struct type_args : std::false_type {};
+  template <template <class...> class TT, class... A>
+  struct type_args<TT<A...>> : std::true_type {
+    static void add(schema_builder& b) { (b.add<A>(), ...); }
+  };
+  template <class R, class... A>
+  struct type_args<R(A...)> : std::true_type {
+    static void add(schema_builder& b) { (b.add<R>(), ..., b.add<A>()); }
+  };
+  template <class U, std::size_t... I>
+  void add_fields(std::index_sequence<I...>) {
+    ((add<boost::pfr::tuple_element_t<I, U>>(), out_ += ';'), ...);
+  }
+  std::string out_;
+  std::vector<const std::type_info*> open_;  // classes being expanded: a recursive type stops
+};
+
+template <class T>
+void schema_builder::add() {
+  using U = std::remove_cvref_t<T>;
+  out_ += typeid(U).name();
+  if constexpr (std::is_empty_v<U>) {
+    // No state to encode (an empty struct; a comparator, hasher, allocator or traits among a
+    // container's arguments): its name says all.
+  } else if constexpr (is_std_array<U>) {
+    out_ += '[';
+    add<typename U::value_type>();
+    out_ += ']';
+  } else if constexpr (is_described<U> || is_reflected_aggregate<U>) {
+    for (const auto* t : open_)
+      if (*t == typeid(U)) return;
+    open_.push_back(&typeid(U));
+    out_ += '{';
+    if constexpr (is_described<U>) {
+      boost::mp11::mp_for_each<boost::describe::describe_members<U, described_mods>>([&](auto d) {
+        out_ += d.name;
+        out_ += ':';
+        add<decltype(std::declval<U&>().*d.pointer)>();
+        out_ += ';';
+      });
+    } else {
+      add_fields<U>(std::make_index_sequence<boost::pfr::tuple_size_v<U>>{});
+    }
+    out_ += '}';
+    open_.pop_back();
+  } else if constexpr (type_args<U>::value) {
+    out_ += '<';
+    type_args<U>::add(*this);
+    out_ += '>';
+  }
+}
 
 // ---- the minimum number of bytes any value of T occupies on the wire --------------------------
 

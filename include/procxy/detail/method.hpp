@@ -49,9 +49,57 @@ struct method_tag {};
 template <class C, class... A>
 struct ctor_tag {};
 
+// The structure a member or constructor carries (codec.hpp schema_builder): a method's result and
+// parameters, an event's or property's type, a constructor's arguments; not the class's own.
+template <class M>
+struct data_member;
+template <class T, class C>
+struct data_member<T C::*> {
+  using type = T;
+};
+template <class Tag>
+struct tag_schema;
+template <auto MP>
+struct tag_schema<method_tag<MP>> {
+  static void add(schema_builder& b) {
+    using M = decltype(MP);
+    if constexpr (std::is_member_function_pointer_v<M>)
+      add_signature(b, static_cast<M>(nullptr));
+    else
+      b.add<typename data_member<M>::type>();
+  }
+  template <class R, class C, class... P>
+  static void add_signature(schema_builder& b, R (C::*)(P...)) {
+    (b.add<R>(), ..., b.add<P>());
+  }
+  template <class R, class C, class... P>
+  static void add_signature(schema_builder& b, R (C::*)(P...) const) {
+    (b.add<R>(), ..., b.add<P>());
+  }
+  template <class R, class C, class... P>
+  static void add_signature(schema_builder& b, R (C::*)(P...) noexcept) {
+    (b.add<R>(), ..., b.add<P>());
+  }
+  template <class R, class C, class... P>
+  static void add_signature(schema_builder& b, R (C::*)(P...) const noexcept) {
+    (b.add<R>(), ..., b.add<P>());
+  }
+};
+template <class C, class... A>
+struct tag_schema<ctor_tag<C, A...>> {
+  static void add(schema_builder& b) { (b.add<A>(), ...); }
+};
+
+// A member's or constructor's wire id: its name as the compiler spells the tag (the class, the
+// member, the parameter types) and the structure of every type it carries, so that a parent and
+// a child built from different descriptions never agree on an id by accident.
 template <class Tag>
 std::uint64_t tag_id() {
-  static const std::uint64_t id = hash_name(typeid(Tag).name());
+  static const std::uint64_t id = [] {
+    schema_builder b;
+    tag_schema<Tag>::add(b);
+    return hash_name(std::string(typeid(Tag).name()) + '|' + b.str());
+  }();
   return id;
 }
 
