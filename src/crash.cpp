@@ -196,8 +196,10 @@ void match_mapping(const char* line, std::size_t n) noexcept {
 }
 
 // The executable file mappings, read before a sandbox that may forbid opening /proc/self/maps
-// (seccomp's strict profile, Landlock): one line each, as /proc/self/maps has them. Under such a
-// sandbox no file can be mapped afterwards (nothing can be opened), so the snapshot stays true.
+// (seccomp's strict profile, Landlock): one line each, as /proc/self/maps has them. Under the
+// strict profile no file can be mapped afterwards (nothing can be opened), so the copy stays
+// true; under read_files a library loaded after the sandbox is missing from it (its frames
+// print as addresses).
 char* g_snapshot = nullptr;
 std::size_t g_snapshot_len = 0;
 
@@ -211,11 +213,15 @@ void match_lines(const char* text, std::size_t n) noexcept {
 }
 
 void report_modules() noexcept {
-  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (g_snapshot != nullptr) match_lines(g_snapshot, g_snapshot_len);
+  // Under a sandbox, the copy, without trying to open: a blocked open inside this handler is
+  // answered with EPERM only while SIGSYS is deliverable, and some runtimes (TSan) run handlers
+  // with every signal blocked, so the kernel would end the child by SIGSYS instead.
+  if (g_snapshot != nullptr) {
+    match_lines(g_snapshot, g_snapshot_len);
     return;
   }
+  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
   std::size_t have = 0;
   for (;;) {
     ssize_t r = ::read(fd, g_maps + have, sizeof g_maps - have);
