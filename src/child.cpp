@@ -199,7 +199,7 @@ class child_server final : public endpoint {
     if (!missing.empty())
       throw spawn_error(std::string("procxy: the parent's description of ") + e.name +
                         " does not match the child's (different builds of the class?); the "
-                        "parent describes members the child does not serve:" +
+                        "parent describes members the child does not serve with the same types:" +
                         missing);
   }
 
