@@ -431,8 +431,12 @@ void connection::complete(frame& f) {
 void connection::complete_taken(pending_call& pc, frame& f) {
   // With a user executor, one-way callbacks the child sent before this reply may still be
   // queued there: the reply completes behind them (ordering rule 3 of docs/design.md
-  // "Callbacks"). Not for a call made from one of those tasks: it would wait for itself.
-  if (!pc.in_task && callbacks_->has_executor() && callbacks_->backlog()) {
+  // "Callbacks"). Not for a call made from one of those tasks: it would wait for itself. Once
+  // the executor is closed (terminate), those callbacks were dropped, and the reply fails with
+  // terminated as it would have behind them (close() empties the backlog, so a reply read just
+  // before terminate and completed just after it otherwise slipped past with its value).
+  if (!pc.in_task && callbacks_->has_executor() &&
+      (callbacks_->backlog() || callbacks_->closed())) {
     auto self = shared_from_this();
     auto cell = std::make_shared<std::pair<pending_call, frame>>(std::move(pc), std::move(f));
     callbacks_->post_task(

@@ -113,6 +113,8 @@ class codec_context {
   std::shared_ptr<void> take_oldest_event();
   // One-way callbacks (or deferred replies) handed to the executor and not finished yet.
   bool backlog() const noexcept { return backlog_.load(std::memory_order_acquire) > 0; }
+  // Whether close() has run (the proxy is going): tasks posted now fail at once, never start.
+  bool closed() const;
   // Whether the calling thread is running a task of this context.
   bool in_task() const noexcept;
   // Runs, on the calling thread, the tasks handed to the executor that have not started yet, in
