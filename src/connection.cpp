@@ -218,6 +218,21 @@ bool connection::read_frames(std::vector<frame>& out) {
 }
 
 void connection::extract_frames(std::vector<frame>& out) {
+  // A big frame alone in the buffer (read_frames reads exactly up to its end) is handed over
+  // whole: no second copy of a large argument while the child decodes it.
+  constexpr std::size_t adopt_at_least = std::size_t{1} << 20;
+  if (greeted_ && rpos_ == 0 && rbuf_.size() > header_size + adopt_at_least) {
+    const frame_header h = check_frame_header(rbuf_.data(), opts_.max_message_size);
+    if (header_size + h.size == rbuf_.size()) {
+      bump(frames_received_, 1);
+      frame f;
+      f.header = h;
+      f.body.adopt(std::move(rbuf_), header_size, h.size);
+      rbuf_ = byte_buffer();
+      out.push_back(std::move(f));
+      return;
+    }
+  }
   rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
                          [&](const frame_header& h, const std::byte* body) {
                            bump(frames_received_, 1);

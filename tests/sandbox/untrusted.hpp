@@ -114,9 +114,10 @@ class Untrusted {
     ::raise(SIGSEGV);
   }
   void abort_now() { ::abort(); }
+  std::size_t length(const std::string& s) { return s.size(); }
 };
 PROCXY_CLASS(Untrusted, add, own_pid, uid, open_file, write_file, write_bytes, connect_local,
              fork_child, exec_true, signal_process, call_uname, allocate, spin, crash_with_handler,
-             abort_now);
+             abort_now, length);
 
 }  // namespace sandbox_test

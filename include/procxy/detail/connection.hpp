@@ -51,6 +51,7 @@ class frame_body {
  public:
   void assign(const std::byte* p, std::size_t n) {
     size_ = n;
+    offset_ = 0;
     if (n <= inline_size) {
       if (n != 0) std::memcpy(small_, p, n);
       return;
@@ -58,14 +59,23 @@ class frame_body {
     big_.clear();
     big_.append(p, n);
   }
+  // Takes `buf` whole, the body being its bytes [offset, offset + n), n > inline_size: a big
+  // frame read alone into the read buffer is handed over, not copied, so a message is held once
+  // while it is decoded, not twice.
+  void adopt(byte_buffer&& buf, std::size_t offset, std::size_t n) noexcept {
+    big_ = std::move(buf);
+    offset_ = offset;
+    size_ = n;
+  }
   std::span<const std::byte> view() const noexcept {
-    return {size_ <= inline_size ? small_ : big_.data(), size_};
+    return {size_ <= inline_size ? small_ : big_.data() + offset_, size_};
   }
   std::size_t size() const noexcept { return size_; }
 
  private:
   static constexpr std::size_t inline_size = 40;
   std::size_t size_ = 0;
+  std::size_t offset_ = 0;  // of the body in big_ (adopt)
   std::byte small_[inline_size];
   byte_buffer big_;
 };
