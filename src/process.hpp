@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -82,6 +83,11 @@ class child_process {
     }
   }
   bool alive() { return !wait_exit(0); }
+  // The CPU time (user + system) the reaped child used, its reaped descendants included.
+  std::chrono::microseconds cpu_time() {
+    std::lock_guard lk(mu_);
+    return cpu_;
+  }
   void kill(int sig) {
     std::lock_guard lk(mu_);
     if (!reaped_) ::syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0);
@@ -105,8 +111,10 @@ class child_process {
  private:
   bool try_reap_locked() {
     siginfo_t info{};
-    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd_), &info,
-                 WEXITED | WNOHANG) != 0) {
+    // The raw system call: its fifth argument is the CPU time the child used (its own and that
+    // of the children it reaped), which says whether a sandbox's CPU limit can have killed it.
+    rusage ru{};
+    if (::syscall(SYS_waitid, P_PIDFD, pidfd_, &info, WEXITED | WNOHANG, &ru) != 0) {
       if (errno == ECHILD) {  // reaped elsewhere (SIGCHLD set to SIG_IGN): status unknown
         reaped_ = true;
         info_.si_code = CLD_EXITED;
@@ -117,6 +125,8 @@ class child_process {
     }
     if (info.si_pid == 0) return false;
     info_ = info;
+    cpu_ = std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
     reaped_ = true;
     return true;
   }
@@ -125,6 +135,7 @@ class child_process {
   std::mutex mu_;
   bool reaped_ = false;
   siginfo_t info_{};
+  std::chrono::microseconds cpu_{0};
 };
 
 // The child's stderr, when spawn_options::capture_stderr is set: a pipe read by one thread that

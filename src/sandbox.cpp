@@ -230,7 +230,7 @@ std::string sandbox_report::setup_failure() {
   return setup_failure_;
 }
 
-std::string sandbox_report::death_note(int signal) {
+std::string sandbox_report::death_note(int signal, std::chrono::microseconds used) {
   drain();
   if (blocked_syscall_ >= 0) {
     char* name =
@@ -250,8 +250,10 @@ std::string sandbox_report::death_note(int signal) {
            "that blocks every signal, such as some crash handlers), so the kernel ended the child "
            "before it could name the call";
   const auto cpu = effective_.limits.cpu.count();
-  if (cpu > 0 && (signal == SIGXCPU || signal == SIGKILL))
-    return std::string(signal == SIGXCPU ? "" : "possibly ") + "the sandbox's CPU limit (" +
+  // SIGKILL comes at the hard limit, a second past the soft one, to a child that survived
+  // SIGXCPU: the limit's only if the child used that much CPU time.
+  if (cpu > 0 && (signal == SIGXCPU || (signal == SIGKILL && used >= effective_.limits.cpu)))
+    return std::string(signal == SIGXCPU ? "" : "most likely ") + "the sandbox's CPU limit (" +
            std::to_string(cpu) +
            " s of CPU time over the child's whole life, not per call) was reached";
   return {};

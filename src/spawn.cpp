@@ -301,7 +301,8 @@ std::exception_ptr proxy_core::on_disconnect(std::exception_ptr cause) {
       return std::make_exception_ptr(spawn_error(who + ": its sandbox could not be set up (" + why +
                                                  "); the object was never constructed" + note));
   }
-  const std::string sandboxed = sandbox_ ? sandbox_->death_note(sig) : std::string();
+  const std::string sandboxed =
+      sandbox_ ? sandbox_->death_note(sig, child_->cpu_time()) : std::string();
   if (!sandboxed.empty()) who += ": " + sandboxed;
   // The sandbox's verdict on a SIGSYS or SIGXCPU says what happened; "no stack: it usually comes
   // from outside" would contradict it.

@@ -236,6 +236,20 @@ TEST(Sandbox, CpuLimitEndsTheChildNamingTheLimit) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
 }
 
+// A SIGKILL from outside to a child that has a CPU limit but did not use it is not blamed on it.
+TEST(Sandbox, ASigkillFromOutsideIsNotBlamedOnTheCpuLimit) {
+  auto u = procxy::spawn<Untrusted>({.sandbox = {.limits = {.cpu = 30s}}});
+  ASSERT_EQ(u.add(1, 2).get(), 3);
+  ::kill(u.pid(), SIGKILL);
+  try {
+    u.add(1, 2).get();
+    FAIL() << "the call returned";
+  } catch (const procxy::child_crashed& e) {
+    EXPECT_EQ(e.signal(), SIGKILL) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("CPU limit"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Sandbox, FileSizeLimitFailsTheWriteWithEfbig) {
   temp_dir d;
   auto u = procxy::spawn<Untrusted>({.sandbox = {.limits = {.file_size = 1024}}});

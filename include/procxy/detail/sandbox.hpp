@@ -45,7 +45,8 @@ class sandbox_report {
   std::string setup_failure();
   // What the sandbox says of a death by `signal` (0: an exit): "blocked by the sandbox: openat",
   // "the sandbox's CPU limit (1 s) was reached", or empty.
-  std::string death_note(int signal);
+  // `cpu`: the CPU time the child used (a SIGKILL is the CPU limit's only if it used it up).
+  std::string death_note(int signal, std::chrono::microseconds cpu);
 
  private:
   void drain();
