@@ -206,10 +206,7 @@ void codec_context::post_task(std::function<void(bool)> task, bool ordered, bool
   if (task_waiters_.load() > 0) conn_.wake_waiters();  // seq_cst: after the push above
 }
 
-bool codec_context::closed() const {
-  std::lock_guard lk(task_mu_);
-  return closed_;
-}
+bool codec_context::closed() const { return closed_.load(std::memory_order_acquire); }
 
 bool codec_context::claim(task_cell& t) {
   std::lock_guard lk(task_mu_);

@@ -227,8 +227,7 @@ void connection::extract_frames(std::vector<frame>& out) {
       bump(frames_received_, 1);
       frame f;
       f.header = h;
-      f.body.adopt(std::move(rbuf_), header_size, h.size);
-      rbuf_ = byte_buffer();
+      f.body.adopt(std::move(rbuf_), header_size, h.size);  // rbuf_ is left empty
       out.push_back(std::move(f));
       return;
     }

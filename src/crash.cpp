@@ -203,13 +203,16 @@ void match_mapping(const char* line, std::size_t n) noexcept {
 char* g_snapshot = nullptr;
 std::size_t g_snapshot_len = 0;
 
-void match_lines(const char* text, std::size_t n) noexcept {
+// Matches each complete line of text[0, n) against the frames; returns the bytes consumed (up to
+// the last newline).
+std::size_t match_lines(const char* text, std::size_t n) noexcept {
   std::size_t begin = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (text[i] != '\n') continue;
     match_mapping(text + begin, i - begin);
     begin = i + 1;
   }
+  return begin;
 }
 
 void report_modules() noexcept {
@@ -228,12 +231,7 @@ void report_modules() noexcept {
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     have += static_cast<std::size_t>(r);
-    std::size_t begin = 0;
-    for (std::size_t i = 0; i < have; ++i) {
-      if (g_maps[i] != '\n') continue;
-      match_mapping(g_maps + begin, i - begin);
-      begin = i + 1;
-    }
+    const std::size_t begin = match_lines(g_maps, have);
     if (begin == 0 && have == sizeof g_maps) {  // a line longer than the buffer: drop it
       have = 0;
       continue;
@@ -447,8 +445,9 @@ parsed_report parse(const std::string& text) {
     if (!l || k1 != "signal" || k2 != "code" || k3 != "sender" || k4 != "addr" || k5 != "tid")
       return r;
     r.valid = true;
-    std::string k6;
-    if (l >> k6 >> r.self && k6 != "self") r.self = 0;
+    std::string k6;  // "self <pid>": absent from older reports
+    long self = 0;
+    if (l >> k6 >> self && k6 == "self") r.self = self;
   }
   while (std::getline(in, line)) {
     std::istringstream l(line);

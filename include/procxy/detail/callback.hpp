@@ -173,8 +173,8 @@ class codec_context {
   mutable std::mutex task_mu_;
   std::deque<std::shared_ptr<task_cell>> unstarted_;  // under task_mu_, in posting order
   std::condition_variable task_cv_;
-  int running_tasks_ = 0;  // under task_mu_
-  bool closed_ = false;    // under task_mu_
+  int running_tasks_ = 0;            // under task_mu_
+  std::atomic<bool> closed_{false};  // written under task_mu_; closed() reads it lock-free
 };
 
 // Registrations made while building one frame: if the frame is never sent (an encoding error,

@@ -123,8 +123,10 @@ struct codec_hook {
 // plain aggregate or a described class its fields in order (described: with their names), for a
 // template its type arguments, for std::array its element, recursively. Two builds of a class
 // whose descriptions name a member with another return type, or whose argument struct gained,
-// lost, reordered or retyped a field, so get different wire ids (method.hpp tag_id), and the
-// child refuses the description at construction instead of decoding one type as another.
+// lost or retyped a field (or, described, renamed one), so get different wire ids (method.hpp
+// tag_id), and the child refuses the description at construction instead of decoding one type
+// as another. Same-type fields of a plain aggregate swapped or renamed are not seen (Boost.PFR
+// 1.81 has no field names).
 class schema_builder {
  public:
   template <class T>

@@ -51,6 +51,8 @@ struct ctor_tag {};
 
 // The structure a member or constructor carries (codec.hpp schema_builder): a method's result and
 // parameters, an event's or property's type, a constructor's arguments; not the class's own.
+template <class MP>
+struct member_traits;  // below
 template <class M>
 struct data_member;
 template <class T, class C>
@@ -63,26 +65,16 @@ template <auto MP>
 struct tag_schema<method_tag<MP>> {
   static void add(schema_builder& b) {
     using M = decltype(MP);
-    if constexpr (std::is_member_function_pointer_v<M>)
-      add_signature(b, static_cast<M>(nullptr));
-    else
+    if constexpr (std::is_member_function_pointer_v<M>) {
+      b.add<typename member_traits<M>::result>();
+      add_all(b, static_cast<typename member_traits<M>::params*>(nullptr));
+    } else {
       b.add<typename data_member<M>::type>();
+    }
   }
-  template <class R, class C, class... P>
-  static void add_signature(schema_builder& b, R (C::*)(P...)) {
-    (b.add<R>(), ..., b.add<P>());
-  }
-  template <class R, class C, class... P>
-  static void add_signature(schema_builder& b, R (C::*)(P...) const) {
-    (b.add<R>(), ..., b.add<P>());
-  }
-  template <class R, class C, class... P>
-  static void add_signature(schema_builder& b, R (C::*)(P...) noexcept) {
-    (b.add<R>(), ..., b.add<P>());
-  }
-  template <class R, class C, class... P>
-  static void add_signature(schema_builder& b, R (C::*)(P...) const noexcept) {
-    (b.add<R>(), ..., b.add<P>());
+  template <class... P>
+  static void add_all(schema_builder& b, std::tuple<P...>*) {
+    (b.add<P>(), ...);
   }
 };
 template <class C, class... A>

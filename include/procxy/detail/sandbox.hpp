@@ -43,8 +43,8 @@ class sandbox_report {
   // Why the child could not set its sandbox up ("unshare(CLONE_NEWUSER): Operation not
   // permitted"), or empty. Read once the child has exited.
   std::string setup_failure();
-  // What the sandbox says of a death by `signal` (0: an exit): "blocked by the sandbox: openat",
-  // "the sandbox's CPU limit (1 s) was reached", or empty.
+  // What the sandbox says of a death by `signal` (0: an exit): "blocked by the sandbox: openat
+  // (...how to allow it)", "the sandbox's CPU limit (1 s of CPU time ...) was reached", or empty.
   // `cpu`: the CPU time the child used (a SIGKILL is the CPU limit's only if it used it up).
   std::string death_note(int signal, std::chrono::microseconds cpu);
 
