@@ -20,6 +20,8 @@ namespace procxy::detail {
 namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
+// A frame at least this big is read alone into its own buffer and handed over whole.
+constexpr std::size_t adopt_at_least = std::size_t{1} << 20;
 // After this long without traffic the I/O thread stops re-checking, every linger, a reading role
 // held by another thread, and sleeps until woken (an idle proxy costs no CPU).
 constexpr auto active_window = std::chrono::milliseconds(100);
@@ -183,7 +185,16 @@ bool connection::read_frames(std::vector<frame>& out) {
     frame_header h;
     std::memcpy(&h, rbuf_.data(), header_size);
     std::size_t need = header_size + h.size;
-    if (h.size <= opts_.max_message_size && need > have + want) want = need - have;
+    // A big frame is read exactly to its end, so that it is alone in the buffer and
+    // extract_frames can hand the buffer over whole.
+    if (h.size <= opts_.max_message_size && need > have) {
+      if (h.size >= adopt_at_least) {
+        want = need - have;
+        rbuf_.reserve_exact(need);
+      } else if (need > have + want) {
+        want = need - have;
+      }
+    }
   }
   rbuf_.resize(have + want);
   bool reset = false;
@@ -220,8 +231,7 @@ bool connection::read_frames(std::vector<frame>& out) {
 void connection::extract_frames(std::vector<frame>& out) {
   // A big frame alone in the buffer (read_frames reads exactly up to its end) is handed over
   // whole: no second copy of a large argument while the child decodes it.
-  constexpr std::size_t adopt_at_least = std::size_t{1} << 20;
-  if (greeted_ && rpos_ == 0 && rbuf_.size() > header_size + adopt_at_least) {
+  if (greeted_ && rpos_ == 0 && rbuf_.size() >= header_size + adopt_at_least) {
     const frame_header h = check_frame_header(rbuf_.data(), opts_.max_message_size);
     if (header_size + h.size == rbuf_.size()) {
       bump(frames_received_, 1);

@@ -48,6 +48,10 @@ class byte_buffer {
   void reserve(std::size_t n) {
     if (n > cap_) grow_to(n);
   }
+  // Room for exactly n bytes, not rounded up (a frame of known size: no unused address space).
+  void reserve_exact(std::size_t n) {
+    if (n > cap_) realloc_to(n);
+  }
   // Appends n uninitialized bytes and returns a pointer to them.
   std::byte* extend(std::size_t n) {
     if (cap_ - size_ < n) grow_to(size_ + n);
@@ -77,6 +81,9 @@ class byte_buffer {
   void grow_to(std::size_t n) {
     std::size_t c = cap_ ? cap_ : 256;
     while (c < n) c = c * 2;
+    realloc_to(c);
+  }
+  void realloc_to(std::size_t c) {
     void* p = std::realloc(data_, c);
     if (p == nullptr) throw std::bad_alloc();
     data_ = static_cast<std::byte*>(p);
