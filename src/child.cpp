@@ -349,10 +349,12 @@ int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size
   const char* bt = std::getenv("PROCXY_BACKTRACE");
   if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
   set_child_connection(conn.get());
+  crash_handler_waits_for(&conn->replies_handed_off());
   conn->run_dispatch_loop();
   server->destroy_object();
   // What is still queued (the last replies) goes out before the process ends.
   conn->close(std::chrono::milliseconds(1000));
+  crash_handler_waits_for(nullptr);
   set_child_connection(nullptr);
   std::fflush(stdout);
   std::fflush(stderr);

@@ -49,6 +49,7 @@ connection::connection(std::unique_ptr<transport> t, std::shared_ptr<endpoint> e
       opts_(o),
       trace_(trace_enabled()),
       writer_(*t_, io_link_, reading_linger),
+      handoff_writes_(t_->writes_are_syscalls()),
       max_events_(o.max_events),
       drop_oldest_(o.drop_oldest) {
   rbuf_.reserve(read_chunk);
@@ -92,6 +93,12 @@ void connection::trace(const std::string& text) const {
 
 void connection::send(std::span<const std::byte> f, bool defer) {
   writer_.enqueue(f, defer ? hold::call : hold::none);
+}
+
+void connection::send_reply(std::span<const std::byte> f) {
+  const bool busy = handoff_writes_ && on_dispatch_thread() &&
+                    e_batch_.size() + e_behind_ >= handoff_after_waiting;
+  writer_.enqueue(f, busy ? hold::handoff : hold::none);
 }
 
 void connection::send_one_way(std::span<const std::byte> f) {
@@ -822,6 +829,7 @@ void connection::drain_queue(std::unique_lock<std::mutex>& lk) {
         e_batch_.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      e_behind_ = queue_.size();
     } else if (stopping_ && outer) {
       break;
     }

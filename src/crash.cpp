@@ -61,6 +61,8 @@ struct sigaction g_previous[signal_count];
 // 0: no report yet; 1: a thread is writing one; 2: written. A lock-free atomic int is
 // async-signal-safe.
 std::atomic<int> g_reporting{0};
+// Replies handed to the I/O thread and not yet written (crash_handler_waits_for).
+std::atomic<const std::atomic<bool>*> g_unwritten{nullptr};
 
 struct raw_frame {
   std::uintptr_t addr;  // the instruction: the faulting one, or a return address minus one
@@ -311,6 +313,13 @@ void on_crash_signal(int sig, siginfo_t* info, void* ucontext) {
     // crash is not the child's, and must not be reported as the child's.
   } else if (g_reporting.compare_exchange_strong(idle, 1)) {
     write_report(sig, info, ucontext);
+    // The I/O thread runs on while this one is here: let it write the replies of the calls
+    // that completed before this one crashed (a bounded wait: the I/O thread may be the one
+    // that crashed, or be stuck behind a lock the crashed code holds).
+    if (const std::atomic<bool>* unwritten = g_unwritten.load()) {
+      timespec step{0, 100'000};
+      for (int i = 0; i < 1000 && unwritten->load(); ++i) ::nanosleep(&step, nullptr);
+    }
     g_reporting.store(2);
   } else if (idle == 1) {
     // Another thread crashed first and is reporting: let it finish (it ends the process), but
@@ -336,6 +345,10 @@ void on_crash_signal(int sig, siginfo_t* info, void* ucontext) {
 }  // namespace
 
 void crash_handler_follows_fork() noexcept { g_pid = ::getpid(); }
+
+void crash_handler_waits_for(const std::atomic<bool>* unwritten) noexcept {
+  g_unwritten.store(unwritten);
+}
 
 void remember_mappings() {
   std::ifstream maps("/proc/self/maps");

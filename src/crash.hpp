@@ -7,6 +7,7 @@
 // calls that were in flight, for child_crashed's message.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,12 @@ void install_crash_handler(int fd) noexcept;
 // Keeps a copy of the executable file mappings for the handler, which reads /proc/self/maps at
 // the crash but may not be allowed to once a sandbox is applied. Called before applying one.
 void remember_mappings();
+
+// While `*unwritten` is true (replies the object thread handed to the I/O thread, not yet
+// written: frame_writer hold::handoff), the handler lets that thread write them before the
+// process dies, for at most 100 ms: calls that completed before a crash keep their values.
+// nullptr: nothing to wait for.
+void crash_handler_waits_for(const std::atomic<bool>* unwritten) noexcept;
 
 // Makes the handler report for this process: the sandbox's PID namespace serves from a fork of
 // the process that installed it (a fork of the object's own is otherwise never reported).

@@ -26,7 +26,17 @@ void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
     bump(bytes_, f.size());
     pending_.append(f.data(), f.size());
     if (writing_) return;  // the holder of the writing role sends these bytes next, in order
-    if (h == hold::none || pending_.size() >= flush_at) {
+    if (h == hold::handoff && !io_.is_current()) {
+      // The I/O thread takes the role as it does when the transport is full (blocked()): it
+      // finds the transport writable at once and drains the queue.
+      writing_ = true;
+      handed_off_.store(true);
+      blocked_.store(true, std::memory_order_release);
+      lk.unlock();
+      io_.wake_for_writes();
+      return;
+    }
+    if (h == hold::none || h == hold::handoff || pending_.size() >= flush_at) {
       writing_ = true;
       drain_writes(lk);
       return;
@@ -79,6 +89,7 @@ void frame_writer::drain_writes(std::unique_lock<std::mutex>& lk) {
     } catch (...) {
       lk.lock();
       writing_ = false;
+      handed_off_.store(false);
       closed_ = true;
       pending_.clear();
       out_.clear();
@@ -104,6 +115,7 @@ void frame_writer::drain_writes(std::unique_lock<std::mutex>& lk) {
     if (full_waiters_ > 0 && queued_bytes() < high_water) cv_.notify_all();
   }
   writing_ = false;
+  handed_off_.store(false);
   if (shut_write_) t_.shutdown_write();
   cv_.notify_all();
 }
@@ -140,6 +152,7 @@ void frame_writer::drain(std::chrono::milliseconds d) {
 void frame_writer::close() noexcept {
   std::lock_guard lk(mu_);
   closed_ = true;  // nothing more goes out; a sender held by backpressure gives up
+  handed_off_.store(false);
   cv_.notify_all();
 }
 

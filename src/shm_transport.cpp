@@ -320,6 +320,8 @@ class shm_transport final : public transport, hangup_target {
   }
 
   bool can_pass_descriptors() const noexcept override { return false; }
+
+  bool writes_are_syscalls() const noexcept override { return false; }
   const char* name() const noexcept override { return "shared_memory"; }
 
   void on_hangup() noexcept override {

@@ -104,6 +104,7 @@ class socket_transport final : public transport {
   void shutdown_write() noexcept override { ::shutdown(fd_, SHUT_WR); }
   void shutdown_read() noexcept override { ::shutdown(fd_, SHUT_RD); }
   bool can_pass_descriptors() const noexcept override { return true; }
+  bool writes_are_syscalls() const noexcept override { return true; }
   const char* name() const noexcept override { return "socket"; }
 
  private:

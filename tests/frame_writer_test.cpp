@@ -48,6 +48,7 @@ class scripted_transport final : public transport {
   }
   void shutdown_read() noexcept override {}
   bool can_pass_descriptors() const noexcept override { return false; }
+  bool writes_are_syscalls() const noexcept override { return true; }
   const char* name() const noexcept override { return "scripted"; }
 
   std::string written() {
@@ -185,6 +186,41 @@ TEST_F(WriterTest, AFullTransportPassesTheWriteToTheIoThreadAndNobodyWaits) {
   EXPECT_EQ(t.written(), "hello world!");
   w.continue_blocked();  // not blocked: nothing to do
   EXPECT_EQ(t.written(), "hello world!");
+}
+
+TEST_F(WriterTest, AHandedOffFrameIsWrittenByTheIoThreadWithWhatJoinsItMeanwhile) {
+  w.enqueue(bytes("r1"), hold::handoff);  // the sender runs on; the I/O thread writes
+  EXPECT_TRUE(w.blocked());
+  EXPECT_EQ(io.wakes, 1);
+  EXPECT_EQ(t.writes, 0);
+  EXPECT_EQ(w.due(), no_deadline);        // not held: due at once, through the wake-up
+  w.enqueue(bytes("r2"), hold::handoff);  // joins the queue: no second wake-up
+  w.enqueue(bytes("r3"), hold::none);     // the role is taken: appended, not written here
+  EXPECT_EQ(io.wakes, 1);
+  EXPECT_EQ(t.writes, 0);
+  std::thread as_io([&] {
+    io.me = std::this_thread::get_id();
+    w.continue_blocked();
+  });
+  as_io.join();
+  EXPECT_FALSE(w.blocked());
+  EXPECT_EQ(t.written(), "r1r2r3");
+  EXPECT_EQ(t.writes, 1);
+  // Nobody writing now: a frame not handed off is written by its sender again.
+  w.enqueue(bytes("r4"), hold::none);
+  EXPECT_EQ(t.written(), "r1r2r3r4");
+  EXPECT_EQ(t.writes, 2);
+}
+
+TEST_F(WriterTest, TheIoThreadWritesWhatItHandsOffItselfAtOnce) {
+  std::thread as_io([&] {
+    io.me = std::this_thread::get_id();
+    w.enqueue(bytes("own"), hold::handoff);
+  });
+  as_io.join();
+  EXPECT_EQ(t.written(), "own");
+  EXPECT_FALSE(w.blocked());
+  EXPECT_EQ(io.wakes, 0);
 }
 
 TEST_F(WriterTest, TheIoThreadStaysTheWriterWhileTheTransportIsFull) {

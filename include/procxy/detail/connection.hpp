@@ -165,6 +165,14 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // `defer`: may be held for the next flush trigger (a waiter, a batch of replies, 64 KiB, or
   // the I/O thread within `linger`) instead of written now: calls past 8 in flight.
   void send(std::span<const std::byte> frame, bool defer);
+  // A reply of the dispatch thread. Written at once; when E has 8 or more requests already
+  // read and waiting (many calls in flight), the write goes to the I/O thread instead, so E
+  // runs the next request while the I/O thread writes, and the replies E finishes meanwhile
+  // join that write (docs/design.md "Liveness", point 3). Over a transport whose writes cost
+  // no system call (shared memory), always written by E.
+  void send_reply(std::span<const std::byte> frame);
+  // True while replies handed to the I/O thread are not yet written (the crash handler waits).
+  const std::atomic<bool>& replies_handed_off() const noexcept { return writer_.handed_off(); }
   // One-way frames (events, notifications): in order with everything this connection sent
   // before. From the dispatch thread inside a request they are coalesced and written within
   // about half a millisecond by the I/O thread (or with the reply, if that comes first); from
@@ -399,6 +407,11 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   std::atomic<bool> stopping_seen_{false};  // stopping_, for E between the items of a run
   // Taken from queue_ by E a run at a time; only the thread holding E's role touches it.
   item_queue e_batch_;
+  std::size_t e_behind_ = 0;   // E's: how many were left in queue_ when it took e_batch_
+  const bool handoff_writes_;  // send_reply may hand the write to the I/O thread
+  // E hands its replies to the I/O thread while at least this many requests wait behind the
+  // one that finished (send_reply); with fewer it writes each itself.
+  static constexpr std::size_t handoff_after_waiting = 8;
   std::vector<item> e_done_;  // items of the current run that have run (E only; freed under mu_)
   static constexpr std::size_t e_batch_max = 32;
   std::atomic<bool> after_item_waiting_{false};  // after_item_ is not empty (E looks between items)

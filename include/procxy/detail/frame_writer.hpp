@@ -35,7 +35,10 @@ inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept 
 
 // How long a frame may wait for company: not at all, a linger (calls past 8 in flight,
 // releases), or oneway_delay (one-way frames of the dispatch thread inside a request).
-enum class hold { none, call, one_way };
+// `handoff` waits for nothing either: when nobody writes, the writing role goes to the I/O
+// thread at once, so the sender (the child's object thread with more calls already read) runs
+// on while the I/O thread writes, and the replies it finishes meanwhile join that write.
+enum class hold { none, call, one_way, handoff };
 
 class frame_writer {
  public:
@@ -84,6 +87,11 @@ class frame_writer {
   // Refuses every later frame (terminated) and releases bounded senders. Idempotent.
   void close() noexcept;
 
+  // True from a hold::handoff frame until the queue it joined is written (or the writer
+  // closed): frames a sender handed off are not yet in the transport. Read by the child's crash
+  // handler (a lock-free atomic: async-signal-safe).
+  const std::atomic<bool>& handed_off() const noexcept { return handed_off_; }
+
   std::uint64_t frames() const noexcept { return frames_.load(std::memory_order_relaxed); }
   std::uint64_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
   std::uint64_t write_calls() const noexcept {
@@ -116,6 +124,7 @@ class frame_writer {
   // sooner). Written under mu_, read by the I/O thread without it.
   std::atomic<clock::rep> held_since_{no_deadline_rep};
   std::atomic<bool> oneway_held_{false};
+  std::atomic<bool> handed_off_{false};
 
   std::atomic<std::uint64_t> frames_{0}, bytes_{0}, write_calls_{0};
 };

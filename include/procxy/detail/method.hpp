@@ -261,7 +261,7 @@ struct reply_sink {
   // instead of the method's caller getting an exception it cannot handle.
   void post(const byte_buffer& buf) const {
     try {
-      conn->send(buf.view());
+      conn->send_reply(buf.view());
     } catch (const terminated&) {
     }
   }

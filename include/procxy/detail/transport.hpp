@@ -54,6 +54,9 @@ class transport {
   virtual void shutdown_read() noexcept = 0;
   // Whether file descriptors can travel with the bytes (SCM_RIGHTS on a unix socket).
   virtual bool can_pass_descriptors() const noexcept = 0;
+  // Whether a write costs a system call (a socket) rather than a copy into memory the peer
+  // reads (rings): the connection then lets its I/O thread gather a busy sender's frames.
+  virtual bool writes_are_syscalls() const noexcept = 0;
   virtual const char* name() const noexcept = 0;
 };
 
