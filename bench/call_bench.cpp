@@ -17,6 +17,8 @@
 //   BM_RawInFlight1000_Batched   diagnostic: the same child answering a read's requests in one
 //                             write (what the liveness rule forbids procxy: docs/benchmarks.md)
 //   BM_ProxyAddInFlight1000   one thread issues 1,000 add() calls, then get()s them all (items/s)
+//   BM_InProcessWork200us     baseline: 64 x 200 us of CPU-bound work in this thread (items/s)
+//   BM_PoolWork200us/N        the same 64 calls in flight over spawn_pool<Calculator> of N members
 //   BM_PosixSpawnReplyOnce    baseline: posix_spawn(procxy_reply_once) + one 16-byte request/reply
 //                             over an inherited socket + waitpid
 //   BM_PosixSpawnSelfReplyOnce   diagnostic: the same, but the child is this binary (what reexec
@@ -52,6 +54,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,6 +83,21 @@ using namespace std::chrono_literals;
 
 namespace bench {
 
+// Spins on arithmetic for about `us` microseconds of this thread's CPU time.
+inline double bench_work(int us) {
+  timespec start{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &start);
+  double x = 1.0;
+  for (;;) {
+    for (int i = 0; i < 1000; ++i) x = x * 1.0000001 + 1e-9;
+    timespec now{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    const long elapsed =
+        (now.tv_sec - start.tv_sec) * 1'000'000L + (now.tv_nsec - start.tv_nsec) / 1000;
+    if (elapsed >= us) return x;
+  }
+}
+
 class Calculator {
  public:
   explicit Calculator(int precision = 2) : precision_(precision) {}
@@ -89,6 +107,8 @@ class Calculator {
     return round(a / b);
   }
   int whoami() { return static_cast<int>(::getpid()); }
+  // CPU-bound work of about `us` microseconds (the pool benchmark's unit of work).
+  double work(int us) { return bench_work(us); }
 
  private:
   double round(double v) const {
@@ -97,7 +117,7 @@ class Calculator {
   }
   int precision_;
 };
-PROCXY_CLASS(Calculator, add, divide, whoami);
+PROCXY_CLASS(Calculator, add, divide, whoami, work);
 
 // Calls the parent back: `n` two-way int(int) callbacks, or `n` one-way notifications.
 class Pump {
@@ -883,6 +903,32 @@ int run_raw(long n) {
   return 0;
 }
 
+// ---- pools: a CPU-bound method (200 us) over 1, 2 and 4 members ---------------------------------
+
+constexpr int pool_work_us = 200;
+constexpr int pool_batch = 64;
+
+// Baseline: the same work in this thread, in process.
+void BM_InProcessWork200us(benchmark::State& state) {
+  for (auto _ : state)
+    for (int i = 0; i < pool_batch; ++i) benchmark::DoNotOptimize(bench_work(pool_work_us));
+  state.SetItemsProcessed(state.iterations() * pool_batch);
+}
+
+// 64 calls in flight over a pool of state.range(0) members, then all of them waited for.
+void BM_PoolWork200us(benchmark::State& state) {
+  auto p = procxy::spawn_pool<Calculator>({.size = static_cast<std::size_t>(state.range(0))});
+  p.started().get();
+  std::vector<procxy::future<double>> fs;
+  fs.reserve(pool_batch);
+  for (auto _ : state) {
+    for (int i = 0; i < pool_batch; ++i) fs.push_back(p.work(pool_work_us));
+    for (auto& f : fs) benchmark::DoNotOptimize(f.get());
+    fs.clear();
+  }
+  state.SetItemsProcessed(state.iterations() * pool_batch);
+}
+
 int run_spawns(long n, bool fork_mode) {
   procxy::spawn_options opts;
   if (fork_mode) opts.mode = procxy::spawn_mode::fork;
@@ -925,6 +971,13 @@ BENCHMARK(bench::BM_RawInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecon
 BENCHMARK(bench::BM_RawInFlight1000_Batched)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(bench::BM_ProxyAddInFlight1000_Shm)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(bench::BM_InProcessWork200us)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(bench::BM_PoolWork200us)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(bench::BM_IdleProxyCpu_Socket)
     ->Iterations(1)
     ->Repetitions(1)

@@ -1151,6 +1151,11 @@ void connection::break_with(std::exception_ptr e) {
   for (auto& pc : failed) pc.st->fail(e);
 }
 
+std::size_t connection::calls_out() const {
+  std::lock_guard lk(mu_);
+  return calls_.size();
+}
+
 bool connection::broken() const {
   std::lock_guard lk(mu_);
   return static_cast<bool>(broken_);

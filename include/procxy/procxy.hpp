@@ -8,5 +8,6 @@
 #include "procxy/future.hpp"
 #include "procxy/init.hpp"
 #include "procxy/options.hpp"
+#include "procxy/pool.hpp"
 #include "procxy/proxy.hpp"
 #include "procxy/stats.hpp"

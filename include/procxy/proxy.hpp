@@ -106,6 +106,10 @@ const char* class_name() {
 
 template <class T>
 class call_view;
+namespace detail {
+template <class T>
+call_view<T> make_view(std::shared_ptr<call_target> target, call_options o);
+}  // namespace detail
 
 // The call API shared by proxy<T> and call_view<T>.
 template <class T, class Self>
@@ -138,7 +142,7 @@ class call_api : public detail::methods_t<T> {
   //   calc.with({.timeout = 1s, .retries = 2}).lookup(key);   // lookup is idempotent
   // The view shares the child; it is cheap, and meant to be used within one expression or scope.
   call_view<T> with(call_options o) const {
-    return call_view<T>(procxy_self().procxy_core_, procxy_merge(o));
+    return detail::make_view<T>(procxy_self().procxy_core_, procxy_merge(o));
   }
   call_view<T> with_timeout(std::chrono::milliseconds t) const {
     return with(call_options{.timeout = t, .retries = procxy_self().procxy_binding_.retries});
@@ -276,7 +280,9 @@ class call_view : public call_api<T, call_view<T>> {
   call_view& operator=(const call_view&) = delete;
 
  private:
-  friend class call_api<T, proxy<T>>;
+  template <class U>
+  friend call_view<U> detail::make_view(std::shared_ptr<detail::call_target> target,
+                                        call_options o);
   call_view(std::shared_ptr<detail::call_target> core, call_options o)
       : procxy_core_(std::move(core)) {
     procxy_binding_.core = procxy_core_.get();
@@ -287,6 +293,14 @@ class call_view : public call_api<T, call_view<T>> {
   std::shared_ptr<detail::call_target> procxy_core_;
   detail::binding procxy_binding_;
 };
+
+namespace detail {
+// A view on any call target (a pool's member, or the member of a key).
+template <class T>
+call_view<T> make_view(std::shared_ptr<call_target> target, call_options o) {
+  return call_view<T>(std::move(target), o);
+}
+}  // namespace detail
 
 // Starts a child process and constructs a T there from `args`. Returns at once: calls made before
 // the child is up are queued and run in order once it is. Throws spawn_error if the child process

@@ -205,6 +205,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // Fails every pending call with `e` and refuses new ones (first reason wins). Thread-safe.
   void break_with(std::exception_ptr e);
   bool broken() const;
+  // Calls sent and not yet completed (a pool's measure of load).
+  std::size_t calls_out() const;
   std::exception_ptr broken_reason() const;
   // What the calls in flight are ("Class::method"), oldest first: the endpoint's disconnected()
   // names them in child_crashed (they are failed after it). Thread-safe.
