@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
 
   // 1. Work spread over the members: 24 ranges in flight at once.
   std::vector<procxy::future<long>> parts;
-  for (long from = 0; from < 240'000; from += 10'000) parts.push_back(pool.count(from, from + 10'000));
+  for (long from = 0; from < 240'000; from += 10'000)
+    parts.push_back(pool.count(from, from + 10'000));
   long primes = 0;
   for (auto& f : parts) primes += f.get();
   std::printf("primes below 240000: %ld\n", primes);

@@ -1,10 +1,10 @@
+#include "procxy/pool.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
 #include <limits>
 #include <stdexcept>
-
-#include "procxy/pool.hpp"
 
 // A pool's call target (procxy/pool.hpp): which member a call goes to, and replacing members
 // whose child ended. docs/design.md "Pools".
@@ -35,36 +35,32 @@ pool_target::pool_target(factory make, pool_options o, std::chrono::milliseconds
   const std::size_t n = o.size == 0 ? cpus_here() : o.size;
   slots_.reserve(n);
   for (std::size_t i = 0; i < n; ++i) slots_.push_back({make_(), 0});
-  // started(): once every first member has constructed its object, or the first failure.
-  struct count {
-    std::mutex mu;
-    std::size_t left = 0;
-    bool done = false;
-  };
-  auto c = std::make_shared<count>();
-  c->left = n;
-  auto p = started_;
-  if (n == 0) p->set_value();
-  for (auto& s : slots_) {
-    s.target->started().on_complete([p, c](outcome<void> r) {
-      std::lock_guard lk(c->mu);
-      if (c->done) return;
+  // started(): once every first member has constructed its object, or at the first failure.
+  // Waited for on a thread of the pool's own: a continuation on a member's future would not run
+  // once that member's channel has stopped (a failed constructor ends the child at once).
+  std::vector<future<void>> firsts;
+  for (auto& s : slots_) firsts.push_back(s.target->started());
+  starter_ = std::thread([p = started_, firsts = std::move(firsts)]() mutable {
+    for (auto& f : firsts) {
+      auto r = f.try_get();
       if (!r.has_value()) {
-        c->done = true;
         p->set_exception(r.error());
-      } else if (--c->left == 0) {
-        c->done = true;
-        p->set_value();
+        return;
       }
-    });
-  }
+    }
+    p->set_value();
+  });
 }
 
-pool_target::~pool_target() { terminate(); }
+pool_target::~pool_target() {
+  terminate();  // every member's started() completes (with terminated if it had not yet)
+  if (starter_.joinable()) starter_.join();
+}
 
 pool_target::start_state pool_target::state_of(call_target& t) {
   auto f = t.started();
-  if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return start_state::starting;
+  if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+    return start_state::starting;
   if (!f.try_get().has_value()) return start_state::failed;
   // Started; its channel breaks when the child goes away (crash, exit, dispose, terminate) or
   // breaks the protocol: no system call per look.
@@ -139,7 +135,8 @@ future<void> pool_target::started() { return started_->get_future(); }
 bool pool_target::running() const {
   std::lock_guard lk(mu_);
   if (terminated_ || slots_.empty()) return false;
-  return std::all_of(slots_.begin(), slots_.end(), [](const slot& s) { return s.target->running(); });
+  return std::all_of(slots_.begin(), slots_.end(),
+                     [](const slot& s) { return s.target->running(); });
 }
 
 void pool_target::terminate() {

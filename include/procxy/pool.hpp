@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -98,6 +99,7 @@ class pool_target final : public call_target {
   std::uint64_t replacements_ = 0;
   bool terminated_ = false;
   std::shared_ptr<promise<void>> started_ = std::make_shared<promise<void>>();
+  std::thread starter_;  // completes started_ (see the constructor)
 };
 
 // A spawn argument kept for every member and replacement: a C string is kept as a copy of its
@@ -106,8 +108,8 @@ struct saved_c_string {
   std::string s;
 };
 template <class A>
-using saved_arg_t = std::conditional_t<std::is_same_v<ctor_arg_t<A>, const char*>, saved_c_string,
-                                       ctor_arg_t<A>>;
+using saved_arg_t =
+    std::conditional_t<std::is_same_v<ctor_arg_t<A>, const char*>, saved_c_string, ctor_arg_t<A>>;
 inline const char* pass_saved(const saved_c_string& a) noexcept { return a.s.c_str(); }
 template <class X>
 const X& pass_saved(const X& a) noexcept {
@@ -128,13 +130,14 @@ template <class T>
 class pool : public call_api<T, pool<T>> {
   using methods = detail::methods_t<T>;
   friend class call_api<T, pool<T>>;
-  static_assert(!requires { &methods::size; } && !requires { &methods::resize; } &&
-                    !requires { &methods::member; } && !requires { &methods::by_key; } &&
-                    !requires { &methods::broadcast; } && !requires { &methods::member_stats; } &&
-                    !requires { &methods::replacements; },
-                "procxy: PROCXY_CLASS lists a method named size, resize, member, by_key, "
-                "broadcast, member_stats or replacements, which pool<T> uses itself; call it "
-                "as pool.call<&T::name>(args...)");
+  static_assert(
+      !requires { &methods::size; } && !requires { &methods::resize; } &&
+          !requires { &methods::member; } && !requires { &methods::by_key; } &&
+          !requires { &methods::broadcast; } && !requires { &methods::member_stats; } &&
+          !requires { &methods::replacements; },
+      "procxy: PROCXY_CLASS lists a method named size, resize, member, by_key, "
+      "broadcast, member_stats or replacements, which pool<T> uses itself; call it "
+      "as pool.call<&T::name>(args...)");
 
  public:
   pool(pool&& o) noexcept

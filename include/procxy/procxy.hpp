@@ -10,4 +10,5 @@
 #include "procxy/options.hpp"
 #include "procxy/pool.hpp"
 #include "procxy/proxy.hpp"
+#include "procxy/shared.hpp"
 #include "procxy/stats.hpp"
