@@ -10,3 +10,4 @@
 #include "procxy/options.hpp"
 #include "procxy/proxy.hpp"
 #include "procxy/stats.hpp"
+#include "procxy/unique_fd.hpp"
