@@ -255,10 +255,12 @@ void connection::extract_frames(std::vector<frame>& out) {
   try {
     extract_frames_checked(out);
   } catch (const protocol_error&) {
-    // Descriptors that no frame announced: a frame read with them (starting where they could
-    // belong) is not trusted either; frames before them are routed, as before a bad header.
+    // Descriptors that no frame announced: a frame read with them (one that ends past where they
+    // came) is not trusted either; frames before them are routed, as before a bad header.
     if (stray_from_ != no_stray) {
-      while (out.size() > before && out.back().start >= stray_from_) out.pop_back();
+      while (out.size() > before &&
+             out.back().start + header_size + out.back().header.size > stray_from_)
+        out.pop_back();
       stray_from_ = no_stray;
     }
     throw;

@@ -102,6 +102,10 @@ class Files {
   }
   // Structs and containers as parameters.
   std::string read_labelled(Labelled l) { return l.label + "=" + read_all(l.fd.get()); }
+  std::vector<Labelled> swap_labels(std::vector<Labelled> v) {  // a vector of move-only structs
+    for (std::size_t i = 0; i + 1 < v.size(); i += 2) std::swap(v[i].label, v[i + 1].label);
+    return v;
+  }
   std::string read_each(std::vector<procxy::unique_fd> v) {
     std::string out;
     for (auto& fd : v) out += read_all(fd.get()) + ";";
@@ -148,7 +152,7 @@ class Files {
   procxy::event<procxy::unique_fd> got;
 };
 PROCXY_CLASS(Files, write_to, write_to_ref, make_memfd, make_labelled, make_many, maybe,
-             read_labelled, read_each, count, is_empty, kind, received_cloexec, eventfd_take,
+             read_labelled, swap_labels, read_each, count, is_empty, kind, received_cloexec, eventfd_take,
              eventfd_add, socket_echo_upper, own_pidfd, pid_of, my_pid, read_file, hand_back,
              ask_for, emit_memfd, got);
 
@@ -205,6 +209,19 @@ TEST(Descriptors, InsideAStructBothWays) {
   ASSERT_TRUE(l.fd);
   EXPECT_EQ(read_all(l.fd.get()), "abc");
   EXPECT_EQ(p.read_labelled(Labelled{memfd_with("xyz"), "mine"}).get(), "mine=xyz");
+}
+
+TEST(Descriptors, InAVectorOfStructsBothWays) {
+  auto p = procxy::spawn<Files>();
+  std::vector<Labelled> v;
+  v.push_back({memfd_with("first"), "a"});
+  v.push_back({memfd_with("second"), "b"});
+  auto back = p.swap_labels(std::move(v)).get();
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].label, "b");
+  EXPECT_EQ(read_all(back[0].fd.get()), "first");
+  EXPECT_EQ(back[1].label, "a");
+  EXPECT_EQ(read_all(back[1].fd.get()), "second");
 }
 
 TEST(Descriptors, InsideAVectorAndAnOptionalBothWays) {

@@ -203,6 +203,11 @@ constexpr std::size_t sum_min_sizes(std::index_sequence<I...>) {
   return (std::size_t{0} + ... + min_wire_size<std::tuple_element_t<I, Tuple>>());
 }
 
+template <class U, std::size_t... I>
+constexpr std::size_t sum_field_min_sizes(std::index_sequence<I...>) {
+  return (std::size_t{0} + ... + min_wire_size<boost::pfr::tuple_element_t<I, U>>());
+}
+
 template <class T>
 constexpr std::size_t min_wire_size() {
   using U = std::remove_cv_t<T>;
@@ -236,9 +241,11 @@ constexpr std::size_t min_wire_size() {
       return 1;  // an empty described class is sent as one byte
     return n;
   } else if constexpr (is_reflected_aggregate<U>) {
-    using fields = decltype(boost::pfr::structure_to_tuple(std::declval<const U&>()));
-    if constexpr (std::tuple_size_v<fields> == 0) return 1;  // an empty struct is sent as one byte
-    return sum_min_sizes<fields>(std::make_index_sequence<std::tuple_size_v<fields>>{});
+    // Field types by index, not structure_to_tuple (which copies: a move-only field, a
+    // unique_fd, must not need a copy just to be measured).
+    constexpr std::size_t n = boost::pfr::tuple_size_v<U>;
+    if constexpr (n == 0) return 1;  // an empty struct is sent as one byte
+    return sum_field_min_sizes<U>(std::make_index_sequence<n>{});
   } else {
     return 4;  // strings, paths, containers: their count
   }
