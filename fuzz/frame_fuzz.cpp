@@ -53,8 +53,8 @@ std::uint64_t little_endian(const std::byte* p, std::size_t n) {
 }
 
 bool same_header(const pd::frame_header& a, const pd::frame_header& b) {
-  return a.size == b.size && a.kind == b.kind && a.flags == b.flags && a.descriptors == b.descriptors &&
-         a.id == b.id;
+  return a.size == b.size && a.kind == b.kind && a.flags == b.flags &&
+         a.descriptors == b.descriptors && a.id == b.id;
 }
 
 bool same_frames(const std::vector<decoded_frame>& a, const std::vector<decoded_frame>& b) {

@@ -151,12 +151,12 @@ using value_types = std::tuple<
     entry<std::vector<std::vector<std::vector<std::int32_t>>>, check::exact>,  // 22
     entry<std::tuple<std::vector<std::tuple<>>, std::vector<std::array<std::int32_t, 0>>,
                      std::vector<holds_nothing>, std::uint8_t>,
-          check::exact>,                                                                  // 23
-    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                          // 24
-    entry<std::deque<std::list<std::string>>, check::exact>,                              // 25
-    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,                // 26
-    entry<std::unordered_set<std::string>, check::unordered>,                             // 27
-    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>,   // 28
+          check::exact>,                                                                 // 23
+    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                         // 24
+    entry<std::deque<std::list<std::string>>, check::exact>,                             // 25
+    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,               // 26
+    entry<std::unordered_set<std::string>, check::unordered>,                            // 27
+    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>,  // 28
     // Descriptors: re-encoding numbers them in order of appearance, so the bytes normalize.
     entry<std::vector<std::optional<procxy::unique_fd>>, check::normalizing>,  // 29
     entry<std::vector<with_descriptor>, check::normalizing>>;                  // 30

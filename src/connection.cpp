@@ -340,8 +340,7 @@ void connection::check_strays(std::uint64_t at, bool incomplete) {
   // A group whose frame would start before `at` (every frame before it has been read), or, over
   // a transport that sends descriptors with their frame's first byte, one that came with bytes
   // past the start of a frame still `incomplete` at `at` (no frame starts inside another).
-  const bool stray =
-      g.hi <= at || (incomplete && g.lo > at && !t_->descriptors_precede_bytes());
+  const bool stray = g.hi <= at || (incomplete && g.lo > at && !t_->descriptors_precede_bytes());
   if (!stray) return;
   std::size_t n = 0;
   for (const auto& x : fd_inbox_) n += x.fds.size();

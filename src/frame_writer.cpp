@@ -160,7 +160,7 @@ void frame_writer::drain(std::chrono::milliseconds d) {
 
 void frame_writer::close() noexcept {
   std::lock_guard lk(mu_);
-  closed_ = true;  // nothing more goes out; a sender held by backpressure gives up
+  closed_ = true;                 // nothing more goes out; a sender held by backpressure gives up
   if (!writing_) marks_.clear();  // else the writer may be sending them; the destructor closes
   cv_.notify_all();
 }

@@ -333,7 +333,8 @@ class shm_transport final : public transport, hangup_target {
     // One load per read when no descriptors flow: the peer's count of records sent.
     const std::uint64_t sent =
         at<std::uint64_t>(base_, shm::off_records(peer_)).load(std::memory_order_acquire);
-    const bool flagged = sock_readable_.exchange(false, std::memory_order_acq_rel);
+    const bool flagged = sock_readable_.load(std::memory_order_relaxed) &&
+                         sock_readable_.exchange(false, std::memory_order_acq_rel);
     if (sent == records_taken_ && !flagged && !needed) return;
     bool took = false;
     for (;;) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "procxy/procxy.hpp"
+#include "serial_executor.hpp"
 
 using namespace std::chrono_literals;
 
@@ -152,9 +153,9 @@ class Files {
   procxy::event<procxy::unique_fd> got;
 };
 PROCXY_CLASS(Files, write_to, write_to_ref, make_memfd, make_labelled, make_many, maybe,
-             read_labelled, swap_labels, read_each, count, is_empty, kind, received_cloexec, eventfd_take,
-             eventfd_add, socket_echo_upper, own_pidfd, pid_of, my_pid, read_file, hand_back,
-             ask_for, emit_memfd, got);
+             read_labelled, swap_labels, read_each, count, is_empty, kind, received_cloexec,
+             eventfd_take, eventfd_add, socket_echo_upper, own_pidfd, pid_of, my_pid, read_file,
+             hand_back, ask_for, emit_memfd, got);
 
 struct pipe_pair {
   procxy::unique_fd r, w;
@@ -228,7 +229,8 @@ TEST(Descriptors, InsideAVectorAndAnOptionalBothWays) {
   auto p = procxy::spawn<Files>();
   std::vector<procxy::unique_fd> v = p.make_many(5).get();
   ASSERT_EQ(v.size(), 5u);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(read_all(v[static_cast<std::size_t>(i)].get()), std::to_string(i));
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(read_all(v[static_cast<std::size_t>(i)].get()), std::to_string(i));
   std::vector<procxy::unique_fd> mine;
   mine.push_back(memfd_with("a"));
   mine.push_back(memfd_with("b"));
@@ -278,6 +280,31 @@ TEST(Descriptors, AsAnEventArgument) {
   p.emit_memfd("an event's descriptor").get();  // listeners ran before the reply completes
   EXPECT_EQ(seen, "an event's descriptor");
   EXPECT_TRUE(was_cloexec);
+}
+
+// With a callback_executor the arguments wait, boxed, for the executor's thread: the descriptor
+// waits with them, and is the listener's or callback's when it runs.
+TEST(Descriptors, ThroughACallbackExecutorToCallbacksAndListeners) {
+  procxy_test::serial_executor ex;
+  auto p = procxy::spawn<Files>({.callback_executor = ex.post()});
+  std::string from_callback, from_event;
+  std::thread::id callback_thread, listener_thread;
+  auto sub = p.got().on([&](const procxy::unique_fd& fd) {
+    listener_thread = std::this_thread::get_id();
+    from_event = read_all(fd.get());
+  });
+  p.hand_back(
+       [&](procxy::unique_fd fd) {
+         callback_thread = std::this_thread::get_id();
+         from_callback = read_all(fd.get());
+       },
+       "to the executor")
+      .get();
+  p.emit_memfd("an event, to the executor").get();
+  EXPECT_EQ(from_callback, "to the executor");
+  EXPECT_EQ(from_event, "an event, to the executor");
+  EXPECT_EQ(callback_thread, ex.id());
+  EXPECT_EQ(listener_thread, ex.id());
 }
 
 TEST(Descriptors, AnEventfdIsSharedWithTheChild) {

@@ -373,7 +373,8 @@ TEST(Hygiene, ForkChildHoldsOnlyStdioAndItsChannel) {
   expect_only_stdio_and_channel(fds_of(p.pid()), leaked, false, "as the parent sees it");
 }
 
-// ---- descriptors that cross (docs/design.md "Descriptors") ----------------------------------------
+// ---- descriptors that cross (docs/design.md "Descriptors")
+// ----------------------------------------
 
 procxy::unique_fd memfd_of(const std::string& text) {
   procxy::unique_fd fd(::memfd_create("procxy-hygiene", MFD_CLOEXEC));

@@ -191,10 +191,10 @@ TEST(ProtocolFrame, RejectsMoreDescriptorsThanAllowed) {
        {std::uint16_t{1}, std::uint16_t{0x100}, std::uint16_t{0x8000}, std::uint16_t{0xffff}}) {
     wire w;
     w.header(0, static_cast<std::uint8_t>(K::call), 1, 0, n);
-    EXPECT_TRUE(throws_protocol_error(
-        [&] { pd::check_frame_header(w.data(), default_max); },
-        "procxy: a message announces " + std::to_string(n) +
-            " descriptors, more than max_descriptors_per_message (0)"))
+    EXPECT_TRUE(
+        throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
+                              "procxy: a message announces " + std::to_string(n) +
+                                  " descriptors, more than max_descriptors_per_message (0)"))
         << n;
   }
   wire w;
@@ -205,8 +205,8 @@ TEST(ProtocolFrame, RejectsMoreDescriptorsThanAllowed) {
 }
 
 TEST(ProtocolFrame, RejectsDescriptorsOnKindsWithoutValues) {
-  for (auto k : {K::reply_error, K::shutdown, K::release, K::subscribe, K::properties,
-                 K::dispose, K::hello}) {
+  for (auto k : {K::reply_error, K::shutdown, K::release, K::subscribe, K::properties, K::dispose,
+                 K::hello}) {
     wire w;
     w.header(0, static_cast<std::uint8_t>(k), 1, 0, 1);
     EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max, 64); },

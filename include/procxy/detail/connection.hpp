@@ -394,11 +394,11 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // --- read side: rbuf_ is touched only by the thread holding the reading role
   byte_buffer rbuf_;
   std::size_t rpos_ = 0;
-  std::uint64_t rbase_ = 0;  // the stream position of rbuf_[0]
+  std::uint64_t rbase_ = 0;                // the stream position of rbuf_[0]
   std::deque<descriptor_group> fd_inbox_;  // received, not yet matched to a frame
   static constexpr std::uint64_t no_stray = ~std::uint64_t{0};
   std::uint64_t stray_from_ = no_stray;  // check_strays threw: frames from here are suspect
-  bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
+  bool greeted_ = false;                 // the peer's hello was read (by the reading role's holder)
   std::atomic<bool> read_stopped_{false};  // stop_reading() ran
   std::vector<frame> spare_batch_;         // under mu_: storage for the next reader's batch
   std::vector<std::optional<pending_call>> run_calls_;  // route()'s run of replies (the role's)

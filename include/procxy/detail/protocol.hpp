@@ -127,8 +127,7 @@ void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body
     std::size_t n = out.size() - header_size;
     if (n > 0xffffffffu) throw serialization_error("procxy: message body exceeds 4 GiB");
     if (out.descriptors().size() > 0xffffu)
-      throw serialization_error("procxy: a message of " +
-                                std::to_string(out.descriptors().size()) +
+      throw serialization_error("procxy: a message of " + std::to_string(out.descriptors().size()) +
                                 " descriptors exceeds the wire limit of 65535");
     h.size = static_cast<std::uint32_t>(n);
   } catch (...) {

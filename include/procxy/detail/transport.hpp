@@ -76,8 +76,8 @@ class transport {
   virtual void shutdown_read() noexcept = 0;
   // Whether file descriptors can travel with the bytes (SCM_RIGHTS on a unix socket).
   virtual bool can_pass_descriptors() const noexcept = 0;
-  // As write_some(), and the first byte starts a frame carrying `fds` (not empty): they are sent with
-  // that byte, or not at all when nothing was written (0). Throws serialization_error where
+  // As write_some(), and the first byte starts a frame carrying `fds` (not empty): they are sent
+  // with that byte, or not at all when nothing was written (0). Throws serialization_error where
   // descriptors cannot travel.
   virtual std::size_t write_with_descriptors(const std::byte* p, std::size_t n,
                                              std::span<const int> fds) {
