@@ -56,7 +56,8 @@ void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded,
 
 void frame_writer::flush() noexcept {
   std::unique_lock lk(mu_);
-  if (writing_ || pending_.empty()) return;
+  // After close() nothing more goes out (a held frame's descriptors are closed by then).
+  if (writing_ || pending_.empty() || closed_) return;
   writing_ = true;
   try {
     drain_writes(lk);
