@@ -113,6 +113,10 @@ class Files {
     return out;
   }
   std::size_t count(std::vector<procxy::unique_fd> v) { return v.size(); }
+  std::size_t count_slowly(std::vector<procxy::unique_fd> v, int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return v.size();
+  }
   bool is_empty(procxy::unique_fd fd) { return !fd; }
   // What the child sees of a received descriptor.
   std::string kind(procxy::unique_fd fd) { return kind_of(fd.get()); }
@@ -153,9 +157,9 @@ class Files {
   procxy::event<procxy::unique_fd> got;
 };
 PROCXY_CLASS(Files, write_to, write_to_ref, make_memfd, make_labelled, make_many, maybe,
-             read_labelled, swap_labels, read_each, count, is_empty, kind, received_cloexec,
-             eventfd_take, eventfd_add, socket_echo_upper, own_pidfd, pid_of, my_pid, read_file,
-             hand_back, ask_for, emit_memfd, got);
+             read_labelled, swap_labels, read_each, count, count_slowly, is_empty, kind,
+             received_cloexec, eventfd_take, eventfd_add, socket_echo_upper, own_pidfd, pid_of,
+             my_pid, read_file, hand_back, ask_for, emit_memfd, got);
 
 struct pipe_pair {
   procxy::unique_fd r, w;
@@ -381,6 +385,20 @@ TEST(Descriptors, MoreThanTheLimitInTheChildsResultIsASerializationErrorThere) {
         << e.what();
   }
   EXPECT_EQ(p.make_many(2).get().size(), 2u);  // and it keeps serving
+}
+
+// Its descriptors were the child's after the first attempt: an idempotent call that carries
+// descriptors times out without being sent again.
+TEST(Descriptors, ACallCarryingDescriptorsIsNotRetried) {
+  auto p = procxy::spawn<Files>();
+  std::vector<procxy::unique_fd> v;
+  v.push_back(memfd_with("r"));
+  auto f = p.with({.timeout = 50ms, .retries = 2}).count_slowly(std::move(v), 300);
+  EXPECT_THROW(f.get(), procxy::timeout_error);
+  EXPECT_EQ(p.stats().calls_retried, 0u);
+  auto g = p.with({.timeout = 50ms, .retries = 2}).count_slowly({}, 300);  // none: retried
+  EXPECT_THROW(g.get(), procxy::timeout_error);
+  EXPECT_EQ(p.stats().calls_retried, 2u);
 }
 
 TEST(Descriptors, ALimitPastTheKernelsFailsTheSpawn) {
