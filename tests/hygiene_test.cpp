@@ -432,7 +432,7 @@ std::vector<procxy::unique_fd> memfds(int n) {
 
 // The parent's descriptor count is measured with the proxy alive: a leak of a descriptor that
 // crossed shows while the channel runs, and again once it is gone.
-TEST(Hygiene, DescriptorsOfARepliesThatArriveAfterItsTimeoutAreClosed) {
+TEST(Hygiene, DescriptorsOfRepliesThatArriveAfterTheirTimeoutAreClosed) {
   auto p = procxy::spawn<FdProbe>();
   ASSERT_EQ(p.ping(0).get(), 0);
   const resources start = baseline();
@@ -489,7 +489,7 @@ TEST(Hygiene, TerminateWithDescriptorsInFlightLeaksNone) {
   expect_back_to(start, "terminate with descriptors in flight");
 }
 
-TEST(Hygiene, ARepliesDescriptorsAfterTerminateAreClosed) {
+TEST(Hygiene, DescriptorsOfAReplyAfterTerminateAreClosed) {
   const resources start = baseline();
   {
     auto p = procxy::spawn<FdProbe>({.terminate_grace = 2s});
