@@ -3,7 +3,8 @@
 //
 // Input: one control byte, then the byte stream as it would arrive on a channel. Control bits
 // 0-1 pick max_message_size (64, 4 KiB, 256 MiB — the default —, or 0: empty bodies only); bits
-// 2-7 pick a chunk size of 1..64 bytes for the streaming pass.
+// 2-7 pick a chunk size of 1..64 bytes for the streaming pass. The same bits 0-1 pick the most
+// descriptors a frame may announce (2, 64, 253, 0).
 //
 // Checked: the decoder fails only with procxy::protocol_error; it agrees with an independent
 // reading of the header format in protocol.hpp (same frames, same headers, error exactly when that
@@ -27,6 +28,13 @@ namespace {
 namespace pd = procxy::detail;
 
 constexpr std::array<std::size_t, 4> max_sizes = {64, 4096, std::size_t{256} << 20, 0};
+constexpr std::array<std::size_t, 4> max_fds = {2, 64, 253, 0};
+
+// The kinds whose values may hold a descriptor (protocol.hpp): construct, call, reply_value,
+// invoke, notify, event.
+bool carries_descriptors(unsigned kind) {
+  return kind == 1 || kind == 2 || kind == 3 || kind == 6 || kind == 7 || kind == 9;
+}
 
 struct decoded_frame {
   pd::frame_header header;
@@ -45,8 +53,8 @@ std::uint64_t little_endian(const std::byte* p, std::size_t n) {
 }
 
 bool same_header(const pd::frame_header& a, const pd::frame_header& b) {
-  return a.size == b.size && a.kind == b.kind && a.flags == b.flags && a.reserved == b.reserved &&
-         a.id == b.id;
+  return a.size == b.size && a.kind == b.kind && a.flags == b.flags &&
+         a.descriptors == b.descriptors && a.id == b.id;
 }
 
 bool same_frames(const std::vector<decoded_frame>& a, const std::vector<decoded_frame>& b) {
@@ -57,7 +65,7 @@ bool same_frames(const std::vector<decoded_frame>& a, const std::vector<decoded_
 }
 
 // The header format, read independently of procxy's code (the oracle).
-outcome reference(const std::byte* in, std::size_t n, std::size_t max) {
+outcome reference(const std::byte* in, std::size_t n, std::size_t max, std::size_t fds) {
   outcome o;
   std::size_t pos = 0;
   while (n - pos >= 16) {
@@ -66,10 +74,11 @@ outcome reference(const std::byte* in, std::size_t n, std::size_t max) {
     fh.size = static_cast<std::uint32_t>(little_endian(h, 4));
     fh.kind = static_cast<pd::message_kind>(h[4]);
     fh.flags = static_cast<std::uint8_t>(h[5]);
-    fh.reserved = static_cast<std::uint16_t>(little_endian(h + 6, 2));
+    fh.descriptors = static_cast<std::uint16_t>(little_endian(h + 6, 2));
     fh.id = little_endian(h + 8, 8);
     const auto kind = static_cast<unsigned>(h[4]);
-    if (kind < 1 || kind > 13 || fh.flags != 0 || fh.reserved != 0 || fh.size > max) {
+    if (kind < 1 || kind > 13 || fh.flags != 0 || fh.size > max ||
+        (fh.descriptors != 0 && (!carries_descriptors(kind) || fh.descriptors > fds))) {
       o.failed = true;
       return o;
     }
@@ -82,13 +91,14 @@ outcome reference(const std::byte* in, std::size_t n, std::size_t max) {
 }
 
 // decode_frames over the whole input at once, checking each delivery against the input bounds.
-outcome whole(const std::byte* in, std::size_t n, std::size_t max) {
+outcome whole(const std::byte* in, std::size_t n, std::size_t max, std::size_t fds) {
   outcome o;
   const auto begin = reinterpret_cast<std::uintptr_t>(in);
   std::size_t expected_offset = 0;  // where the next frame's header must start
   try {
-    o.consumed =
-        pd::decode_frames(in, n, max, [&](const pd::frame_header& h, const std::byte* body) {
+    o.consumed = pd::decode_frames(
+        in, n, max,
+        [&](const pd::frame_header& h, const std::byte* body) {
           const auto at = reinterpret_cast<std::uintptr_t>(body);
           PROCXY_FUZZ_CHECK(at >= begin && at - begin <= n);
           const std::size_t offset = at - begin;
@@ -97,11 +107,13 @@ outcome whole(const std::byte* in, std::size_t n, std::size_t max) {
           PROCXY_FUZZ_CHECK(h.size <= max);
           const auto kind = static_cast<std::uint8_t>(h.kind);
           PROCXY_FUZZ_CHECK(kind >= 1 && kind <= pd::max_message_kind);
-          PROCXY_FUZZ_CHECK(h.flags == 0 && h.reserved == 0);
+          PROCXY_FUZZ_CHECK(h.flags == 0 && h.descriptors <= fds);
+          PROCXY_FUZZ_CHECK(h.descriptors == 0 || pd::may_carry_descriptors(h.kind));
           o.frames.push_back(
               {h, std::vector<std::byte>(body, body + h.size)});  // touches every byte
           expected_offset = offset + h.size;
-        });
+        },
+        fds);
   } catch (const procxy::protocol_error&) {
     o.failed = true;
     return o;
@@ -112,7 +124,8 @@ outcome whole(const std::byte* in, std::size_t n, std::size_t max) {
 }
 
 // The same stream arriving `chunk` bytes at a time into a buffer that keeps what was not consumed.
-outcome streamed(const std::byte* in, std::size_t n, std::size_t max, std::size_t chunk) {
+outcome streamed(const std::byte* in, std::size_t n, std::size_t max, std::size_t fds,
+                 std::size_t chunk) {
   outcome o;
   std::vector<std::byte> buf;
   std::size_t total = 0;  // bytes consumed over all calls
@@ -123,9 +136,11 @@ outcome streamed(const std::byte* in, std::size_t n, std::size_t max, std::size_
     std::size_t used = 0;
     try {
       used = pd::decode_frames(
-          buf.data(), buf.size(), max, [&](const pd::frame_header& h, const std::byte* body) {
+          buf.data(), buf.size(), max,
+          [&](const pd::frame_header& h, const std::byte* body) {
             o.frames.push_back({h, std::vector<std::byte>(body, body + h.size)});
-          });
+          },
+          fds);
     } catch (const procxy::protocol_error&) {
       o.failed = true;
       return o;
@@ -143,18 +158,19 @@ outcome streamed(const std::byte* in, std::size_t n, std::size_t max, std::size_
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::size_t max = max_sizes[data[0] & 3u];
+  const std::size_t fds = max_fds[data[0] & 3u];
   const std::size_t chunk = (data[0] >> 2) + std::size_t{1};
   const auto* in = reinterpret_cast<const std::byte*>(data) + 1;
   const std::size_t n = size - 1;
   try {
-    const outcome expected = reference(in, n, max);
+    const outcome expected = reference(in, n, max, fds);
 
     // check_frame_header alone, on the first header.
     if (n >= pd::header_size) {
       bool failed = false;
       pd::frame_header h{};
       try {
-        h = pd::check_frame_header(in, max);
+        h = pd::check_frame_header(in, max, fds);
       } catch (const procxy::protocol_error&) {
         failed = true;
       }
@@ -164,7 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         PROCXY_FUZZ_CHECK(same_header(h, expected.frames.front().header));
     }
 
-    const outcome got = whole(in, n, max);
+    const outcome got = whole(in, n, max, fds);
     PROCXY_FUZZ_CHECK(got.failed == expected.failed);
     PROCXY_FUZZ_CHECK(same_frames(got.frames, expected.frames));
     if (!got.failed) {
@@ -175,7 +191,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         PROCXY_FUZZ_CHECK(little_endian(in + got.consumed, 4) > rest - pd::header_size);
     }
 
-    const outcome chunks = streamed(in, n, max, chunk);
+    const outcome chunks = streamed(in, n, max, fds, chunk);
     PROCXY_FUZZ_CHECK(chunks.failed == expected.failed);
     PROCXY_FUZZ_CHECK(same_frames(chunks.frames, expected.frames));
     if (!chunks.failed) PROCXY_FUZZ_CHECK(chunks.consumed == expected.consumed);

@@ -202,6 +202,19 @@ void make_value_corpus(corpus_dir& dir) {
   s.add("unordered-set", std::unordered_set<std::string>{"only"});
   s.add("empty-classes", std::vector<std::pair<pf::nothing_here, pf::described_nothing>>(2));
 
+  // Descriptors: indices into the four descriptors value_fuzz decodes with (0xffffffff: empty).
+  using fds_t = std::vector<std::optional<procxy::unique_fd>>;
+  const std::uint32_t none = 0xffffffffu;
+  s.malformed<fds_t>("fds", raw().u32(4).u8(1).u32(0).u8(0).u8(1).u32(none).u8(1).u32(3), "");
+  s.malformed<fds_t>("fds-out-of-order", raw().u32(2).u8(1).u32(2).u8(1).u32(1), "");
+  s.malformed<fds_t>("index-4", raw().u32(1).u8(1).u32(4));
+  s.malformed<fds_t>("index-twice", raw().u32(2).u8(1).u32(1).u8(1).u32(1));
+  s.malformed<fds_t>("index-huge", raw().u32(1).u8(1).u32(0x7fffffffu));
+  using holders_t = std::vector<pf::with_descriptor>;
+  s.malformed<holders_t>("fd-in-struct", raw().u32(2).str("a").u32(0).u8(1).str("").u32(none).u8(2),
+                         "");
+  s.malformed<holders_t>("fd-in-struct-out-of-range", raw().u32(1).str("a").u32(9).u8(1));
+
   // Exceptions, as encode_current_exception writes them.
   s.exception("invalid-argument",
               encoded_exception([] { throw std::invalid_argument("bad argument"); }));
@@ -338,6 +351,17 @@ void make_frame_corpus(corpus_dir& dir) {
     dir.write("bad-" + name, control(l, 9), r);
   };
   bad("kind-0", limit_default, 0, 0, 0, 0);
+  // Descriptor counts (the u16 after the flags): allowed on a call up to the limit the control
+  // byte picks (64 KiB: 2, 4 KiB: 64, default: 253, 0: none), never on a kind without values.
+  {
+    raw r;
+    r.u32(static_cast<std::uint32_t>(call_body.size())).u8(2).u8(0).u16(2).u64(1);
+    r.append(call_body);
+    dir.write("call-with-fds", control(limit_64, 5), r);
+  }
+  bad("fds-over-limit", limit_64, 0, 2, 0, 3);
+  bad("fds-on-shutdown", limit_default, 0, 5, 0, 1);
+  bad("fds-on-reply-error", limit_4k, 0, 4, 0, 1);
   bad("kind-14", limit_default, 0, 14, 0, 0);
   bad("flags", limit_default, 0, 2, 1, 0);
   bad("reserved", limit_default, 0, 2, 0, 0x100);

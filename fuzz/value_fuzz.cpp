@@ -6,13 +6,19 @@
 // bytes only with procxy::protocol_error; any other exception, a crash or a sanitizer report is a
 // bug. A successful decode is checked by re-encoding (see `check` in value_types.hpp).
 //
+// Descriptors: every value decodes with a list of four descriptors (duplicates of /dev/null), so
+// an index into them may be valid, out of range or used twice; after each input the lowest free
+// descriptor number must be what it was (nothing the decoder took or left is leaked).
+//
 // Memory: the heap the first decode uses at its peak must stay linear in the input,
 // bytes_per_input_byte per byte plus fixed_allowance. The decoder checks every count against the
 // bytes left before it allocates; this catches what that check misses (an allocation
 // multiplied by nesting). The factor fits the types of value_types.hpp, whose decoded form takes
 // at most ~16 bytes per wire byte; it is not a bound for every type (a vector of disengaged
 // std::optional<std::array<double, 100>> takes sizeof(optional) = 808 bytes per wire byte).
+#include <fcntl.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -27,6 +33,7 @@
 #include <span>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "fuzz_check.hpp"
 #include "procxy/detail/buffer.hpp"
@@ -109,6 +116,21 @@ namespace pd = procxy::detail;
 using bytes = std::span<const std::byte>;
 using procxy_fuzz::check;
 
+// The descriptors a message brought: four duplicates of /dev/null.
+std::vector<procxy::unique_fd> four_descriptors() {
+  static const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  std::vector<procxy::unique_fd> v;
+  for (int i = 0; i < 4; ++i) v.emplace_back(::fcntl(null, F_DUPFD_CLOEXEC, 0));
+  return v;
+}
+
+// The lowest free descriptor number: the same after every input, or something leaked.
+int lowest_free_descriptor() {
+  const int fd = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ::close(fd);
+  return fd;
+}
+
 template <class T>
 pd::byte_buffer encode(const T& v) {
   pd::byte_buffer b;
@@ -128,9 +150,10 @@ void fuzz_value(bytes in) {
   using T = typename Entry::type;
   std::optional<T> v;
   std::size_t used = 0;
+  auto fds = four_descriptors();
   {
     pd::byte_reader r(in);
-    pd::decoder d(r);
+    pd::decoder d(r, nullptr, &fds);
     heap_meter meter;
     try {
       v.emplace(d.get<T>());
@@ -145,7 +168,7 @@ void fuzz_value(bytes in) {
   // What decoded must encode, and that encoding must decode completely, without error.
   pd::byte_buffer once = encode(*v);
   pd::byte_reader r2(once.view());
-  pd::decoder d2(r2);
+  pd::decoder d2(r2, nullptr, &once.descriptors());
   T w = d2.get<T>();
   PROCXY_FUZZ_CHECK(r2.at_end());
 
@@ -212,10 +235,15 @@ constexpr auto targets = make_targets(std::make_index_sequence<procxy_fuzz::valu
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const bytes in(reinterpret_cast<const std::byte*>(data) + 1, size - 1);
+  static const int lowest = [] {
+    four_descriptors();  // opens the /dev/null it duplicates, once; the duplicates are closed
+    return lowest_free_descriptor();
+  }();
   try {
     targets[data[0] % targets.size()](in);
   } catch (...) {
     procxy_fuzz::unexpected_exception("value_fuzz");
   }
+  PROCXY_FUZZ_CHECK(lowest_free_descriptor() == lowest);
   return 0;
 }

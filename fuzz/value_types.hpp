@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "procxy/exception.hpp"
+#include "procxy/unique_fd.hpp"
 
 namespace procxy_fuzz {
 
@@ -107,6 +108,14 @@ class audited_account : public account {
   BOOST_DESCRIBE_CLASS(audited_account, (account), (), (), (log_))
 };
 
+// A descriptor among other fields (docs/design.md "Descriptors"): the value holds an index into
+// the message's descriptors; value_fuzz decodes with four of them (indices 0-3, each once).
+struct with_descriptor {
+  std::string name;
+  procxy::unique_fd fd;
+  std::uint8_t tail;
+};
+
 class described_nothing {
  public:
   described_nothing() = default;
@@ -142,12 +151,15 @@ using value_types = std::tuple<
     entry<std::vector<std::vector<std::vector<std::int32_t>>>, check::exact>,  // 22
     entry<std::tuple<std::vector<std::tuple<>>, std::vector<std::array<std::int32_t, 0>>,
                      std::vector<holds_nothing>, std::uint8_t>,
-          check::exact>,                                                                  // 23
-    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                          // 24
-    entry<std::deque<std::list<std::string>>, check::exact>,                              // 25
-    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,                // 26
-    entry<std::unordered_set<std::string>, check::unordered>,                             // 27
-    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>>;  // 28
+          check::exact>,                                                                 // 23
+    entry<std::vector<std::vector<std::tuple<>>>, check::exact>,                         // 24
+    entry<std::deque<std::list<std::string>>, check::exact>,                             // 25
+    entry<std::map<std::int32_t, std::vector<point>>, check::normalizing>,               // 26
+    entry<std::unordered_set<std::string>, check::unordered>,                            // 27
+    entry<std::vector<std::pair<nothing_here, described_nothing>>, check::normalizing>,  // 28
+    // Descriptors: re-encoding numbers them in order of appearance, so the bytes normalize.
+    entry<std::vector<std::optional<procxy::unique_fd>>, check::normalizing>,  // 29
+    entry<std::vector<with_descriptor>, check::normalizing>>;                  // 30
 
 inline constexpr std::size_t value_type_count = std::tuple_size_v<value_types>;
 // The selector of decode_remote_error.

@@ -123,7 +123,7 @@ void codec_context::handle(frame& f) {
   }
   const bool two_way = f.header.kind == message_kind::invoke;
   byte_reader r(f.body.view());
-  decoder d(r, this);
+  decoder d(r, this, &f.fds);
   auto id = decode_target(d);
   local_entry fn = find_local(id);
   if (conn_.tracing())

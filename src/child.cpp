@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -140,7 +141,7 @@ class child_server final : public endpoint {
     constructed_ = true;
     conn_ = &c;  // the connection this object is served over, from now on
     byte_reader r(f.body.view());
-    decoder d(r);
+    decoder d(r, nullptr, &f.fds);
     auto id = decode_target(d);
     const auto signature = d.get<std::string>();
     const auto described = d.get<described_members>();
@@ -206,7 +207,7 @@ class child_server final : public endpoint {
   void call(frame& f) {
     if (!obj_.obj) throw protocol_error("procxy: call before the object was constructed");
     byte_reader r(f.body.view());
-    decoder d(r, &conn_->callbacks());
+    decoder d(r, &conn_->callbacks(), &f.fds);
     auto id = decode_target(d);
     reply_sink reply{conn_->shared_from_this(), f.header.id, "method"};
     auto it = obj_.methods->find(id);
@@ -340,12 +341,15 @@ int serve(int fd, int shm_fd, std::size_t shm_ring, std::size_t max_message_size
     o.max_callbacks = static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
   if (const char* v = std::getenv("PROCXY_CALLBACK_TIMEOUT_MS"))
     o.callback_timeout = std::chrono::milliseconds(std::strtoll(v, nullptr, 10));
+  if (const char* v = std::getenv("PROCXY_MAX_FDS"))
+    o.max_descriptors = std::min<std::size_t>(std::strtoull(v, nullptr, 10), max_descriptors_limit);
   auto conn =
       connection::create(shm_fd >= 0 ? make_shm_transport(fd, shm_fd, shm_ring, 1, shm::may_spin())
                                      : make_socket_transport(fd),
                          server, o);
   ::unsetenv("PROCXY_MAX_CALLBACKS");
   ::unsetenv("PROCXY_CALLBACK_TIMEOUT_MS");
+  ::unsetenv("PROCXY_MAX_FDS");
   const char* bt = std::getenv("PROCXY_BACKTRACE");
   if (bt && std::strcmp(bt, "1") == 0) enable_throw_backtraces(true);
   set_child_connection(conn.get());

@@ -95,10 +95,19 @@ void connection::send(std::span<const std::byte> f, bool defer) {
   writer_.enqueue(f, defer ? hold::call : hold::none);
 }
 
-void connection::send_reply(std::span<const std::byte> f) {
+void connection::send_reply(byte_buffer& f) {
   const bool busy = handoff_writes_ && on_dispatch_thread() &&
                     e_batch_.size() + e_behind_ >= handoff_after_waiting;
-  writer_.enqueue(f, busy ? hold::handoff : hold::none);
+  writer_.enqueue(f.view(), busy ? hold::handoff : hold::none, false, &f.descriptors());
+}
+
+void connection::send(byte_buffer& f, bool defer) {
+  writer_.enqueue(f.view(), defer ? hold::call : hold::none, false, &f.descriptors());
+}
+
+void connection::send_one_way(byte_buffer& f) {
+  writer_.enqueue(f.view(), on_dispatch_thread() && e_busy_ ? hold::one_way : hold::none,
+                  /*bounded=*/true, &f.descriptors());
 }
 
 void connection::send_one_way(std::span<const std::byte> f) {
@@ -135,7 +144,8 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
                       clock::time_point deadline, const char* what, bool fatal_timeout, int retries,
                       std::chrono::milliseconds retry_timeout) {
   std::shared_ptr<pending_call::retry> again;
-  if (retries > 0 && deadline != no_deadline) {
+  // A call that carries descriptors is sent once: they are the callee's after the first attempt.
+  if (retries > 0 && deadline != no_deadline && f.descriptors().empty()) {
     again = std::make_shared<pending_call::retry>();
     again->frame.append(f.data(), f.size());
     again->left = retries;
@@ -163,19 +173,29 @@ void connection::call(byte_buffer& f, state_ptr<state_base> st, reply_decoder de
   }
   std::memcpy(f.data() + offsetof(frame_header, id), &id, sizeof id);
   try {
-    send(f.view(), defer);
+    send(f, defer);
   } catch (...) {
     // The peer is gone. Leave the call pending: the reader is about to see EOF and fail it
     // with the real cause (crash, exit code) rather than a bare EPIPE.
   }
 }
 
-void connection::check_size(const byte_buffer& f, const char* what) const {
-  if (f.size() - header_size > opts_.max_message_size)
+void connection::check_size(byte_buffer& f, const char* what) const {
+  if (f.descriptors().size() > opts_.max_descriptors) {
+    const std::size_t n = f.descriptors().size();
+    f.descriptors().clear();
+    throw serialization_error(std::string("procxy: ") + what + ": a message of " +
+                              std::to_string(n) +
+                              " descriptors exceeds max_descriptors_per_message (" +
+                              std::to_string(opts_.max_descriptors) + ")");
+  }
+  if (f.size() - header_size > opts_.max_message_size) {
+    f.descriptors().clear();
     throw serialization_error(std::string("procxy: ") + what + ": a message of " +
                               std::to_string(f.size() - header_size) +
                               " bytes exceeds max_message_size (" +
                               std::to_string(opts_.max_message_size) + ")");
+  }
 }
 
 // ---- reading -----------------------------------------------------------------------------------
@@ -184,6 +204,7 @@ bool connection::read_frames(std::vector<frame>& out) {
   // Compact: keep a partial frame at the front, make room for a chunk.
   if (rpos_ > 0) {
     rbuf_.consume_front(rpos_);
+    rbase_ += rpos_;
     rpos_ = 0;
   }
   std::size_t have = rbuf_.size();
@@ -228,6 +249,7 @@ bool connection::read_frames(std::vector<frame>& out) {
   rbuf_.resize(have + n);
   bump(bytes_received_, n);  // the reading role: one thread at a time
   try {
+    t_->take_descriptors(fd_inbox_, false);
     extract_frames(out);
   } catch (const error&) {  // protocol_error; spawn_error for a hello that does not match
     disconnect(std::current_exception());  // the frames before the bad one are still routed
@@ -236,32 +258,103 @@ bool connection::read_frames(std::vector<frame>& out) {
 }
 
 void connection::extract_frames(std::vector<frame>& out) {
+  const std::size_t before = out.size();
+  try {
+    extract_frames_checked(out);
+  } catch (const protocol_error&) {
+    // Descriptors that no frame announced: a frame read with them (one that ends past where they
+    // came) is not trusted either; frames before them are routed, as before a bad header.
+    if (stray_from_ != no_stray) {
+      while (out.size() > before &&
+             out.back().start + header_size + out.back().header.size > stray_from_)
+        out.pop_back();
+      stray_from_ = no_stray;
+    }
+    throw;
+  }
+}
+
+void connection::extract_frames_checked(std::vector<frame>& out) {
   // A big frame alone in the buffer (read_frames reads exactly up to its end) is handed over
   // whole: no second copy of a large argument while the child decodes it.
   if (greeted_ && rpos_ == 0 && rbuf_.size() >= header_size + adopt_at_least) {
-    const frame_header h = check_frame_header(rbuf_.data(), opts_.max_message_size);
+    const frame_header h =
+        check_frame_header(rbuf_.data(), opts_.max_message_size, opts_.max_descriptors);
     if (header_size + h.size == rbuf_.size()) {
       bump(frames_received_, 1);
       frame f;
       f.header = h;
+      f.start = rbase_;
+      claim_descriptors(rbase_, h.descriptors, f.fds);
       f.body.adopt(std::move(rbuf_), header_size, h.size);  // rbuf_ is left empty
+      rbase_ += header_size + h.size;
       out.push_back(std::move(f));
+      check_strays(rbase_);
       return;
     }
   }
-  rpos_ += decode_frames(rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
-                         [&](const frame_header& h, const std::byte* body) {
-                           bump(frames_received_, 1);
-                           if (!greeted_) {
-                             check_hello(h, std::span<const std::byte>(body, h.size));
-                             greeted_ = true;
-                             return;
-                           }
-                           frame f;
-                           f.header = h;
-                           f.body.assign(body, h.size);
-                           out.push_back(std::move(f));
-                         });
+  std::uint64_t at = rbase_ + rpos_;  // where the next frame starts in the stream
+  rpos_ += decode_frames(
+      rbuf_.data() + rpos_, rbuf_.size() - rpos_, opts_.max_message_size,
+      [&](const frame_header& h, const std::byte* body) {
+        bump(frames_received_, 1);
+        const std::uint64_t start = std::exchange(at, at + header_size + h.size);
+        if (!greeted_) {
+          check_strays(start + 1);  // nothing may come with the hello
+          check_hello(h, std::span<const std::byte>(body, h.size));
+          greeted_ = true;
+          return;
+        }
+        frame f;
+        f.header = h;
+        f.start = start;
+        claim_descriptors(start, h.descriptors, f.fds);
+        f.body.assign(body, h.size);
+        out.push_back(std::move(f));
+      },
+      opts_.max_descriptors);
+  check_strays(rbase_ + rpos_, rbuf_.size() > rpos_);
+}
+
+void connection::claim_descriptors(std::uint64_t at, std::size_t n, std::vector<unique_fd>& out) {
+  check_strays(at);
+  if (n == 0) return;
+  // The shared-memory transport sends a frame's descriptors before its bytes, over the socket
+  // beside the rings: they may not have been looked for yet.
+  if (fd_inbox_.empty() || fd_inbox_.front().lo > at) {
+    t_->take_descriptors(fd_inbox_, true);
+    check_strays(at);
+  }
+  if (fd_inbox_.empty() || fd_inbox_.front().lo > at) {
+    fd_inbox_.clear();
+    throw protocol_error("procxy: a message announces " + std::to_string(n) +
+                         " descriptors and none came with it");
+  }
+  auto& g = fd_inbox_.front();
+  if (g.fds.size() != n) {
+    const std::size_t k = g.fds.size();
+    fd_inbox_.clear();
+    throw protocol_error("procxy: a message announces " + std::to_string(n) + " descriptors and " +
+                         std::to_string(k) + " came with it");
+  }
+  out = std::move(g.fds);
+  fd_inbox_.pop_front();
+}
+
+void connection::check_strays(std::uint64_t at, bool incomplete) {
+  if (fd_inbox_.empty()) return;
+  const auto& g = fd_inbox_.front();
+  // A group whose frame would start before `at` (every frame before it has been read), or, over
+  // a transport that sends descriptors with their frame's first byte, one that came with bytes
+  // past the start of a frame still `incomplete` at `at` (no frame starts inside another).
+  const bool stray = g.hi <= at || (incomplete && g.lo > at && !t_->descriptors_precede_bytes());
+  if (!stray) return;
+  std::size_t n = 0;
+  for (const auto& x : fd_inbox_) n += x.fds.size();
+  stray_from_ = g.lo;
+  fd_inbox_.clear();  // closes every one of them
+  throw protocol_error("procxy: the peer sent " + std::to_string(n) +
+                       " descriptors that no message announced");
 }
 
 void connection::check_hello(const frame_header& h, std::span<const std::byte> body) {
@@ -490,7 +583,7 @@ void connection::complete_taken(pending_call& pc, frame& f) {
 void connection::finish(pending_call& pc, frame& f) {
   byte_reader r(f.body.view());
   try {
-    decoder d(r, callbacks_.get());
+    decoder d(r, callbacks_.get(), &f.fds);
     pc.decode(*pc.st, f.header.kind, d, reply_context{pc.what, opts_.peer_pid});
     if (!r.at_end()) throw protocol_error("procxy: trailing bytes after a reply");
   } catch (const protocol_error&) {

@@ -188,13 +188,14 @@ void send_event(event_link& l, byte_buffer& frame) {
     thread_local byte_buffer copy;
     copy.clear();
     copy.append(frame.data(), frame.size());
+    copy.descriptors() = std::move(frame.descriptors());
     l.conn->before_reply();
     if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
-    l.conn->send_one_way(copy.view());
+    l.conn->send_one_way(copy);
     return;
   }
   if (l.conn->tracing()) l.conn->trace(std::string("send event ") + l.name);
-  l.conn->send_one_way(frame.view());
+  l.conn->send_one_way(frame);
 }
 
 namespace {

@@ -9,7 +9,8 @@ namespace procxy::detail {
 frame_writer::frame_writer(transport& t, io_thread& io, std::chrono::microseconds linger)
     : t_(t), io_(io), linger_(linger) {}
 
-void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
+void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded,
+                           std::vector<unique_fd>* fds) {
   bool wake = false;
   {
     std::unique_lock lk(mu_);
@@ -24,6 +25,8 @@ void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
     if (closed_) throw terminated("procxy: the connection is closed");
     bump(frames_, 1);
     bump(bytes_, f.size());
+    if (fds != nullptr && !fds->empty()) marks_.push_back({enqueued_, std::move(*fds)});
+    enqueued_ += f.size();
     pending_.append(f.data(), f.size());
     if (writing_) return;  // the holder of the writing role sends these bytes next, in order
     if (h == hold::handoff && !io_.is_current()) {
@@ -63,7 +66,8 @@ void frame_writer::enqueue(std::span<const std::byte> f, hold h, bool bounded) {
 
 void frame_writer::flush() noexcept {
   std::unique_lock lk(mu_);
-  if (writing_ || pending_.empty()) return;
+  // After close() nothing more goes out (a held frame's descriptors are closed by then).
+  if (writing_ || pending_.empty() || closed_) return;
   writing_ = true;
   try {
     drain_writes(lk);
@@ -82,10 +86,25 @@ void frame_writer::drain_writes(std::unique_lock<std::mutex>& lk) {
       held_since_.store(no_deadline_rep, std::memory_order_relaxed);
       oneway_held_.store(false, std::memory_order_relaxed);
     }
+    // A frame with descriptors starts a write of its own, which carries them; the write before
+    // it stops at its first byte.
+    std::size_t len = out_.size() - off_;
+    std::vector<int> fds;
+    if (!marks_.empty()) {
+      const std::uint64_t pos = enqueued_ - queued_bytes();
+      std::size_t next = 0;
+      if (marks_.front().at == pos) {
+        for (auto& fd : marks_.front().fds) fds.push_back(fd.get());
+        next = 1;
+      }
+      if (marks_.size() > next && marks_[next].at - pos < len)
+        len = static_cast<std::size_t>(marks_[next].at - pos);
+    }
     lk.unlock();
     std::size_t n = 0;
     try {
-      n = t_.write_some(out_.data() + off_, out_.size() - off_);
+      n = fds.empty() ? t_.write_some(out_.data() + off_, len)
+                      : t_.write_with_descriptors(out_.data() + off_, len, fds);
     } catch (...) {
       lk.lock();
       writing_ = false;
@@ -94,11 +113,13 @@ void frame_writer::drain_writes(std::unique_lock<std::mutex>& lk) {
       pending_.clear();
       out_.clear();
       off_ = 0;
+      marks_.clear();
       cv_.notify_all();
       throw;
     }
     bump(write_calls_, 1);  // the writing role: one thread at a time
     lk.lock();
+    if (n > 0 && !fds.empty()) marks_.pop_front();  // sent: this side's duplicates are closed
     if (n == 0) {
       // The transport is full: the peer reads (its I/O thread always does), but not right now.
       // The I/O thread keeps the writing role and goes on when there is room; this thread
@@ -116,6 +137,7 @@ void frame_writer::drain_writes(std::unique_lock<std::mutex>& lk) {
   }
   writing_ = false;
   handed_off_.store(false);
+  if (closed_) marks_.clear();
   if (shut_write_) t_.shutdown_write();
   cv_.notify_all();
 }
@@ -153,6 +175,7 @@ void frame_writer::close() noexcept {
   std::lock_guard lk(mu_);
   closed_ = true;  // nothing more goes out; a sender held by backpressure gives up
   handed_off_.store(false);
+  if (!writing_) marks_.clear();  // else the writer may be sending them; the destructor closes
   cv_.notify_all();
 }
 

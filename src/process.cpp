@@ -73,7 +73,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg,
     return kv.rfind("PROCXY_CHANNEL_FD=", 0) == 0 || kv.rfind("PROCXY_PARENT_PID=", 0) == 0 ||
            kv.rfind("PROCXY_MAX_MESSAGE=", 0) == 0 || kv.rfind("PROCXY_SHM_FD=", 0) == 0 ||
            kv.rfind("PROCXY_SHM_RING=", 0) == 0 || kv.rfind("PROCXY_CRASH_FD=", 0) == 0 ||
-           kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 ||
+           kv.rfind("PROCXY_MAX_CALLBACKS=", 0) == 0 || kv.rfind("PROCXY_MAX_FDS=", 0) == 0 ||
            kv.rfind("PROCXY_CALLBACK_TIMEOUT_MS=", 0) == 0 || kv.rfind("PROCXY_MODULE=", 0) == 0 ||
            kv.rfind("PROCXY_SANDBOX_SPEC=", 0) == 0 || kv.rfind("PROCXY_SANDBOX_FD=", 0) == 0;
   };
@@ -101,6 +101,7 @@ std::vector<std::string> build_env(const spawn_options& o, std::size_t max_msg,
   }
   env.push_back("PROCXY_CRASH_FD=" + std::to_string(crash_fd_in_child(shm_ring > 0)));
   env.push_back("PROCXY_MAX_CALLBACKS=" + std::to_string(o.max_callbacks));
+  env.push_back("PROCXY_MAX_FDS=" + std::to_string(o.max_descriptors_per_message));
   env.push_back("PROCXY_CALLBACK_TIMEOUT_MS=" + std::to_string(callback_timeout(o).count()));
   if (!o.module.empty())  // absolute: the child may run in another working directory
     env.push_back("PROCXY_MODULE=" + std::filesystem::absolute(o.module).string());
@@ -227,6 +228,7 @@ std::shared_ptr<child_process> spawn_fork(const spawn_options& o, int parent_fd,
     for (const auto& [k, v] : o.env) ::setenv(k.c_str(), v.c_str(), 1);
     if (o.backtrace) ::setenv("PROCXY_BACKTRACE", "1", 1);
     ::setenv("PROCXY_MAX_CALLBACKS", std::to_string(o.max_callbacks).c_str(), 1);
+    ::setenv("PROCXY_MAX_FDS", std::to_string(o.max_descriptors_per_message).c_str(), 1);
     ::setenv("PROCXY_CALLBACK_TIMEOUT_MS", std::to_string(callback_timeout(o).count()).c_str(), 1);
     if (!sandbox_spec.empty()) {
       ::setenv(sandbox_spec_env, sandbox_spec.c_str(), 1);

@@ -31,16 +31,38 @@ const char* to_string(message_kind k) noexcept {
   return "unknown";
 }
 
-frame_header check_frame_header(const std::byte* in, std::size_t max_message_size) {
+bool may_carry_descriptors(message_kind k) noexcept {
+  switch (k) {
+    case message_kind::construct:
+    case message_kind::call:
+    case message_kind::reply_value:
+    case message_kind::invoke:
+    case message_kind::notify:
+    case message_kind::event: return true;
+    default: return false;
+  }
+}
+
+frame_header check_frame_header(const std::byte* in, std::size_t max_message_size,
+                                std::size_t max_descriptors) {
   frame_header h;
   std::memcpy(&h, in, header_size);
   auto k = static_cast<std::uint8_t>(h.kind);
   if (k == 0 || k > max_message_kind)
     throw protocol_error("procxy: unknown message kind " + std::to_string(k));
-  if (h.flags != 0 || h.reserved != 0) throw protocol_error("procxy: reserved header bits are set");
+  if (h.flags != 0) throw protocol_error("procxy: reserved header bits are set");
   if (h.size > max_message_size)
     throw protocol_error("procxy: message of " + std::to_string(h.size) +
                          " bytes exceeds max_message_size " + std::to_string(max_message_size));
+  if (h.descriptors != 0) {
+    if (!may_carry_descriptors(h.kind))
+      throw protocol_error(std::string("procxy: a ") + to_string(h.kind) + " message announces " +
+                           std::to_string(h.descriptors) + " descriptors; it carries none");
+    if (h.descriptors > max_descriptors)
+      throw protocol_error("procxy: a message announces " + std::to_string(h.descriptors) +
+                           " descriptors, more than max_descriptors_per_message (" +
+                           std::to_string(max_descriptors) + ")");
+  }
   return h;
 }
 

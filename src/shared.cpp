@@ -1,10 +1,11 @@
+#include "procxy/shared.hpp"
+
 #include <boost/pfr.hpp>
 #include <map>
 #include <mutex>
 #include <typeinfo>
 
 #include "procxy/detail/codec.hpp"
-#include "procxy/shared.hpp"
 
 // One child per key (procxy/shared.hpp): the registry, and what makes two spawn_options the same.
 // docs/design.md "Shared children".

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -24,6 +25,7 @@
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "procxy/error.hpp"
 
@@ -100,9 +102,11 @@ long futex(std::uint32_t* word, int op, std::uint32_t val, const timespec* ts) {
   return ::syscall(SYS_futex, word, op, val, ts, nullptr, 0);
 }
 
-// Something the hang-up watcher tells when a socket's peer is gone.
+// Something the hang-up watcher tells when a socket's peer is gone, or (edge-triggered) that
+// the peer sent something on it (descriptors: docs/design.md "Descriptors").
 struct hangup_target {
   virtual void on_hangup() noexcept = 0;
+  virtual void on_readable() noexcept = 0;
 
  protected:
   ~hangup_target() = default;
@@ -132,7 +136,8 @@ class hangup_watcher {
     if (!run_) run_ = start();
     const std::uint64_t id = next_++;
     epoll_event ev{};
-    ev.events = EPOLLRDHUP;  // EPOLLHUP and EPOLLERR are always reported
+    // EPOLLHUP and EPOLLERR are always reported; EPOLLIN, edge-triggered, once per arrival.
+    ev.events = EPOLLRDHUP | EPOLLIN | EPOLLET;
     ev.data.u64 = id;
     if (::epoll_ctl(run_->ep, EPOLL_CTL_ADD, fd, &ev) != 0)
       throw std::system_error(errno, std::system_category(), "procxy: epoll_ctl");
@@ -202,6 +207,10 @@ class hangup_watcher {
         if (id == 0) return;                       // stopped
         auto it = targets_.find(id);
         if (it == targets_.end() || it->second.fd < 0) continue;  // removed (the fd may be reused)
+        if ((evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) {
+          it->second.target->on_readable();
+          continue;
+        }
         it->second.target->on_hangup();
         // Level-triggered: a hung-up socket stays "ready"; it has said all it will.
         ::epoll_ctl(ep, EPOLL_CTL_DEL, it->second.fd, nullptr);
@@ -264,6 +273,128 @@ class shm_transport final : public transport, hangup_target {
     return k;
   }
 
+  // Descriptors go over the socket beside the rings, before the frame's first byte is published:
+  // one message per frame, its payload the frame's stream position (u64) and the count (u32),
+  // the descriptors attached (SCM_RIGHTS). The receiver finds them there when it reads the
+  // frame, and checks position and count against the frame's header.
+  std::size_t write_with_descriptors(const std::byte* p, std::size_t n,
+                                     std::span<const int> fds) override {
+    if (fds.empty()) return write_some(p, n);
+    if (fds.size() > max_descriptors_limit)
+      throw serialization_error("procxy: more than " + std::to_string(max_descriptors_limit) +
+                                " descriptors in one message");
+    if (shut_.load(std::memory_order_acquire) || peer_gone_.load(std::memory_order_acquire))
+      throw terminated("procxy: the connection is closed");
+    if (out_space() == 0 || n == 0) return 0;  // nothing sent; tried again with the bytes
+    std::byte record[record_size];
+    const std::uint64_t pos = head_.load(std::memory_order_relaxed);
+    const auto count = static_cast<std::uint32_t>(fds.size());
+    std::memcpy(record, &pos, 8);
+    std::memcpy(record + 8, &count, 4);
+    iovec iov{record, record_size};
+    alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors_limit * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    for (;;) {
+      const ssize_t w = ::sendmsg(sock_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w == static_cast<ssize_t>(record_size)) break;
+      if (w >= 0)  // a unix stream socket takes a small message whole or not at all
+        throw terminated("procxy: the connection is closed (a descriptor message was cut)");
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        // The peer has not taken earlier descriptors yet: wait for the socket, as for a full
+        // ring (check() polls it while this is set; the peer rings us when it takes them).
+        fd_blocked_.store(true, std::memory_order_release);
+        return 0;
+      }
+      if (errno == EBADF || errno == ETOOMANYREFS)
+        throw serialization_error(std::string("procxy: descriptors cannot be sent: ") +
+                                  std::strerror(errno));
+      throw terminated(std::string("procxy: the connection is closed (") + std::strerror(errno) +
+                       ")");
+    }
+    // Counted before the bytes are published (write_some's release store of the head), so a
+    // reader that has read them sees the count and looks at the socket.
+    ++records_sent_;
+    at<std::uint64_t>(base_, shm::off_records(side_))
+        .store(records_sent_, std::memory_order_relaxed);
+    return write_some(p, n);  // the ring had room; our writes are the only ones
+  }
+
+  void take_descriptors(std::deque<descriptor_group>& out, bool needed) override {
+    // One load per read when no descriptors flow: the peer's count of records sent.
+    const std::uint64_t sent =
+        at<std::uint64_t>(base_, shm::off_records(peer_)).load(std::memory_order_acquire);
+    const bool flagged = sock_readable_.load(std::memory_order_relaxed) &&
+                         sock_readable_.exchange(false, std::memory_order_acq_rel);
+    if (sent == records_taken_ && !flagged && !needed) return;
+    bool took = false;
+    for (;;) {
+      iovec iov{record_ + record_have_, record_size - record_have_};
+      alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors_limit * sizeof(int))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t r = ::recvmsg(sock_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;  // EAGAIN: nothing more; 0 or an error: the peer is gone
+      std::vector<unique_fd> got;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < k; ++i) {
+          int d;
+          std::memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof d);
+          got.emplace_back(d);
+        }
+      }
+      took = true;
+      if (msg.msg_flags & MSG_CTRUNC)
+        throw protocol_error(
+            "procxy: the peer sent more descriptors with one message than could be received");
+      if (!got.empty()) {
+        if (record_have_ != 0 || !record_fds_.empty())
+          throw protocol_error("procxy: the peer sent descriptors inside a descriptor record");
+        record_fds_ = std::move(got);
+      }
+      record_have_ += static_cast<std::size_t>(r);
+      if (record_have_ < record_size) continue;
+      record_have_ = 0;
+      std::uint64_t pos;
+      std::uint32_t count;
+      std::memcpy(&pos, record_, 8);
+      std::memcpy(&count, record_ + 8, 4);
+      std::vector<unique_fd> fds = std::move(record_fds_);
+      record_fds_.clear();
+      if (count == 0 || count != fds.size())
+        throw protocol_error("procxy: a descriptor record announces " + std::to_string(count) +
+                             " descriptors and " + std::to_string(fds.size()) + " came with it");
+      // The peer writes a frame's bytes after its record, into a ring of ring_ bytes: a record
+      // for a position further ahead than that names no frame it could write.
+      if (pos > tail_.load(std::memory_order_relaxed) + ring_)
+        throw protocol_error("procxy: a descriptor record names position " + std::to_string(pos) +
+                             ", past anything the peer can have written");
+      ++records_taken_;
+      out.push_back(descriptor_group{pos, pos + 1, std::move(fds)});
+    }
+    if (took) ring_peer(shm::wants_writable);  // a writer waiting for the socket may go on
+    if (sent > records_taken_)
+      throw protocol_error("procxy: the peer counts " + std::to_string(sent) +
+                           " descriptor records and sent " + std::to_string(records_taken_));
+  }
+
+  bool descriptors_precede_bytes() const noexcept override { return true; }
+
   // ---- reading (one thread at a time: the connection's reading role) ----
 
   std::size_t read(std::byte* p, std::size_t n, bool& reset) override {
@@ -319,7 +450,7 @@ class shm_transport final : public transport, hangup_target {
     ring_local(true);
   }
 
-  bool can_pass_descriptors() const noexcept override { return false; }
+  bool can_pass_descriptors() const noexcept override { return true; }
 
   bool writes_are_syscalls() const noexcept override { return false; }
   const char* name() const noexcept override { return "shared_memory"; }
@@ -328,6 +459,10 @@ class shm_transport final : public transport, hangup_target {
     peer_gone_.store(true, std::memory_order_release);
     ring_local(true);
   }
+
+  // The peer sent descriptors: the reader takes them at its next look (take_descriptors), so
+  // that descriptors no frame announces are found even if no frame asks for them.
+  void on_readable() noexcept override { sock_readable_.store(true, std::memory_order_release); }
 
  private:
   static bool any(const wait_result& r) { return r.readable || r.writable || r.woken; }
@@ -452,7 +587,15 @@ class shm_transport final : public transport, hangup_target {
           done || read_shut_.load(std::memory_order_acquire) || in_available() > 0 || in_closed();
     // The peer's read index is checked on every look, not only when this side writes: a peer
     // that breaks it is caught while we wait for its reply.
-    const bool room = out_space() > 0;
+    bool room = out_space() > 0;
+    if (room && writable && fd_blocked_.load(std::memory_order_acquire)) {
+      // The last descriptor message did not fit in the socket: writable when it does.
+      pollfd s{sock_, POLLOUT, 0};
+      if (::poll(&s, 1, 0) > 0 && (s.revents & (POLLOUT | POLLHUP | POLLERR)) != 0)
+        fd_blocked_.store(false, std::memory_order_release);
+      else
+        room = false;
+    }
     if (writable) r.writable = done || room || broken_.load(std::memory_order_acquire);
     if (readable) r.readable = r.readable || broken_.load(std::memory_order_acquire);
     if (slot >= 0 && woken_[slot].load(std::memory_order_acquire))
@@ -579,6 +722,7 @@ class shm_transport final : public transport, hangup_target {
     futex(bell, FUTEX_WAKE, INT_MAX, nullptr);
   }
 
+  static constexpr std::size_t record_size = 12;  // u64 position, u32 count
   const int sock_;
   std::byte* const base_;
   const std::size_t ring_, mask_;
@@ -596,6 +740,14 @@ class shm_transport final : public transport, hangup_target {
 
   std::atomic<bool> shut_{false}, peer_gone_{false}, broken_{false};
   std::atomic<bool> read_shut_{false};  // shutdown_read(): every read is EOF from now on
+  // Descriptors: the watcher saw the peer send some; a descriptor message did not fit in the
+  // socket; the record being received (the reading role's).
+  std::atomic<bool> sock_readable_{false}, fd_blocked_{false};
+  std::byte record_[record_size];
+  std::size_t record_have_ = 0;
+  std::vector<unique_fd> record_fds_;
+  std::uint64_t records_taken_ = 0;  // the reading role's
+  std::uint64_t records_sent_ = 0;   // the writing role's
   std::mutex why_mu_;
   std::string why_;
   std::atomic<bool> woken_[2] = {false, false};

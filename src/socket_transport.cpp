@@ -1,4 +1,6 @@
 // The socket transport: a connected AF_UNIX stream socket plus two eventfds to wake waiters.
+// Descriptors travel as SCM_RIGHTS with the first byte of the frame that carries them
+// (docs/design.md "Descriptors").
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -7,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <vector>
 
 #include "procxy/detail/transport.hpp"
 #include "procxy/error.hpp"
@@ -59,11 +62,75 @@ class socket_transport final : public transport {
     }
   }
 
+  std::size_t write_with_descriptors(const std::byte* p, std::size_t n,
+                                     std::span<const int> fds) override {
+    if (fds.empty()) return write_some(p, n);
+    if (fds.size() > max_scm_fds)
+      throw serialization_error("procxy: more than " + std::to_string(max_scm_fds) +
+                                " descriptors in one message");
+    iovec iov{const_cast<std::byte*>(p), n};
+    alignas(cmsghdr) char control[CMSG_SPACE(max_scm_fds * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    for (;;) {
+      ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w >= 0) return static_cast<std::size_t>(w);
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return 0;
+      if (errno == EBADF || errno == ETOOMANYREFS || errno == EMSGSIZE)
+        throw serialization_error(std::string("procxy: descriptors cannot be sent: ") +
+                                  std::strerror(errno));
+      throw terminated(std::string("procxy: the connection is closed (") + std::strerror(errno) +
+                       ")");
+    }
+  }
+
   std::size_t read(std::byte* p, std::size_t n, bool& reset) override {
     reset = false;
     for (;;) {
-      ssize_t r = ::read(fd_, p, n);
-      if (r >= 0) return static_cast<std::size_t>(r);
+      // recvmsg, not read: descriptors come with the bytes (close-on-exec as they arrive). The
+      // kernel ends a read after the bytes that brought descriptors, so one read brings at most
+      // one group, and the frame that announces it starts within the bytes of that read.
+      iovec iov{p, n};
+      alignas(cmsghdr) char control[CMSG_SPACE(max_scm_fds * sizeof(int))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      ssize_t r = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+      if (r >= 0) {
+        descriptor_group g;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+          if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+          const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (std::size_t i = 0; i < k; ++i) {
+            int d;
+            std::memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof d);
+            g.fds.emplace_back(d);
+          }
+        }
+        if (msg.msg_flags & MSG_CTRUNC)  // g's descriptors are closed on the way out
+          throw protocol_error(
+              "procxy: the peer sent more descriptors with one message than could be received "
+              "(the rest were discarded by the kernel)");
+        const std::uint64_t at = read_total_;
+        read_total_ += static_cast<std::uint64_t>(r);
+        if (!g.fds.empty()) {
+          g.lo = at;
+          g.hi = r > 0 ? read_total_ : at + 1;
+          received_.push_back(std::move(g));
+        }
+        return static_cast<std::size_t>(r);
+      }
       if (errno == EINTR) continue;
       if (errno == ECONNRESET) {
         reset = true;
@@ -105,10 +172,19 @@ class socket_transport final : public transport {
   void shutdown_read() noexcept override { ::shutdown(fd_, SHUT_RD); }
   bool can_pass_descriptors() const noexcept override { return true; }
   bool writes_are_syscalls() const noexcept override { return true; }
+
+  void take_descriptors(std::deque<descriptor_group>& out, bool /*needed*/) override {
+    for (auto& g : received_) out.push_back(std::move(g));
+    received_.clear();
+  }
   const char* name() const noexcept override { return "socket"; }
 
  private:
+  static constexpr std::size_t max_scm_fds = max_descriptors_limit;
   const int fd_;
+  // The reading role's: bytes read so far, and the groups read() brought.
+  std::uint64_t read_total_ = 0;
+  std::vector<descriptor_group> received_;
   int wake_[2] = {-1, -1};
 };
 

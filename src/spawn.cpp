@@ -116,7 +116,7 @@ class parent_handler final : public endpoint {
   // channel outlives its proxy only cleared, so nothing runs once the proxy is gone.
   bool deliver(frame& f, connection& c, bool drop, last_channel* last) {
     byte_reader r(f.body.view());
-    decoder d(r, &c.callbacks());
+    decoder d(r, &c.callbacks(), &f.fds);
     auto id = decode_target(d);
     std::shared_ptr<event_channel> found;
     event_channel* ch = nullptr;
@@ -170,6 +170,16 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
         class_name +
         ", but its main() spawns instead of calling procxy::init(argc, argv) first; "
         "call procxy::init at the start of main, before any spawn");
+  if (opts.max_descriptors_per_message > max_descriptors_limit)
+    throw spawn_error("procxy: max_descriptors_per_message is " +
+                      std::to_string(opts.max_descriptors_per_message) + "; at most " +
+                      std::to_string(max_descriptors_limit) +
+                      " descriptors can travel with one message (SCM_MAX_FD)");
+  if (construct.descriptors().size() > opts.max_descriptors_per_message)
+    throw serialization_error("procxy: the constructor's arguments carry " +
+                              std::to_string(construct.descriptors().size()) +
+                              " descriptors, more than max_descriptors_per_message (" +
+                              std::to_string(opts.max_descriptors_per_message) + ")");
   std::shared_ptr<proxy_core> core(new proxy_core());
   core->opts_ = opts;
   core->class_name_ = class_name;
@@ -224,6 +234,7 @@ std::shared_ptr<proxy_core> proxy_core::start(const spawn_options& opts, byte_bu
   connection::options co;
   co.s = connection::side::parent;
   co.max_message_size = opts.max_message_size;
+  co.max_descriptors = opts.max_descriptors_per_message;
   co.max_events = opts.max_queued_events;
   co.drop_oldest = opts.on_event_overflow == event_overflow::drop_oldest;
   co.peer_pid = core->child_->pid();

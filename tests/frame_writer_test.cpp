@@ -2,7 +2,9 @@
 // the I/O thread. No connection, no process.
 #include "procxy/detail/frame_writer.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,12 +12,14 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "procxy/error.hpp"
+#include "procxy/unique_fd.hpp"
 
 namespace {
 
@@ -36,6 +40,19 @@ class scripted_transport final : public transport {
     const std::size_t k = std::min(n, room);
     room -= k;
     out.append(reinterpret_cast<const char*>(p), k);
+    return k;
+  }
+  // Records where each write that carried descriptors began, how much it took, and which.
+  std::size_t write_with_descriptors(const std::byte* p, std::size_t n,
+                                     std::span<const int> fds) override {
+    std::size_t at;
+    {
+      std::lock_guard lk(mu);
+      at = out.size();
+    }
+    const std::size_t k = write_some(p, n);
+    std::lock_guard lk(mu);
+    if (k > 0) fd_writes.push_back({at, k, std::vector<int>(fds.begin(), fds.end())});
     return k;
   }
   std::size_t read(std::byte*, std::size_t, bool&) override { return 0; }
@@ -66,6 +83,11 @@ class scripted_transport final : public transport {
   int writes = 0;
   bool fail = false;
   std::size_t write_shut_at = std::size_t(-1);
+  struct fd_write {
+    std::size_t at, took;
+    std::vector<int> fds;
+  };
+  std::vector<fd_write> fd_writes;
 };
 
 // The I/O thread as the writer sees it: counts wake-ups; `looks_at` is when it looks unwoken.
@@ -330,6 +352,75 @@ TEST_F(WriterTest, DrainWaitsUntilEverythingIsWritten) {
 
 // Many senders, a transport that takes a few bytes at a time and is often full, and an I/O
 // thread that continues whenever it is woken: every frame arrives whole, each sender's in order.
+// ---- descriptors (docs/design.md "Descriptors") ------------------------------------------------
+
+std::vector<procxy::unique_fd> open_null(int n) {
+  std::vector<procxy::unique_fd> v;
+  for (int i = 0; i < n; ++i) v.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return v;
+}
+bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+
+TEST_F(WriterTest, AFrameWithDescriptorsStartsAWriteThatCarriesThemAndClosesThemOnceSent) {
+  auto b = open_null(2), d = open_null(1);
+  const std::vector<int> b_fds{b[0].get(), b[1].get()}, d_fds{d[0].get()};
+  w.enqueue(bytes("aa"), hold::call);
+  w.enqueue(bytes("BB"), hold::call, false, &b);
+  w.enqueue(bytes("cc"), hold::call);
+  EXPECT_TRUE(b.empty());                         // taken by the writer
+  EXPECT_TRUE(is_open(b_fds[0]));                 // held: not sent yet
+  w.enqueue(bytes("DD"), hold::none, false, &d);  // flushes all four
+  EXPECT_EQ(t.written(), "aaBBccDD");
+  ASSERT_EQ(t.fd_writes.size(), 2u);
+  EXPECT_EQ(t.fd_writes[0].at, 2u);  // BB begins its write, cc goes with it
+  EXPECT_EQ(t.fd_writes[0].took, 4u);
+  EXPECT_EQ(t.fd_writes[0].fds, b_fds);
+  EXPECT_EQ(t.fd_writes[1].at, 6u);  // the write before DD stopped at its first byte
+  EXPECT_EQ(t.fd_writes[1].took, 2u);
+  EXPECT_EQ(t.fd_writes[1].fds, d_fds);
+  for (int fd : b_fds) EXPECT_FALSE(is_open(fd));  // sent: this side's duplicates are closed
+  EXPECT_FALSE(is_open(d_fds[0]));
+}
+
+TEST_F(WriterTest, DescriptorsWaitWithTheirFrameWhileTheTransportIsFull) {
+  auto fds = open_null(1);
+  const int fd = fds[0].get();
+  t.room = 1;
+  io.me = std::this_thread::get_id();  // this thread plays the I/O thread
+  w.enqueue(bytes("xy"), hold::none);  // "x" fits; "y" waits
+  w.enqueue(bytes("FD"), hold::none, false, &fds);
+  EXPECT_EQ(t.written(), "x");
+  EXPECT_TRUE(is_open(fd));
+  t.give(1);
+  w.continue_blocked();  // "y" only: the frame with descriptors begins a write of its own
+  EXPECT_EQ(t.written(), "xy");
+  EXPECT_TRUE(t.fd_writes.empty());
+  EXPECT_TRUE(is_open(fd));
+  t.give(1);
+  w.continue_blocked();  // its first byte, with the descriptor
+  EXPECT_EQ(t.written(), "xyF");
+  ASSERT_EQ(t.fd_writes.size(), 1u);
+  EXPECT_EQ(t.fd_writes[0].at, 2u);
+  EXPECT_FALSE(is_open(fd));
+  t.give(10);
+  w.continue_blocked();
+  EXPECT_EQ(t.written(), "xyFD");
+  EXPECT_EQ(t.fd_writes.size(), 1u);  // the rest of the frame carries none
+}
+
+TEST_F(WriterTest, CloseClosesTheDescriptorsOfFramesNotSent) {
+  auto fds = open_null(3);
+  const int first = fds[0].get(), last = fds[2].get();
+  w.enqueue(bytes("zz"), hold::call, false, &fds);  // held: nobody writes it now
+  EXPECT_TRUE(is_open(first));
+  w.close();
+  EXPECT_FALSE(is_open(first));
+  EXPECT_FALSE(is_open(last));
+  EXPECT_EQ(t.written(), "");
+  w.flush();  // nothing goes out after close, and nothing is sent with a closed descriptor
+  EXPECT_TRUE(t.fd_writes.empty());
+}
+
 TEST_F(WriterTest, ConcurrentSendersKeepFramesWholeAndInOrder) {
   constexpr int senders = 4, per = 2000;
   t.room = 0;

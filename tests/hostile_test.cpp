@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <typeinfo>
@@ -188,6 +189,50 @@ INSTANTIATE_TEST_SUITE_P(Hostile, HostileReplyToConstruct,
                                          "bad_body", "trailing_bytes", "bad_error_payload",
                                          "wrong_kind", "unknown_event", "bad_properties",
                                          "dispose_body"),
+                         [](const testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.param);
+                         });
+
+// ---- descriptors (docs/design.md "Descriptors") -------------------------------------------------
+
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+// The child's reply comes with descriptors the header does not announce, more than it announces,
+// none of those it announces, attached inside the frame, or announced on a kind that carries
+// none: the call fails with protocol_error (never with the reply's value), the child is killed,
+// and every descriptor it sent is closed (the parent's count is back where it was).
+class HostileDescriptors : public testing::TestWithParam<const char*> {};
+
+TEST_P(HostileDescriptors, TheCallFailsWithProtocolErrorAndNoDescriptorStays) {
+  const std::string mode = GetParam();
+  auto guard = procxy::spawn<Adder>();  // the process's own threads and descriptors, settled
+  ASSERT_EQ(guard.add(1, 1).get(), 2);
+  const std::size_t start = open_descriptors();
+  {
+    auto bad = procxy::spawn<Adder>(hostile(mode, "call"));
+    auto started = bad.started();
+    ASSERT_EQ(started.wait_for(hang_guard), std::future_status::ready);
+    ASSERT_TRUE(started.try_get().has_value());
+    auto first = bad.add(1, 2);
+    auto second = bad.add(3, 4);
+    expect_fails_with<procxy::protocol_error>(first, "the call answered with descriptors");
+    expect_fails_with<procxy::protocol_error>(second, "the call pending behind it");
+    EXPECT_TRUE(stops_running(bad)) << "the hostile child was not killed";
+  }
+  EXPECT_EQ(open_descriptors(), start) << "descriptors the hostile child sent were kept";
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, HostileDescriptors,
+                         testing::Values("fd_unannounced", "fd_more_than_announced",
+                                         "fd_announced_none", "fd_mid_frame",
+                                         "fd_announced_on_error"),
                          [](const testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });
@@ -383,7 +428,7 @@ TEST(HostileChild, HelloOfAnotherProtocolFailsTheSpawnNamingBoth) {
     const std::string w = e.what();
     EXPECT_NE(w.find("protocol 999"), std::string::npos) << w;
     EXPECT_NE(w.find("procxy 9.9.9 hostile"), std::string::npos) << w;
-    EXPECT_NE(w.find("protocol 2 (procxy "), std::string::npos) << w;  // this side's
+    EXPECT_NE(w.find("protocol 3 (procxy "), std::string::npos) << w;  // this side's
   }
   EXPECT_TRUE(stops_running(bad)) << "the child was not killed";
   good.expect_healthy();

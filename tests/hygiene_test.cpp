@@ -8,20 +8,24 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "procxy/procxy.hpp"
@@ -367,6 +371,160 @@ TEST(Hygiene, ForkChildHoldsOnlyStdioAndItsChannel) {
   // fork without exec does not move the channel to fd 3; any number is fine.
   expect_only_stdio_and_channel(own, leaked, false, "as the child lists itself");
   expect_only_stdio_and_channel(fds_of(p.pid()), leaked, false, "as the parent sees it");
+}
+
+// ---- descriptors that cross (docs/design.md "Descriptors")
+// ----------------------------------------
+
+procxy::unique_fd memfd_of(const std::string& text) {
+  procxy::unique_fd fd(::memfd_create("procxy-hygiene", MFD_CLOEXEC));
+  if (::write(fd.get(), text.data(), text.size()) < 0) return {};
+  return fd;
+}
+
+struct WithFd {  // a descriptor, then a part that may fail to encode
+  procxy::unique_fd fd;
+  std::variant<int, std::deque<int>> rest;
+};
+
+class FdProbe {
+ public:
+  int ping(int n) { return n; }
+  std::size_t take(std::vector<procxy::unique_fd> v) { return v.size(); }
+  std::size_t take_slowly(std::vector<procxy::unique_fd> v, int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return v.size();
+  }
+  std::size_t take_and_crash(std::vector<procxy::unique_fd>) {
+    rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    std::abort();
+  }
+  std::vector<procxy::unique_fd> give(int n) {
+    std::vector<procxy::unique_fd> v;
+    for (int i = 0; i < n; ++i) v.push_back(memfd_of("x"));
+    return v;
+  }
+  std::vector<procxy::unique_fd> give_slowly(int n, int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return give(n);
+  }
+  // Replies with descriptors, and dies a moment later, whether or not the reply was read.
+  std::vector<procxy::unique_fd> give_and_crash(int n) {
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      rlimit no_core{0, 0};
+      ::setrlimit(RLIMIT_CORE, &no_core);
+      std::abort();
+    }).detach();
+    return give(n);
+  }
+  int take_with(WithFd w) { return w.fd ? 1 : 0; }
+};
+PROCXY_CLASS(FdProbe, ping, take, take_slowly, take_and_crash, give, give_slowly, give_and_crash,
+             take_with);
+
+std::vector<procxy::unique_fd> memfds(int n) {
+  std::vector<procxy::unique_fd> v;
+  for (int i = 0; i < n; ++i) v.push_back(memfd_of("y"));
+  return v;
+}
+
+// The parent's descriptor count is measured with the proxy alive: a leak of a descriptor that
+// crossed shows while the channel runs, and again once it is gone.
+TEST(Hygiene, DescriptorsOfRepliesThatArriveAfterTheirTimeoutAreClosed) {
+  auto p = procxy::spawn<FdProbe>();
+  ASSERT_EQ(p.ping(0).get(), 0);
+  const resources start = baseline();
+  for (int i = 0; i < 5; ++i) {
+    auto f = p.with_timeout(20ms).give_slowly(8, 150);
+    EXPECT_THROW(f.get(), procxy::timeout_error);
+  }
+  // The late replies (8 descriptors each) have arrived once a later call returns.
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(p.ping(1).get(), 1);
+  expect_back_to(start, "late replies with descriptors");
+  // And the descriptors of calls that timed out in the other direction reached the child.
+  auto slow = p.with_timeout(20ms).take_slowly(memfds(8), 150);
+  EXPECT_THROW(slow.get(), procxy::timeout_error);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(p.ping(2).get(), 2);
+  expect_back_to(start, "timed-out calls with descriptors");
+}
+
+TEST(Hygiene, ACrashMidTransferLeaksNoDescriptor) {
+  const resources start = baseline();
+  const int n = std::max(1, cycles_from_env() / 20);
+  for (int i = 0; i < n; ++i) {
+    auto p = procxy::spawn<FdProbe>();
+    std::vector<procxy::future<std::size_t>> sent;
+    if (i % 2 == 0) {
+      // The child dies reading a call with descriptors, more queued behind it.
+      for (int k = 0; k < 4; ++k) sent.push_back(p.take_and_crash(memfds(16)));
+    } else {
+      // The child dies right after replying with descriptors (read or not).
+      auto f = p.give_and_crash(16);
+      ASSERT_EQ(f.wait_for(10s), std::future_status::ready) << "cycle " << i;
+    }
+    for (auto& f : sent) ASSERT_EQ(f.wait_for(10s), std::future_status::ready) << "cycle " << i;
+  }
+  expect_back_to(start, "crashes with descriptors in flight");
+}
+
+TEST(Hygiene, TerminateWithDescriptorsInFlightLeaksNone) {
+  const resources start = baseline();
+  const int n = std::max(1, cycles_from_env() / 20);
+  for (int i = 0; i < n; ++i) {
+    auto p = procxy::spawn<FdProbe>({.terminate_grace = 20ms});
+    ASSERT_EQ(p.ping(0).get(), 0);
+    std::vector<procxy::future<std::size_t>> out;
+    std::vector<procxy::future<std::vector<procxy::unique_fd>>> back;
+    out.push_back(p.take_slowly(memfds(8), i % 2 == 0 ? 5 : 60'000));
+    for (int k = 0; k < 8; ++k) out.push_back(p.take(memfds(8)));
+    for (int k = 0; k < 4; ++k) back.push_back(p.give(8));
+    p.terminate();  // replies with descriptors may still come, or be cut: all closed
+    for (auto& f : out) EXPECT_TRUE(f.ready());
+    for (auto& f : back) EXPECT_TRUE(f.ready());
+  }
+  expect_back_to(start, "terminate with descriptors in flight");
+}
+
+TEST(Hygiene, DescriptorsOfAReplyAfterTerminateAreClosed) {
+  const resources start = baseline();
+  {
+    auto p = procxy::spawn<FdProbe>({.terminate_grace = 2s});
+    ASSERT_EQ(p.ping(0).get(), 0);
+    // The reply is written while terminate() waits for the child to run its destructor.
+    auto late = p.give_slowly(32, 100);
+    std::this_thread::sleep_for(20ms);
+    p.terminate();
+    ASSERT_TRUE(late.ready());
+    EXPECT_THROW(late.get(), procxy::terminated);
+  }
+  expect_back_to(start, "a reply with descriptors after terminate");
+}
+
+TEST(Hygiene, AnEncodeFailureHalfwayClosesTheDescriptorsEncodedBeforeIt) {
+  auto p = procxy::spawn<FdProbe>();
+  ASSERT_EQ(p.ping(0).get(), 0);
+  const resources start = baseline();
+  for (int i = 0; i < 10; ++i) {
+    WithFd w{memfd_of("z"), 0};
+    try {  // a valueless variant: serialization_error after the descriptor was encoded
+      w.rest.emplace<1>(std::numeric_limits<std::size_t>::max());
+    } catch (const std::length_error&) {
+    }
+    ASSERT_TRUE(w.rest.valueless_by_exception());
+    auto f = p.take_with(std::move(w));
+    EXPECT_THROW(f.get(), procxy::serialization_error);
+  }
+  expect_back_to(start, "calls that failed to encode after a descriptor");
+  // Over the limit: refused before anything is sent.
+  auto over = p.take(memfds(65));
+  EXPECT_THROW(over.get(), procxy::serialization_error);
+  expect_back_to(start, "a call over max_descriptors_per_message");
+  EXPECT_EQ(p.take(memfds(64)).get(), 64u);
+  expect_back_to(start, "a call of 64 descriptors");
 }
 
 #ifdef PROCXY_TEST_WORKER

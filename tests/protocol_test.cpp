@@ -152,7 +152,7 @@ TEST(ProtocolFrame, AcceptsEveryKnownKindAndReadsEveryField) {
     EXPECT_EQ(h.size, 40u);
     EXPECT_EQ(static_cast<unsigned>(h.kind), k);
     EXPECT_EQ(h.flags, 0u);
-    EXPECT_EQ(h.reserved, 0u);
+    EXPECT_EQ(h.descriptors, 0u);
     EXPECT_EQ(h.id, 0x0102030405060708u);
   }
 }
@@ -185,14 +185,39 @@ TEST(ProtocolFrame, RejectsFlags) {
   }
 }
 
-TEST(ProtocolFrame, RejectsReservedBits) {
-  for (std::uint16_t reserved :
+// The u16 after the flags counts the frame's descriptors (docs/design.md "Descriptors").
+TEST(ProtocolFrame, RejectsMoreDescriptorsThanAllowed) {
+  for (std::uint16_t n :
        {std::uint16_t{1}, std::uint16_t{0x100}, std::uint16_t{0x8000}, std::uint16_t{0xffff}}) {
     wire w;
-    w.header(0, static_cast<std::uint8_t>(K::call), 1, 0, reserved);
-    EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
-                                      "procxy: reserved header bits are set"))
-        << reserved;
+    w.header(0, static_cast<std::uint8_t>(K::call), 1, 0, n);
+    EXPECT_TRUE(
+        throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max); },
+                              "procxy: a message announces " + std::to_string(n) +
+                                  " descriptors, more than max_descriptors_per_message (0)"))
+        << n;
+  }
+  wire w;
+  w.header(0, static_cast<std::uint8_t>(K::call), 1, 0, 64);
+  EXPECT_EQ(pd::check_frame_header(w.data(), default_max, 64).descriptors, 64u);
+  EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max, 63); },
+                                    "more than max_descriptors_per_message (63)"));
+}
+
+TEST(ProtocolFrame, RejectsDescriptorsOnKindsWithoutValues) {
+  for (auto k : {K::reply_error, K::shutdown, K::release, K::subscribe, K::properties, K::dispose,
+                 K::hello}) {
+    wire w;
+    w.header(0, static_cast<std::uint8_t>(k), 1, 0, 1);
+    EXPECT_TRUE(throws_protocol_error([&] { pd::check_frame_header(w.data(), default_max, 64); },
+                                      "descriptors; it carries none"))
+        << pd::to_string(k);
+  }
+  for (auto k : {K::construct, K::call, K::reply_value, K::invoke, K::notify, K::event}) {
+    wire w;
+    w.header(0, static_cast<std::uint8_t>(k), 1, 0, 1);
+    EXPECT_EQ(pd::check_frame_header(w.data(), default_max, 64).descriptors, 1u)
+        << pd::to_string(k);
   }
 }
 

@@ -68,7 +68,8 @@ TEST(Shared, AnotherKeyArgumentOrOptionIsAnotherChild) {
   auto other_arg = procxy::share<Named>("distinct", {}, "db2");
   auto other_timeout = procxy::share<Named>("distinct", {.call_timeout = 5s}, "db");
   auto other_env = procxy::share<Named>("distinct", {.env = {{"X", "1"}}}, "db");
-  auto with_hook = procxy::share<Named>("distinct", {.on_exit = [](const procxy::exit_info&) {}}, "db");
+  auto with_hook =
+      procxy::share<Named>("distinct", {.on_exit = [](const procxy::exit_info&) {}}, "db");
   for (auto* p : {&other_key, &other_arg, &other_timeout, &other_env, &with_hook}) {
     EXPECT_NE(p->get(), base.get());
     pids.insert((*p)->where().get());
@@ -98,7 +99,8 @@ TEST(Shared, ConcurrentFirstUsesStartExactlyOneChild) {
   std::vector<procxy::shared<Named>> got(threads);
   std::vector<std::thread> ts;
   for (int i = 0; i < threads; ++i)
-    ts.emplace_back([&, i] { got[static_cast<std::size_t>(i)] = procxy::share<Named>("race", {}, "r"); });
+    ts.emplace_back(
+        [&, i] { got[static_cast<std::size_t>(i)] = procxy::share<Named>("race", {}, "r"); });
   for (auto& t : ts) t.join();
   for (auto& g : got) EXPECT_EQ(g.get(), got[0].get());
   EXPECT_EQ(got[0]->name().get(), "r");

@@ -166,6 +166,11 @@ struct spawn_options {
 
   // Largest message either side accepts (frame body, bytes). Larger → protocol_error.
   std::size_t max_message_size = std::size_t{256} << 20;
+  // Most descriptors (procxy::unique_fd values) one message may carry, either way; at most 253
+  // (the kernel's SCM_MAX_FD), else spawn_error. More on send: serialization_error for that
+  // call, nothing sent or leaked; more from the peer: protocol_error (docs/design.md
+  // "Descriptors").
+  std::size_t max_descriptors_per_message = 64;
 
   // Confines the child: resource limits, no_new_privs, a seccomp profile, namespaces, Landlock
   // (procxy/sandbox.hpp; docs/design.md "Sandbox"). Nothing by default. PROCXY_SANDBOX=strict or

@@ -12,3 +12,4 @@
 #include "procxy/proxy.hpp"
 #include "procxy/shared.hpp"
 #include "procxy/stats.hpp"
+#include "procxy/unique_fd.hpp"

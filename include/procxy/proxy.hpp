@@ -256,6 +256,7 @@ std::shared_ptr<call_target> spawn_target(const spawn_options& opts, A&&... args
                  std::string_view(ctor_signature<T, A...>()), describe_members<T>(), args...);
   byte_buffer frame;
   frame.append(buf.data(), buf.size());
+  frame.descriptors() = std::move(buf.descriptors());
   return proxy_core::start(opts, frame, class_name<T>(), ctor_signature<T, A...>());
 }
 

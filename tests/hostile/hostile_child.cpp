@@ -29,6 +29,14 @@
 //   no_hello           no hello frame: the construct reply comes first (a child of protocol 1)
 //   bad_hello_version  a hello with protocol 999 and build id "procxy 9.9.9 hostile"
 //   bad_hello_body     a hello whose body is 2 bytes (a u32 version does not fit)
+//   fd_unannounced     the correct reply, with 2 descriptors (of /dev/null) the header does not
+//                      announce
+//   fd_more_than_announced  the correct reply announcing 1 descriptor, with 3
+//   fd_announced_none  the correct reply announcing 1 descriptor, with none
+//   fd_mid_frame       the correct reply, with 2 descriptors attached to a byte inside it
+//   fd_announced_on_error  a reply_error announcing a descriptor (a kind that carries none)
+//                      (each fd_ mode: over the socket as SCM_RIGHTS with the bytes; over shared
+//                      memory as procxy's descriptor record on the socket beside the rings)
 //   crash_report       no reply: a forged crash report on its crash pipe (PROCXY_CRASH_FD: a FIFO
 //                      named as a module, absurd offsets, a path longer than the report may
 //                      be), then death by SIGSEGV (src/crash.cpp's reader must stay bounded)
@@ -48,6 +56,7 @@
 //
 // After misbehaving it stays alive, reading and discarding until EOF (so the parent has to kill
 // it), except `truncated`. alarm(60) bounds its life if a broken parent never does.
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
@@ -197,7 +206,7 @@ void append_frame(std::vector<char>& out, message_kind kind, std::uint64_t id,
   h.size = size_field;
   h.kind = kind;
   h.flags = flags;
-  h.reserved = reserved;
+  h.descriptors = reserved;
   h.id = id;
   const char* hp = reinterpret_cast<const char*>(&h);
   out.insert(out.end(), hp, hp + header_size);
@@ -216,6 +225,47 @@ void put(std::vector<char>& out, const T& v) {
 void put_string(std::vector<char>& out, const std::string& s) {
   put(out, static_cast<std::uint32_t>(s.size()));
   out.insert(out.end(), s.begin(), s.end());
+}
+
+// Sends `bytes` with `n` descriptors of /dev/null attached at offset `at` of them: over the socket
+// the bytes from `at` on go in one sendmsg carrying the descriptors; over shared memory a
+// descriptor record (u64 stream position, u32 count) with them goes on the socket first, then
+// the bytes into the ring, as procxy's own transport does.
+void write_with_fds(const std::vector<char>& bytes, int n, std::size_t at) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) fds.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  auto send_fds = [&](const char* p, std::size_t len) {
+    iovec iov{const_cast<char*>(p), len};
+    alignas(cmsghdr) char control[CMSG_SPACE(16 * sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+    if (::sendmsg(g_fd, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) _exit(3);
+  };
+  if (g_shm.base != nullptr) {
+    std::vector<char> record;
+    put(record, static_cast<std::uint64_t>(g_shm.head + at));
+    put(record, static_cast<std::uint32_t>(n));
+    if (n > 0) {
+      send_fds(record.data(), record.size());
+      static std::uint64_t records = 0;  // counted before the bytes are published, as procxy does
+      g_shm.at<std::uint64_t>(shm::off_records(1)).store(++records, std::memory_order_release);
+    }
+    write_all(bytes);
+  } else if (n == 0) {
+    write_all(bytes);
+  } else {
+    write_all(std::vector<char>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(at)));
+    send_fds(bytes.data() + at, bytes.size() - at);
+  }
+  for (int fd : fds) ::close(fd);
 }
 
 [[noreturn]] void drain_until_eof() {
@@ -335,6 +385,36 @@ frame read_frame();
   put(a_double, 3.0);
   if (mode.rfind("ring_", 0) == 0) break_ring(mode, request);
   if (mode == "crash_report") forge_crash_report();
+  if (mode.rfind("fd_", 0) == 0) {
+    std::vector<char> sum;
+    put(sum, sum_of(request));
+    if (mode == "fd_unannounced") {
+      append_frame(out, message_kind::reply_value, id, sum);
+      write_with_fds(out, 2, 0);
+    } else if (mode == "fd_more_than_announced") {
+      append_frame(out, message_kind::reply_value, id, sum, 8, 0, 1);
+      write_with_fds(out, 3, 0);
+    } else if (mode == "fd_announced_none") {
+      append_frame(out, message_kind::reply_value, id, sum, 8, 0, 1);
+      write_with_fds(out, 0, 0);
+    } else if (mode == "fd_mid_frame") {
+      append_frame(out, message_kind::reply_value, id, sum);
+      write_with_fds(out, 2, header_size + 3);
+    } else if (mode == "fd_announced_on_error") {
+      std::vector<char> body;
+      put(body, static_cast<std::uint8_t>(200));
+      put_string(body, "x");
+      put_string(body, "y");
+      put_string(body, "");
+      append_frame(out, message_kind::reply_error, id, body,
+                   static_cast<std::uint32_t>(body.size()), 0, 1);
+      write_with_fds(out, 1, 0);
+    } else {
+      std::fprintf(stderr, "procxy_hostile_child: unknown mode '%s'\n", mode.c_str());
+      _exit(2);
+    }
+    drain_until_eof();
+  }
   if (mode == "garbage") {
     std::uint64_t x = 0x9e3779b97f4a7c15ull;  // xorshift64, fixed seed: the same bytes every run
     for (int i = 0; i < 4096; ++i) {

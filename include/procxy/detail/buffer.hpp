@@ -3,6 +3,8 @@
 // `byte_buffer` grows without zero-filling (unlike std::vector<std::byte>::resize), which matters
 // for the 1 MiB payloads the codec copies. `byte_reader` is the only way the decoder touches wire
 // bytes: every read is checked against what is left and fails with protocol_error, never UB.
+// A frame being built also owns the descriptors its values carry (`descriptors()`,
+// docs/design.md "Descriptors"): they leave with it, or are closed with the buffer.
 #pragma once
 
 #include <cstddef>
@@ -13,8 +15,10 @@
 #include <span>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "procxy/error.hpp"
+#include "procxy/unique_fd.hpp"
 
 namespace procxy::detail {
 
@@ -26,13 +30,15 @@ class byte_buffer {
   byte_buffer(byte_buffer&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)),
         size_(std::exchange(o.size_, 0)),
-        cap_(std::exchange(o.cap_, 0)) {}
+        cap_(std::exchange(o.cap_, 0)),
+        fds_(std::move(o.fds_)) {}
   byte_buffer& operator=(byte_buffer&& o) noexcept {
     if (this != &o) {
       std::free(data_);
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       cap_ = std::exchange(o.cap_, 0);
+      fds_ = std::move(o.fds_);
     }
     return *this;
   }
@@ -77,6 +83,11 @@ class byte_buffer {
   }
   std::size_t capacity() const noexcept { return cap_; }
 
+  // The descriptors of the frame in this buffer, in the order its values refer to them (the
+  // encoder appends; clear() keeps them: whoever sends the frame takes them).
+  std::vector<unique_fd>& descriptors() noexcept { return fds_; }
+  const std::vector<unique_fd>& descriptors() const noexcept { return fds_; }
+
  private:
   void grow_to(std::size_t n) {
     std::size_t c = cap_ ? cap_ : 256;
@@ -92,6 +103,7 @@ class byte_buffer {
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t cap_ = 0;
+  std::vector<unique_fd> fds_;
 };
 
 class byte_reader {

@@ -11,6 +11,11 @@
 //   variant                   u32 index, then the alternative
 //   monostate                 1 byte (0), so no element is ever zero bytes wide
 //   duration / time_point     the count of the duration (since the epoch for time_point)
+//   procxy::unique_fd         u32 index into the frame's descriptors (0xffffffff: empty); the
+//                             descriptor itself travels beside the bytes (docs/design.md
+//                             "Descriptors"): the encoder appends a duplicate to the frame
+//                             buffer's list, the decoder takes it out of the received frame's
+//                             list (an index out of range or taken twice: protocol_error)
 //
 // The decoder trusts nothing: every count is checked against the bytes left (count * the
 // element's minimum wire size) before anything is allocated, and any violation throws
@@ -48,6 +53,7 @@
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/error.hpp"
+#include "procxy/unique_fd.hpp"
 
 static_assert(std::endian::native == std::endian::little,
               "procxy: the wire format is little-endian and this build has no byte swapping");
@@ -197,6 +203,11 @@ constexpr std::size_t sum_min_sizes(std::index_sequence<I...>) {
   return (std::size_t{0} + ... + min_wire_size<std::tuple_element_t<I, Tuple>>());
 }
 
+template <class U, std::size_t... I>
+constexpr std::size_t sum_field_min_sizes(std::index_sequence<I...>) {
+  return (std::size_t{0} + ... + min_wire_size<boost::pfr::tuple_element_t<I, U>>());
+}
+
 template <class T>
 constexpr std::size_t min_wire_size() {
   using U = std::remove_cv_t<T>;
@@ -204,6 +215,8 @@ constexpr std::size_t min_wire_size() {
     return codec_hook<U>::min_size;
   } else if constexpr (std::is_arithmetic_v<U> || std::is_enum_v<U>) {
     return sizeof(U);
+  } else if constexpr (std::is_same_v<U, unique_fd>) {
+    return 4;
   } else if constexpr (std::is_same_v<U, std::monostate>) {
     return 1;
   } else if constexpr (is_duration<U>) {
@@ -228,9 +241,11 @@ constexpr std::size_t min_wire_size() {
       return 1;  // an empty described class is sent as one byte
     return n;
   } else if constexpr (is_reflected_aggregate<U>) {
-    using fields = decltype(boost::pfr::structure_to_tuple(std::declval<const U&>()));
-    if constexpr (std::tuple_size_v<fields> == 0) return 1;  // an empty struct is sent as one byte
-    return sum_min_sizes<fields>(std::make_index_sequence<std::tuple_size_v<fields>>{});
+    // Field types by index, not structure_to_tuple (which copies: a move-only field, a
+    // unique_fd, must not need a copy just to be measured).
+    constexpr std::size_t n = boost::pfr::tuple_size_v<U>;
+    if constexpr (n == 0) return 1;  // an empty struct is sent as one byte
+    return sum_field_min_sizes<U>(std::make_index_sequence<n>{});
   } else {
     return 4;  // strings, paths, containers: their count
   }
@@ -285,6 +300,10 @@ class encoder {
   template <class T>
   void operator()(const T& v);
 
+  // A descriptor: a duplicate (close-on-exec) joins the frame's list, the value is its index.
+  // Throws serialization_error if it cannot be duplicated (closed, or no descriptor left).
+  void descriptor(const unique_fd& fd);
+
  private:
   template <class Range>
   void range(const Range& r) {
@@ -304,6 +323,8 @@ void encoder::operator()(const T& v) {
     raw(static_cast<std::uint8_t>(v ? 1 : 0));
   } else if constexpr (std::is_arithmetic_v<U> || std::is_enum_v<U>) {
     raw(v);
+  } else if constexpr (std::is_same_v<U, unique_fd>) {
+    descriptor(v);
   } else if constexpr (std::is_same_v<U, std::monostate>) {
     raw(std::uint8_t{0});
   } else if constexpr (is_string<U> || is_specialization_of<U, std::basic_string_view>) {
@@ -373,8 +394,11 @@ void encoder::operator()(const T& v) {
 
 class decoder {
  public:
-  explicit decoder(byte_reader& in, codec_context* ctx = nullptr)
-      : in_(in), ctx_(ctx), alloc_left_(alloc_budget(in.remaining())) {}
+  // `fds`: the descriptors that came with the frame (null: none may appear); a decoded
+  // unique_fd takes its own out of the list.
+  explicit decoder(byte_reader& in, codec_context* ctx = nullptr,
+                   std::vector<unique_fd>* fds = nullptr)
+      : in_(in), ctx_(ctx), fds_(fds), alloc_left_(alloc_budget(in.remaining())) {}
   byte_reader& reader() noexcept { return in_; }
   codec_context* context() const noexcept { return ctx_; }
 
@@ -427,6 +451,10 @@ class decoder {
   template <class T>
   void operator()(T& v);
 
+  // A descriptor index: takes that descriptor out of the frame's list. An index past the list,
+  // or one taken before, is a protocol_error.
+  unique_fd descriptor();
+
   template <class T>
   T get() {
     if constexpr (std::is_default_constructible_v<T>) {
@@ -447,6 +475,7 @@ class decoder {
   }
   byte_reader& in_;
   codec_context* ctx_;
+  std::vector<unique_fd>* fds_;
   std::size_t zero_width_left_ = max_zero_width_elements;
   std::size_t alloc_left_;
 };
@@ -462,6 +491,8 @@ void decoder::operator()(T& v) {
     v = b != 0;
   } else if constexpr (std::is_arithmetic_v<U> || std::is_enum_v<U>) {
     v = raw<U>();
+  } else if constexpr (std::is_same_v<U, unique_fd>) {
+    v = descriptor();
   } else if constexpr (std::is_same_v<U, std::monostate>) {
     if (raw<std::uint8_t>() != 0) throw protocol_error("procxy: bad monostate byte");
   } else if constexpr (is_string<U>) {
@@ -546,6 +577,36 @@ void decoder::operator()(T& v) {
   } else {
     reject_untransferable<U>();
   }
+}
+
+inline constexpr std::uint32_t no_descriptor = 0xffffffffu;  // an empty unique_fd on the wire
+
+inline void encoder::descriptor(const unique_fd& fd) {
+  if (!fd) {
+    raw(no_descriptor);
+    return;
+  }
+  auto& list = out_.descriptors();
+  const int d = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+  if (d < 0)
+    throw serialization_error("procxy: descriptor " + std::to_string(fd.get()) +
+                              " cannot be sent: " + std::generic_category().message(errno));
+  list.emplace_back(d);
+  raw(static_cast<std::uint32_t>(list.size() - 1));
+}
+
+inline unique_fd decoder::descriptor() {
+  const auto i = raw<std::uint32_t>();
+  if (i == no_descriptor) return unique_fd();
+  const std::size_t have = fds_ ? fds_->size() : 0;
+  if (i >= have)
+    throw protocol_error("procxy: a value refers to descriptor " + std::to_string(i) +
+                         " of a message that carries " + std::to_string(have));
+  unique_fd& slot = (*fds_)[i];
+  if (!slot)
+    throw protocol_error("procxy: a value refers to descriptor " + std::to_string(i) +
+                         " a second time");
+  return std::move(slot);
 }
 
 }  // namespace procxy::detail

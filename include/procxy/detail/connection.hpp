@@ -83,6 +83,10 @@ class frame_body {
 struct frame {
   frame_header header;
   frame_body body;
+  // The descriptors that came with it (header.descriptors of them), taken by the values that
+  // refer to them; those left are closed with the frame (docs/design.md "Descriptors").
+  std::vector<unique_fd> fds;
+  std::uint64_t start = 0;  // where it began in the byte stream (the reader's)
 };
 
 class connection;
@@ -120,6 +124,8 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   struct options {
     side s = side::parent;
     std::size_t max_message_size = std::size_t{256} << 20;
+    // Descriptors one frame may carry, either way (docs/design.md "Descriptors").
+    std::size_t max_descriptors = 64;
     // Events (parent): at most `max_events` received events queued or running (0: no bound).
     // Past it, `drop_oldest` drops the oldest not yet started (counted), else nobody reads
     // the channel until listeners caught up, so the child's emit blocks (docs/design.md
@@ -165,12 +171,14 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // `defer`: may be held for the next flush trigger (a waiter, a batch of replies, 64 KiB, or
   // the I/O thread within `linger`) instead of written now: calls past 8 in flight.
   void send(std::span<const std::byte> frame, bool defer);
+  // The same for a frame built in `frame`, with the descriptors it carries (taken).
+  void send(byte_buffer& frame, bool defer = false);
   // A reply of the dispatch thread. Written at once; when E has 8 or more requests already
   // read and waiting (many calls in flight), the write goes to the I/O thread instead, so E
   // runs the next request while the I/O thread writes, and the replies E finishes meanwhile
   // join that write (docs/design.md "Liveness", point 3). Over a transport whose writes cost
   // no system call (shared memory), always written by E.
-  void send_reply(std::span<const std::byte> frame);
+  void send_reply(byte_buffer& frame);
   // True while replies handed to the I/O thread are not yet written (the crash handler waits).
   const std::atomic<bool>& replies_handed_off() const noexcept { return writer_.handed_off(); }
   // One-way frames (events, notifications): in order with everything this connection sent
@@ -179,6 +187,7 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // any other thread they are written at once. Backpressure: while 1 MiB is queued and not yet
   // written (the peer reads slower than this side emits), the sender waits.
   void send_one_way(std::span<const std::byte> frame);
+  void send_one_way(byte_buffer& frame);
   // Writes out everything held back. Never throws, never blocks on the peer.
   void flush();
   // On the dispatch thread inside a request: runs `f` right after that request's item (after
@@ -220,8 +229,10 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   codec_context& callbacks() noexcept { return *callbacks_; }
   // The process at the other end (for error reports).
   int peer_pid() const noexcept { return opts_.peer_pid; }
-  // Throws serialization_error if `frame` (header included) is larger than the peer accepts.
-  void check_size(const byte_buffer& frame, const char* what) const;
+  // Throws serialization_error if `frame` (header included) is larger than the peer accepts, or
+  // carries more descriptors than max_descriptors (its descriptors are closed then).
+  void check_size(byte_buffer& frame, const char* what) const;
+  std::size_t max_descriptors() const noexcept { return opts_.max_descriptors; }
   // The endpoint's before_reply(), on the dispatch thread only.
   void before_reply() {
     if (on_dispatch_thread()) ep_->before_reply();
@@ -298,6 +309,15 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // role. Returns false at EOF or on a protocol error (disconnect() was called).
   bool read_frames(std::vector<frame>& out);
   void extract_frames(std::vector<frame>& out);
+  void extract_frames_checked(std::vector<frame>& out);
+  // Descriptors (docs/design.md "Descriptors"): gives the frame starting at stream position
+  // `at` the group announced for it; throws protocol_error for a group no frame announced, a
+  // count that differs, or a frame whose descriptors never came (every stray is closed).
+  void claim_descriptors(std::uint64_t at, std::size_t n, std::vector<unique_fd>& out);
+  // Groups that only a frame starting before `at` could have claimed are strays (and, when a
+  // frame starting at `at` is `incomplete`, those that came with its later bytes). The reading
+  // role's; throws protocol_error (the inbox closed).
+  void check_strays(std::uint64_t at, bool incomplete = false);
   // The first frame read: the peer's hello (protocol.hpp). Throws spawn_error (parent) or
   // protocol_error (child) when it is missing or does not match.
   void check_hello(const frame_header& h, std::span<const std::byte> body);
@@ -384,7 +404,11 @@ class connection final : public driver, public std::enable_shared_from_this<conn
   // --- read side: rbuf_ is touched only by the thread holding the reading role
   byte_buffer rbuf_;
   std::size_t rpos_ = 0;
-  bool greeted_ = false;  // the peer's hello was read (by the reading role's holder)
+  std::uint64_t rbase_ = 0;                // the stream position of rbuf_[0]
+  std::deque<descriptor_group> fd_inbox_;  // received, not yet matched to a frame
+  static constexpr std::uint64_t no_stray = ~std::uint64_t{0};
+  std::uint64_t stray_from_ = no_stray;  // check_strays threw: frames from here are suspect
+  bool greeted_ = false;                 // the peer's hello was read (by the reading role's holder)
   std::atomic<bool> read_stopped_{false};  // stop_reading() ran
   std::vector<frame> spare_batch_;         // under mu_: storage for the next reader's batch
   std::vector<std::optional<pending_call>> run_calls_;  // route()'s run of replies (the role's)

@@ -18,8 +18,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "procxy/detail/buffer.hpp"
 #include "procxy/detail/clock.hpp"
@@ -71,7 +73,10 @@ class frame_writer {
   // bytes are queued and unwritten (a one-way sender faster than the peer reads). Never waits
   // for the peer otherwise. Throws terminated once the writer is closed (or the transport
   // failed); a write error of the transport is thrown to the thread that hit it.
-  void enqueue(std::span<const std::byte> frame, hold h, bool bounded = false);
+  // `fds`: the descriptors the frame carries (docs/design.md "Descriptors"), taken here and
+  // closed once they are sent with the frame's first byte (or when the writer closes).
+  void enqueue(std::span<const std::byte> frame, hold h, bool bounded = false,
+               std::vector<unique_fd>* fds = nullptr);
   // Writes out everything held back. Never throws, never waits for the peer.
   void flush() noexcept;
   // The I/O thread: the transport is writable again; continue the write it could not take.
@@ -84,7 +89,8 @@ class frame_writer {
   void shutdown_write() noexcept;
   // Waits up to `d` until everything queued is written (or the writer closed).
   void drain(std::chrono::milliseconds d);
-  // Refuses every later frame (terminated) and releases bounded senders. Idempotent.
+  // Refuses every later frame (terminated) and releases bounded senders; closes the descriptors
+  // of frames not yet sent. Idempotent.
   void close() noexcept;
 
   // True from a hold::handoff frame until the queue it joined is written (or the writer
@@ -120,6 +126,14 @@ class frame_writer {
   // Bytes go out in this order: out_[off_..], then pending_.
   byte_buffer pending_, out_;
   std::size_t off_ = 0;
+  // Descriptors of queued frames: each leaves with the write that starts at `at`, the position
+  // of its frame in the stream of bytes queued (enqueued_ counts them all).
+  struct descriptor_mark {
+    std::uint64_t at;
+    std::vector<unique_fd> fds;
+  };
+  std::deque<descriptor_mark> marks_;
+  std::uint64_t enqueued_ = 0;
   // Held frames waiting since (no_deadline: none); whether they include one-way frames (due
   // sooner). Written under mu_, read by the I/O thread without it.
   std::atomic<clock::rep> held_since_{no_deadline_rep};

@@ -259,9 +259,9 @@ struct reply_sink {
   // Sends a reply. A connection already closed (the parent is gone, or broke the channel) has
   // nobody to read it: the reply is dropped and the child ends when its reader sees the end,
   // instead of the method's caller getting an exception it cannot handle.
-  void post(const byte_buffer& buf) const {
+  void post(byte_buffer& buf) const {
     try {
-      conn->send_reply(buf.view());
+      conn->send_reply(buf);  // with the descriptors the reply carries
     } catch (const terminated&) {
     }
   }
@@ -622,7 +622,7 @@ R call_remote(const remote_callback& ref, bool one_way, const A&... a) {
                 std::to_string(ref.id));
   if constexpr (std::is_void_v<R>) {
     if (one_way) {
-      conn->send_one_way(buf.view());
+      conn->send_one_way(buf);
       return;
     }
   }

@@ -61,6 +61,8 @@ void print_value(std::string& out, const T& v) {
     out += std::to_string(static_cast<std::underlying_type_t<U>>(v));
   } else if constexpr (std::is_same_v<U, std::byte>) {
     out += std::to_string(static_cast<unsigned>(v));
+  } else if constexpr (std::is_same_v<U, unique_fd>) {
+    out += v ? "fd " + std::to_string(v.get()) : std::string("fd (empty)");
   } else if constexpr (std::is_same_v<U, std::monostate>) {
     out += "monostate";
   } else if constexpr (std::is_same_v<U, std::string> || std::is_same_v<U, std::string_view>) {

@@ -6,7 +6,9 @@
 //   offset 0  u32 size     body bytes that follow (checked against max_message_size)
 //   offset 4  u8  kind     message_kind below; unknown kinds are a protocol_error
 //   offset 5  u8  flags    0 (reserved, must be 0)
-//   offset 6  u16 reserved 0 (must be 0)
+//   offset 6  u16 fds      descriptors that travel with this frame (docs/design.md
+//                          "Descriptors"); at most max_descriptors_per_message, and only on
+//                          kinds whose values may hold a unique_fd
 //   offset 8  u64 id       the request id a reply answers; requests carry their own id
 //
 // Bodies (codec.hpp encodes the values):
@@ -72,7 +74,7 @@ struct frame_header {
   std::uint32_t size = 0;
   message_kind kind{};
   std::uint8_t flags = 0;
-  std::uint16_t reserved = 0;
+  std::uint16_t descriptors = 0;  // how many descriptors travel with this frame
   std::uint64_t id = 0;
 };
 static_assert(sizeof(frame_header) == 16);
@@ -82,20 +84,25 @@ inline bool is_reply(message_kind k) noexcept {
   return k == message_kind::reply_value || k == message_kind::reply_error;
 }
 
+// Whether a frame of kind `k` may carry descriptors (its values may hold a unique_fd).
+bool may_carry_descriptors(message_kind k) noexcept;
+
 // The frame decoder. Checks the header at the front of `in` (at least header_size bytes) and
-// returns it; throws protocol_error for an unknown kind, reserved bits set, or a body larger than
-// `max_message_size`. Whether the body has fully arrived is the caller's business.
-frame_header check_frame_header(const std::byte* in, std::size_t max_message_size);
+// returns it; throws protocol_error for an unknown kind, reserved bits set, a body larger than
+// `max_message_size`, or more than `max_descriptors` descriptors announced (any, for a kind that
+// carries none). Whether the body (and its descriptors) has fully arrived is the caller's business.
+frame_header check_frame_header(const std::byte* in, std::size_t max_message_size,
+                                std::size_t max_descriptors = 0);
 
 // Splits `in` into complete frames: calls `on_frame(header, body_ptr)` for each and returns the
 // bytes consumed (a trailing partial frame is left). Throws protocol_error as above; frames before
 // the bad one have been delivered.
 template <class F>
 std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_message_size,
-                          F&& on_frame) {
+                          F&& on_frame, std::size_t max_descriptors = 0) {
   std::size_t pos = 0;
   while (n - pos >= header_size) {
-    frame_header h = check_frame_header(in + pos, max_message_size);
+    frame_header h = check_frame_header(in + pos, max_message_size, max_descriptors);
     if (n - pos - header_size < h.size) break;
     on_frame(h, in + pos + header_size);
     pos += header_size + h.size;
@@ -105,20 +112,31 @@ std::size_t decode_frames(const std::byte* in, std::size_t n, std::size_t max_me
 
 // Builds a frame in `out`: header (a request's id is 0 here: the connection assigns it) followed
 // by whatever `body` encodes. `ctx`: the connection's callback registry, for bodies that may carry
-// functions.
+// functions. The descriptors the values carry are in out.descriptors(), counted in the header; a
+// body that fails to encode leaves none (those encoded before the failure are closed).
 template <class F>
 void build_frame(byte_buffer& out, message_kind kind, std::uint64_t id, F&& body,
                  codec_context* ctx = nullptr) {
   out.clear();
+  out.descriptors().clear();
   out.extend(header_size);
-  encoder enc(out, ctx);
-  body(enc);
   frame_header h;
+  try {
+    encoder enc(out, ctx);
+    body(enc);
+    std::size_t n = out.size() - header_size;
+    if (n > 0xffffffffu) throw serialization_error("procxy: message body exceeds 4 GiB");
+    if (out.descriptors().size() > 0xffffu)
+      throw serialization_error("procxy: a message of " + std::to_string(out.descriptors().size()) +
+                                " descriptors exceeds the wire limit of 65535");
+    h.size = static_cast<std::uint32_t>(n);
+  } catch (...) {
+    out.descriptors().clear();
+    throw;
+  }
   h.kind = kind;
   h.id = id;
-  std::size_t n = out.size() - header_size;
-  if (n > 0xffffffffu) throw serialization_error("procxy: message body exceeds 4 GiB");
-  h.size = static_cast<std::uint32_t>(n);
+  h.descriptors = static_cast<std::uint16_t>(out.descriptors().size());
   std::memcpy(out.data(), &h, header_size);
 }
 
@@ -129,8 +147,9 @@ inline void expect_end(decoder& d) {
 
 // ---- hello -------------------------------------------------------------------------------------
 
-// Bumped whenever a frame or a body changes meaning. 1: before the hello frame existed.
-inline constexpr std::uint32_t protocol_version = 2;
+// Bumped whenever a frame or a body changes meaning. 1: before the hello frame existed; 3: the
+// header's u16 after the flags counts the descriptors that travel with the frame.
+inline constexpr std::uint32_t protocol_version = 3;
 // The procxy release and the data model the codec relies on (byte order, sizes of the integer
 // types); not the compiler, which the codec does not depend on. "procxy 0.1.0 x86_64 LE LP64".
 const std::string& build_id();

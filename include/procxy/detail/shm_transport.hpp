@@ -33,6 +33,9 @@ inline constexpr std::size_t off_closed(int ring) {
   return (5 + 2 * ring) * line + 8;
 }  // u32, producer
 inline constexpr std::size_t off_tail(int ring) { return (6 + 2 * ring) * line; }  // u64, consumer
+// u64, producer: descriptor records it has sent on the socket (docs/design.md "Descriptors"),
+// raised before the frame's bytes are published, so a reader that read them knows to look.
+inline constexpr std::size_t off_records(int ring) { return (5 + 2 * ring) * line + 16; }
 inline constexpr std::size_t off_data(int ring, std::size_t ring_bytes) {
   return control_bytes + static_cast<std::size_t>(ring) * ring_bytes;
 }

@@ -16,14 +16,36 @@
 //   wake(slot)     makes the current or next wait() on that slot return. Any thread.
 //   shutdown()     wakes every reader (EOF) and writer (error); idempotent, any thread.
 //   shutdown_read()  the same for readers only (terminate: nothing more from the peer matters).
+//
+// Descriptors (docs/design.md "Descriptors") travel beside the bytes: write_with_descriptors()
+// sends them with its first byte, which is the start of the frame that announces them; the
+// receiver learns from take_descriptors() which byte range of the stream the frame carrying each
+// group starts in, and the connection matches groups to frames.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
+
+#include "procxy/error.hpp"
+#include "procxy/unique_fd.hpp"
 
 namespace procxy::detail {
+
+// The most descriptors one message may carry (SCM_MAX_FD, the kernel's limit per sendmsg).
+inline constexpr std::size_t max_descriptors_limit = 253;
+
+// Descriptors that arrived together: one frame's. The frame that announces them starts at a
+// stream position (bytes read from this transport since it was made) in [lo, hi).
+struct descriptor_group {
+  std::uint64_t lo = 0, hi = 0;
+  std::vector<unique_fd> fds;
+};
 
 class transport {
  public:
@@ -57,6 +79,23 @@ class transport {
   // Whether a write costs a system call (a socket) rather than a copy into memory the peer
   // reads (rings): the connection then lets its I/O thread gather a busy sender's frames.
   virtual bool writes_are_syscalls() const noexcept = 0;
+  // As write_some(), and the first byte starts a frame carrying `fds` (not empty): they are sent
+  // with that byte, or not at all when nothing was written (0). Throws serialization_error where
+  // descriptors cannot travel.
+  virtual std::size_t write_with_descriptors(const std::byte* p, std::size_t n,
+                                             std::span<const int> fds) {
+    if (!fds.empty())
+      throw serialization_error(std::string("procxy: the ") + name() +
+                                " transport cannot pass descriptors");
+    return write_some(p, n);
+  }
+  // Moves the descriptors received so far into `out`, in arrival order (the reading role, after
+  // read()). `needed`: a frame that announces descriptors found none; look now. Throws
+  // protocol_error when the peer sent them malformed (their descriptors are closed).
+  virtual void take_descriptors(std::deque<descriptor_group>& /*out*/, bool /*needed*/) {}
+  // Whether a group may arrive before the bytes of its frame (then its range lies ahead of what
+  // was read); otherwise a group whose range starts past a frame still incomplete is a stray.
+  virtual bool descriptors_precede_bytes() const noexcept { return false; }
   virtual const char* name() const noexcept = 0;
 };
 
