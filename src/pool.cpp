@@ -72,20 +72,30 @@ std::shared_ptr<call_target> pool_target::live_locked(std::size_t i) {
   if (opts_.replace_ended && !terminated_ && state_of(*s.target) == start_state::ended) {
     // The old member's pending calls have failed (or fail now) as on any proxy; its process is
     // reaped by terminate(). A thread that picked it just before keeps it alive (t_picked).
-    auto old = std::exchange(s.target, make_());
+    ending_.push_back(std::exchange(s.target, make_()));  // ended by end_replaced(), unlocked
     ++s.replaced;
     ++replacements_;
-    old->terminate();
   }
   return s.target;
 }
 
 void pool_target::reap_retired_locked() {
-  std::erase_if(retired_, [](const std::shared_ptr<call_target>& t) {
+  std::erase_if(retired_, [&](std::shared_ptr<call_target>& t) {
     if (t->stats().pending_calls != 0 && t->running()) return false;
-    t->terminate();
+    ending_.push_back(std::move(t));
     return true;
   });
+}
+
+void pool_target::end_replaced() {
+  // Outside the pool's lock: terminate() may wait for the member's dispatch thread, which may be
+  // running a continuation that calls the pool.
+  std::vector<std::shared_ptr<call_target>> ending;
+  {
+    std::lock_guard lk(mu_);
+    ending.swap(ending_);
+  }
+  for (auto& t : ending) t->terminate();
 }
 
 connection& pool_target::channel_for_call() {
@@ -116,6 +126,7 @@ connection& pool_target::channel_for_call() {
     next_ = (next_ + 1) % n;
     if (!pick) pick = fallback;
   }
+  end_replaced();
   t_picked = pick;
   return pick->channel_for_call();
 }
@@ -146,6 +157,8 @@ void pool_target::terminate() {
     terminated_ = true;
     for (auto& s : slots_) all.push_back(s.target);
     for (auto& r : retired_) all.push_back(r);
+    for (auto& e : ending_) all.push_back(e);
+    ending_.clear();
   }
   for (auto& t : all) t->terminate();
 }
@@ -184,7 +197,6 @@ std::size_t pool_target::size() const {
 }
 
 void pool_target::resize(std::size_t n) {
-  std::vector<std::shared_ptr<call_target>> ending;
   {
     std::lock_guard lk(mu_);
     if (terminated_) throw terminated("procxy: the pool was terminated");
@@ -195,37 +207,46 @@ void pool_target::resize(std::size_t n) {
     }
     // Those with nothing in flight end now; the others when their last call completed (checked
     // at each call and at terminate).
-    std::erase_if(retired_, [&](std::shared_ptr<call_target>& t) {
-      if (t->stats().pending_calls != 0 && t->running()) return false;
-      ending.push_back(std::move(t));
-      return true;
-    });
+    reap_retired_locked();
     if (!slots_.empty()) next_ %= slots_.size();
   }
-  for (auto& t : ending) t->terminate();
+  end_replaced();
 }
 
 std::shared_ptr<call_target> pool_target::member(std::size_t i) {
-  std::lock_guard lk(mu_);
-  if (terminated_) throw terminated("procxy: the pool was terminated");
-  if (i >= slots_.size())
-    throw std::out_of_range("procxy: pool member " + std::to_string(i) + " of " +
-                            std::to_string(slots_.size()));
-  return live_locked(i);
+  std::shared_ptr<call_target> m;
+  {
+    std::lock_guard lk(mu_);
+    if (terminated_) throw terminated("procxy: the pool was terminated");
+    if (i >= slots_.size())
+      throw std::out_of_range("procxy: pool member " + std::to_string(i) + " of " +
+                              std::to_string(slots_.size()));
+    m = live_locked(i);
+  }
+  end_replaced();
+  return m;
 }
 
 std::shared_ptr<call_target> pool_target::member_for(std::size_t hash) {
-  std::lock_guard lk(mu_);
-  if (terminated_) throw terminated("procxy: the pool was terminated");
-  if (slots_.empty()) throw terminated("procxy: the pool has no members (resized to 0)");
-  return live_locked(hash % slots_.size());
+  std::shared_ptr<call_target> m;
+  {
+    std::lock_guard lk(mu_);
+    if (terminated_) throw terminated("procxy: the pool was terminated");
+    if (slots_.empty()) throw terminated("procxy: the pool has no members (resized to 0)");
+    m = live_locked(hash % slots_.size());
+  }
+  end_replaced();
+  return m;
 }
 
 std::vector<std::shared_ptr<call_target>> pool_target::members() {
-  std::lock_guard lk(mu_);
-  if (terminated_) throw terminated("procxy: the pool was terminated");
   std::vector<std::shared_ptr<call_target>> out;
-  for (std::size_t i = 0; i < slots_.size(); ++i) out.push_back(live_locked(i));
+  {
+    std::lock_guard lk(mu_);
+    if (terminated_) throw terminated("procxy: the pool was terminated");
+    for (std::size_t i = 0; i < slots_.size(); ++i) out.push_back(live_locked(i));
+  }
+  end_replaced();
   return out;
 }
 

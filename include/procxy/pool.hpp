@@ -85,7 +85,8 @@ class pool_target final : public call_target {
   enum class start_state { starting, serving, failed, ended };
   static start_state state_of(call_target& t);
   std::shared_ptr<call_target> live_locked(std::size_t i);  // mu_ held
-  void reap_retired_locked();
+  void reap_retired_locked();                               // moves those done to ending_
+  void end_replaced();  // terminates ending_'s members, without the lock
   [[noreturn]] static void no_events();
 
   const factory make_;
@@ -95,6 +96,8 @@ class pool_target final : public call_target {
   std::vector<slot> slots_;
   // Members taken out by resize() that still have calls in flight: ended when they have none.
   std::vector<std::shared_ptr<call_target>> retired_;
+  // Replaced or retired members to terminate once the lock is released.
+  std::vector<std::shared_ptr<call_target>> ending_;
   std::size_t next_ = 0;  // round-robin start for ties
   std::uint64_t replacements_ = 0;
   bool terminated_ = false;
